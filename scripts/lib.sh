@@ -1,0 +1,39 @@
+# Shared by scripts/start.sh and scripts/test.sh: make sure the machine has what dongcha needs.
+# shellcheck shell=bash
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# Debian packages from scripts/system-packages.txt: installed with apt-get when running as root,
+# otherwise the missing ones are named with the command to install them.
+ensure_system_packages() {
+    local wanted missing=()
+    wanted=$(grep -vE '^\s*(#|$)' "$here/system-packages.txt")
+    for p in $wanted; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null; then
+        echo "dongcha needs these packages (Debian names): ${missing[*]}; install them with your package manager." >&2
+        return 1
+    fi
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "installing system packages: ${missing[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "dongcha needs these Debian packages: ${missing[*]}" >&2
+        echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+        return 1
+    fi
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null; then
+        echo "dongcha needs a Rust toolchain (cargo, rustc >= 1.89): see https://rustup.rs" >&2
+        return 1
+    fi
+}
+
+ensure_all() {
+    ensure_system_packages && ensure_rust
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test suite: install what is missing, then build once (release: real models are too slow in debug)
+# and run every test. Tests fetch the pinned assets they use into the shared cache on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_all
+cargo test --release --locked "$@"

@@ -1,0 +1,303 @@
+//! Configuration: built-in defaults (the repository's `config.toml`, compiled in) → a config file →
+//! `DONGCHA__SECTION__KEY` environment variables. Owns path resolution (relative to the file that set a
+//! path, `~/` expansion) and turns every bad value into one message that names the key.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use figment::value::magic::RelativePathBuf;
+use serde::Deserialize;
+
+/// The documented defaults; also the file a newcomer edits.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.toml");
+
+/// Environment variable naming a config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "DONGCHA_CONFIG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config key `{key}`{source_desc}: {reason}")]
+    Key {
+        key: String,
+        source_desc: String,
+        reason: String,
+    },
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("config: {0}")]
+    Other(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    data_dir: RelativePathBuf,
+    pub log_level: String,
+    pub store: StoreConfig,
+    pub assets: AssetsConfig,
+    pub models: ModelsConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetsConfig {
+    manifest: RelativePathBuf,
+    cache_dir: RelativePathBuf,
+    pub python: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub encoder: String,
+    pub llm: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub max_line_bytes: usize,
+    pub chunk_lines: usize,
+    pub commit_records: usize,
+    rejects_dir: RelativePathBuf,
+    pub max_future_days: i64,
+    pub min_year: i32,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `$DONGCHA_CONFIG`, or `./config.toml` when present), then the
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None => match std::env::var_os(CONFIG_ENV) {
+                Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+                _ => {
+                    let local = PathBuf::from("config.toml");
+                    local.is_file().then_some(local)
+                }
+            },
+        };
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG_TOML));
+        if let Some(f) = &file {
+            if !f.is_file() {
+                return Err(ConfigError::MissingFile(f.clone()));
+            }
+            figment = figment.merge(Toml::file(f));
+        }
+        Self::extract(figment.merge(Env::prefixed("DONGCHA__").split("__")))
+    }
+
+    /// Built-in defaults plus the given TOML text (no environment): for tests and embedding.
+    pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
+        Self::extract(Figment::from(Toml::string(DEFAULT_CONFIG_TOML)).merge(Toml::string(toml)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        let cfg: Config = figment.extract().map_err(describe)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| ConfigError::Key {
+            key: key.to_string(),
+            source_desc: String::new(),
+            reason: reason.to_string(),
+        };
+        if self.ingest.max_line_bytes < 64 {
+            return Err(bad("ingest.max_line_bytes", "must be at least 64"));
+        }
+        if self.ingest.chunk_lines == 0 {
+            return Err(bad("ingest.chunk_lines", "must be at least 1"));
+        }
+        if self.ingest.commit_records == 0 {
+            return Err(bad("ingest.commit_records", "must be at least 1"));
+        }
+        if self.store.max_connections == 0 {
+            return Err(bad("store.max_connections", "must be at least 1"));
+        }
+        if !(1900..=2100).contains(&self.ingest.min_year) {
+            return Err(bad(
+                "ingest.min_year",
+                "must be a year between 1900 and 2100",
+            ));
+        }
+        if self.ingest.max_future_days < 0 {
+            return Err(bad("ingest.max_future_days", "must not be negative"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| bad("log_level", &format!("not a valid log filter: {e}")))?;
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        resolve(&self.data_dir)
+    }
+
+    /// The database URL, with the embedded SQLite default filled in.
+    pub fn database_url(&self) -> String {
+        if self.store.url.trim().is_empty() {
+            format!("sqlite://{}", self.data_dir().join("dongcha.db").display())
+        } else {
+            self.store.url.trim().to_string()
+        }
+    }
+
+    /// The manifest file named in config, or `None` for the compiled-in one.
+    pub fn manifest_path(&self) -> Option<PathBuf> {
+        (!self.assets.manifest.original().as_os_str().is_empty())
+            .then(|| resolve(&self.assets.manifest))
+    }
+
+    pub fn asset_cache_dir(&self) -> PathBuf {
+        resolve(&self.assets.cache_dir)
+    }
+
+    pub fn rejects_dir(&self) -> PathBuf {
+        if self.ingest.rejects_dir.original().as_os_str().is_empty() {
+            self.data_dir().join("rejects")
+        } else {
+            resolve(&self.ingest.rejects_dir)
+        }
+    }
+
+    /// Points every state path at `dir` (tests and `--data-dir`).
+    pub fn with_data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = RelativePathBuf::from(dir);
+        self
+    }
+}
+
+/// `~/x` → `$HOME/x`; a relative path → relative to the file that set it.
+fn resolve(p: &RelativePathBuf) -> PathBuf {
+    let original = p.original();
+    if let Ok(rest) = original.strip_prefix("~")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    // Built-in defaults are "from" a string, not a file: keep them relative to the current folder.
+    match p.metadata_path() {
+        Some(_) => p.relative(),
+        None => original.to_path_buf(),
+    }
+}
+
+fn describe(e: figment::Error) -> ConfigError {
+    // figment chains one error per bad key; the first is the one to fix first.
+    let e = e
+        .into_iter()
+        .next()
+        .expect("figment errors are never empty");
+    if e.path.is_empty() {
+        return ConfigError::Other(e.kind.to_string());
+    }
+    let mut path = e.path.clone();
+    // An unknown field's name is in the kind; some providers also put it at the end of the path.
+    if let figment::error::Kind::UnknownField(name, _) = &e.kind
+        && path.last() != Some(name)
+    {
+        path.push(name.clone());
+    }
+    let source_desc = match &e.metadata {
+        Some(md) => match &md.source {
+            Some(figment::Source::File(f)) => format!(" (in {})", f.display()),
+            Some(figment::Source::Code(_)) | Some(figment::Source::Custom(_)) | None => {
+                if md.name.contains("environment") {
+                    let var = format!("DONGCHA__{}", path.join("__").to_uppercase());
+                    format!(" (from environment variable {var})")
+                } else {
+                    String::new()
+                }
+            }
+            Some(_) => String::new(),
+        },
+        None => String::new(),
+    };
+    let reason = match &e.kind {
+        figment::error::Kind::UnknownField(_, _) => {
+            "unknown key (secrets such as bot tokens are read only from the environment)"
+                .to_string()
+        }
+        other => other.to_string(),
+    };
+    ConfigError::Key {
+        key: path.join("."),
+        source_desc,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_defaults_parse_and_point_at_sqlite_in_data_dir() {
+        let cfg = Config::from_toml_str("").unwrap();
+        assert_eq!(cfg.data_dir(), PathBuf::from("data"));
+        assert_eq!(cfg.database_url(), "sqlite://data/dongcha.db");
+        assert_eq!(cfg.rejects_dir(), PathBuf::from("data/rejects"));
+        assert_eq!(cfg.ingest.max_line_bytes, 1 << 20);
+        assert!(cfg.manifest_path().is_none());
+        assert!(cfg.asset_cache_dir().ends_with(".cache/dongcha/assets"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = Config::from_toml_str("[ingest]\nchunk_lines = \"many\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`ingest.chunk_lines`"), "{msg}");
+        assert!(msg.contains("string"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let err = Config::from_toml_str("[store]\ntelegram_token = \"123:abc\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`store.telegram_token`"), "{msg}");
+        assert!(msg.contains("unknown key"), "{msg}");
+        assert!(
+            !msg.contains("123:abc"),
+            "the secret must not be echoed: {msg}"
+        );
+    }
+
+    #[test]
+    fn a_value_out_of_range_names_its_key() {
+        let err = Config::from_toml_str("[ingest]\nmax_line_bytes = 3\n").unwrap_err();
+        assert!(err.to_string().contains("`ingest.max_line_bytes`"));
+        let err = Config::from_toml_str("log_level = \"dongcha=[\"\n").unwrap_err();
+        assert!(err.to_string().contains("`log_level`"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file_that_set_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("conf.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"state\"\n[store]\nurl = \"sqlite://x.db\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&file)).unwrap();
+        assert_eq!(cfg.data_dir(), dir.path().join("state"));
+        assert_eq!(cfg.database_url(), "sqlite://x.db");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/dongcha.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+}

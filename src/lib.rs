@@ -1,0 +1,11 @@
+//! dongcha (洞察): customer insight for e-commerce teams, on demand in chat.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view and the code map.
+
+pub mod assets;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod nlp;
+pub mod progress;
+pub mod store;

@@ -1,0 +1,3 @@
+//! Natural-language processing over review and social text. Pure: no IO, no chat or store types.
+
+pub mod text;

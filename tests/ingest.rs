@@ -1,0 +1,371 @@
+//! End-to-end ingestion: files on disk → `ingest_file` → the SQLite store, read back with SQL.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use dongcha::ingest::{Format, ImportReport, IngestOptions, ingest_file};
+use dongcha::store::Store;
+use sqlx::Row;
+
+fn options(dir: &Path, max_line_bytes: usize) -> IngestOptions {
+    let mut o = IngestOptions::from_config(&common::config_in(dir));
+    o.max_line_bytes = max_line_bytes;
+    o.chunk_lines = 4; // several chunks even for small files
+    o.commit_records = 6; // and several transactions
+    o.show_progress = false;
+    o
+}
+
+async fn ingest(store: &Store, file: &Path, opts: &IngestOptions) -> ImportReport {
+    ingest_file(store, file, opts).await.expect("import runs")
+}
+
+/// The record from the product brief: an iPhone 13 purchase with its review and a Weibo post.
+const BRIEF_RECORD: &str = r#"{"userId": "U1001", "purchaseDate": "2023-09-28", "productName": "iPhone 13", "price": 5199.00, "reviewText": "iPhone 13 的拍照效果很好，电池续航也不错，就是物流有点慢。", "reviewRating": 4.5, "socialMediaId": "wb_4951", "socialMediaType": "Weibo", "socialMediaText": "刚入手 iPhone 13，拍照太惊艳了！#数码# https://weibo.example/p/4951"}"#;
+
+#[tokio::test]
+async fn the_brief_example_record_reads_back_field_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("brief.jsonl");
+    std::fs::write(&file, format!("{BRIEF_RECORD}\n")).unwrap();
+    let store = common::store_in(dir.path()).await;
+    let report = ingest(&store, &file, &options(dir.path(), 1 << 20)).await;
+    assert_eq!(report.format, Format::Jsonl);
+    assert_eq!(
+        (
+            report.counts.records_read,
+            report.counts.accepted,
+            report.counts.rejected
+        ),
+        (1, 1, 0)
+    );
+
+    let pool = store.pool();
+    let row = sqlx::query(
+        "SELECT c.external_id, o.order_date, p.name, o.amount_cents, o.quantity \
+         FROM orders o JOIN customers c ON c.id = o.customer_id JOIN products p ON p.id = o.product_id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<String, _>(0), "U1001");
+    assert_eq!(
+        row.get::<NaiveDate, _>(1),
+        NaiveDate::from_ymd_opt(2023, 9, 28).unwrap()
+    );
+    assert_eq!(row.get::<String, _>(2), "iPhone 13");
+    assert_eq!(row.get::<i64, _>(3), 519_900);
+    assert_eq!(row.get::<i64, _>(4), 1);
+
+    let row = sqlx::query(
+        "SELECT r.rating, r.text_raw, r.text_clean, r.lang, r.review_date, r.order_id = o.id, p.name \
+         FROM reviews r JOIN orders o ON o.customer_id = r.customer_id JOIN products p ON p.id = r.product_id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<f64, _>(0), 4.5);
+    assert_eq!(
+        row.get::<String, _>(1),
+        "iPhone 13 的拍照效果很好，电池续航也不错，就是物流有点慢。"
+    );
+    let clean: String = row.get(2);
+    assert!(
+        clean.starts_with("iPhone 13 "),
+        "model kept intact: {clean}"
+    );
+    assert!(
+        clean.contains("拍照") && clean.contains("物流") && !clean.contains('，'),
+        "{clean}"
+    );
+    assert_eq!(row.get::<String, _>(3), "zh");
+    assert_eq!(
+        row.get::<NaiveDate, _>(4),
+        NaiveDate::from_ymd_opt(2023, 9, 28).unwrap()
+    );
+    assert!(row.get::<bool, _>(5), "the review points at its purchase");
+    assert_eq!(row.get::<String, _>(6), "iPhone 13");
+
+    let row = sqlx::query("SELECT platform, post_id, text_raw, text_clean, lang FROM social_posts")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>(0), "weibo");
+    assert_eq!(row.get::<String, _>(1), "wb_4951");
+    assert_eq!(
+        row.get::<String, _>(2),
+        "刚入手 iPhone 13，拍照太惊艳了！#数码# https://weibo.example/p/4951",
+        "raw text is kept as given"
+    );
+    let clean: String = row.get(3);
+    assert!(
+        clean.contains("iPhone 13") && clean.contains("数码") && !clean.contains("https"),
+        "{clean}"
+    );
+    assert_eq!(row.get::<String, _>(4), "zh");
+}
+
+/// Every failure kind the importer knows, mixed with good lines.
+fn bad_input_file(
+    dir: &Path,
+) -> (
+    std::path::PathBuf,
+    Vec<(u64, &'static str, &'static str)>,
+    usize,
+) {
+    let long = format!(r#"{{"userId":"u9","reviewText":"{}"}}"#, "很".repeat(3000));
+    let lines: Vec<Vec<u8>> = vec![
+        /* 1 */ br#"{"userId":"u1","purchaseDate":"2024-03-01","productName":"Mate 60 Pro","price":6999}"#.to_vec(),
+        /* 2 */ br#"{"userId":"u2","purchaseDate":"2024-03-01","price": }"#.to_vec(),
+        /* 3 */ br#"{"userId":"u3","purchaseDate":"2024-03-01","price":"abc"}"#.to_vec(),
+        /* 4 */ br#"{"userId":{"id":4},"reviewText":"ok"}"#.to_vec(),
+        /* 5 */ b"{\"userId\":\"u5\",\"reviewText\":\"\xff\xfe bad bytes\"}".to_vec(),
+        /* 6 */ long.into_bytes(),
+        /* 7 */ br#"{"userId":"u7","purchaseDate":"2024-03-01","price":-5}"#.to_vec(),
+        /* 8 */ br#"{"userId":"u8","reviewText":"great","reviewRating":7.5}"#.to_vec(),
+        /* 9 */ br#"{"userId":"u9","purchaseDate":"2023-02-30","price":10}"#.to_vec(),
+        /* 10 */ br#"{"purchaseDate":"2024-03-01","price":10}"#.to_vec(),
+        /* 11 */ b"".to_vec(),
+        /* 12 */ br#"{"userId":"u12","productName":"iPhone 13","reviewText":"Battery drains fast","reviewRating":2}"#.to_vec(),
+        /* 13 */ r#"{"userId":"u13","socialMediaId":"wb1","socialMediaType":"Weibo","socialMediaText":"求推荐手机"}"#.as_bytes().to_vec(),
+        /* 14 */ br#"{"userId":"u1","purchaseDate":"2024-03-01","productName":"Mate 60 Pro","price":6999}"#.to_vec(),
+        /* 15 */ br#"{"userId":"u15","reviewText":"meh","reviewRating":-1}"#.to_vec(),
+        /* 16 */ br#"{"userId":"u16","purchaseDate":"2999-01-01","price":10}"#.to_vec(),
+        /* 17 */ br#"{"userId":"u17","price":10} trailing"#.to_vec(),
+        /* 18 */ br#"["u18", "not an object"]"#.to_vec(),
+        /* 19 */ r#"{"userId":"u19","purchaseDate":"2024-03-02","productName":"小米14","price":"3,999.00","quantity":2}"#.as_bytes().to_vec(),
+        /* 20 */ br#"{"userId":"u20","reviewRating":true}"#.to_vec(),
+    ];
+    let expected = vec![
+        (2, "(line)", "malformed JSON"),
+        (3, "price", "expected a number"),
+        (4, "userId", "expected a string"),
+        (5, "(line)", "invalid UTF-8"),
+        (6, "(line)", "over the 4096-byte limit"),
+        (7, "price", "negative price"),
+        (8, "reviewRating", "outside 0–5"),
+        (9, "purchaseDate", "impossible date"),
+        (10, "userId", "missing"),
+        (15, "reviewRating", "outside 0–5"),
+        (16, "purchaseDate", "in the future"),
+        (17, "(line)", "trailing characters"),
+        (18, "(line)", "a JSON object"),
+        (20, "reviewRating", "expected a number"),
+    ];
+    let path = dir.join("mixed.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for l in &lines {
+        f.write_all(l).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    (path, expected, lines.len())
+}
+
+#[tokio::test]
+async fn bad_lines_are_reported_and_set_aside_and_good_lines_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, expected, total_lines) = bad_input_file(dir.path());
+    let store = common::store_in(dir.path()).await;
+    let opts = options(dir.path(), 4096);
+    let report = ingest(&store, &file, &opts).await;
+
+    let got: Vec<(u64, String, String)> = report
+        .errors
+        .iter()
+        .map(|e| (e.line, e.field.clone(), e.reason.clone()))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for ((line, field, reason), (want_line, want_field, want_reason)) in got.iter().zip(&expected) {
+        assert_eq!(line, want_line, "{got:#?}");
+        assert_eq!(field, want_field, "line {line}: {reason}");
+        assert!(
+            reason.contains(want_reason),
+            "line {line}: {reason:?} should say {want_reason:?}"
+        );
+    }
+    // 20 lines: 1 blank; 14 rejected; good lines 1, 12, 13, 19; line 14 repeats line 1.
+    let c = report.counts;
+    assert_eq!(report.blank_lines, 1);
+    assert_eq!((c.accepted, c.duplicates, c.rejected), (4, 1, 14));
+    assert_eq!(c.records_read, (total_lines - 1) as u64);
+    assert_eq!(c.accepted + c.duplicates + c.rejected, c.records_read);
+
+    // Every good line is stored.
+    assert_eq!(store.count("orders").await.unwrap(), 2);
+    assert_eq!(store.count("reviews").await.unwrap(), 1);
+    assert_eq!(store.count("social_posts").await.unwrap(), 1);
+    assert_eq!(store.count("customers").await.unwrap(), 4);
+    assert_eq!(store.count("rejects").await.unwrap(), 14);
+    let amount: i64 = sqlx::query_scalar("SELECT amount_cents FROM orders WHERE quantity = 2")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(amount, 399_900);
+
+    // The rejects file holds exactly the bad lines, byte for byte, in order.
+    let rejects = std::fs::read(report.rejects_file.as_ref().expect("rejects file")).unwrap();
+    let original = std::fs::read(&file).unwrap();
+    let original_lines: Vec<&[u8]> = original.split(|b| *b == b'\n').collect();
+    let want: Vec<u8> = expected
+        .iter()
+        .flat_map(|(n, _, _)| {
+            original_lines[*n as usize - 1]
+                .iter()
+                .copied()
+                .chain([b'\n'])
+        })
+        .collect();
+    assert_eq!(rejects, want);
+    let summary = std::fs::read_to_string(report.summary_file.as_ref().unwrap()).unwrap();
+    assert!(
+        summary.contains("9\tpurchaseDate\timpossible date"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("accepted 4, duplicates 1, rejected 14"),
+        "{summary}"
+    );
+
+    // Importing again adds nothing and reports the same rejects.
+    let again = ingest(&store, &file, &opts).await;
+    assert_eq!(
+        (
+            again.counts.accepted,
+            again.counts.duplicates,
+            again.counts.rejected
+        ),
+        (0, 5, 14)
+    );
+    assert_eq!(store.count("orders").await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn csv_in_the_brief_shape_with_quoted_newlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("records.csv");
+    std::fs::write(
+        &file,
+        "userId,purchaseDate,productName,price,reviewText,reviewRating,colour\n\
+         u1,2024-01-05,iPhone 13,699,\"Great phone, \"\"really\"\"\nsecond line\",5,red\n\
+         u2,2024-01-06,小米14,¥3999,,,blue\n\
+         u3,2024-01-07,小米14,-1,,,blue\n\
+         u4,2024-01-08\n",
+    )
+    .unwrap();
+    let store = common::store_in(dir.path()).await;
+    let report = ingest(&store, &file, &options(dir.path(), 1 << 20)).await;
+    assert_eq!(report.format, Format::Csv);
+    assert_eq!(report.header_lines, 1);
+    assert_eq!((report.counts.accepted, report.counts.rejected), (2, 2));
+    assert_eq!(
+        report.errors[0].line, 5,
+        "line numbers count physical lines"
+    );
+    assert_eq!(report.errors[0].field, "price");
+    assert!(report.errors[1].reason.contains("expected 7 columns"));
+    let text: String = sqlx::query_scalar("SELECT text_raw FROM reviews")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(text, "Great phone, \"really\"\nsecond line");
+    // A CSV rejects file starts with the header, so it can be fixed and imported again.
+    let rejects = std::fs::read_to_string(report.rejects_file.unwrap()).unwrap();
+    assert!(
+        rejects.starts_with(
+            "userId,purchaseDate,productName,price,reviewText,reviewRating,colour\nu3,"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_csv_without_user_id_is_refused_as_a_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.csv");
+    std::fs::write(&file, "customer,price\nu1,3\n").unwrap();
+    let store = common::store_in(dir.path()).await;
+    let err = ingest_file(&store, &file, &options(dir.path(), 1 << 20))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no userId column"), "{err}");
+}
+
+#[tokio::test]
+async fn the_real_cdnow_log_imports_every_transaction_once() {
+    let master = common::asset_file("cdnow", "CDNOW_master.txt");
+    let sample = common::asset_file("cdnow", "CDNOW_sample.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::store_in(dir.path()).await;
+    let opts = {
+        let mut o = options(dir.path(), 1 << 20);
+        o.chunk_lines = 8192;
+        o.commit_records = 65536;
+        o
+    };
+    let first = ingest(&store, &master, &opts).await;
+    assert_eq!(first.format, Format::Cdnow);
+    assert_eq!(first.header_lines, 1);
+    assert_eq!(
+        (
+            first.counts.records_read,
+            first.counts.accepted,
+            first.counts.rejected
+        ),
+        (69_659, 69_659, 0)
+    );
+    assert_eq!(store.count("orders").await.unwrap(), 69_659);
+    assert_eq!(store.count("customers").await.unwrap(), 23_570);
+    let total: i64 = sqlx::query_scalar("SELECT SUM(amount_cents) FROM orders")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(total, 250_031_563);
+
+    let again = ingest(&store, &master, &opts).await;
+    assert_eq!(
+        (again.counts.accepted, again.counts.duplicates),
+        (0, 69_659)
+    );
+    // The sample file (other layout) is a subset of the master: every line is already stored.
+    let sub = ingest(&store, &sample, &opts).await;
+    assert_eq!((sub.counts.records_read, sub.counts.accepted), (6_919, 0));
+    assert_eq!(store.count("orders").await.unwrap(), 69_659);
+}
+
+#[tokio::test]
+async fn an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.jsonl");
+    let huge = format!(
+        r#"{{"userId":"u1","reviewText":"{}"}}"#,
+        "x".repeat(8 << 20)
+    );
+    std::fs::write(
+        &file,
+        format!("{huge}\n{{\"userId\":\"u2\",\"reviewText\":\"fine\"}}\n"),
+    )
+    .unwrap();
+    let store = common::store_in(dir.path()).await;
+    let report = ingest(&store, &file, &options(dir.path(), 64 * 1024)).await;
+    assert_eq!((report.counts.accepted, report.counts.rejected), (1, 1));
+    assert!(
+        report.errors[0]
+            .reason
+            .contains(&format!("{} bytes", huge.len())),
+        "{:?}",
+        report.errors[0]
+    );
+    let rejects = std::fs::read(report.rejects_file.unwrap()).unwrap();
+    assert_eq!(rejects.len(), huge.len() + 1);
+    let raw: String = sqlx::query_scalar("SELECT raw FROM rejects")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.len(),
+        4096,
+        "the database keeps a prefix; the rejects file keeps the line"
+    );
+}

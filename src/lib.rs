@@ -6,6 +6,7 @@ pub mod assets;
 pub mod config;
 pub mod demo;
 pub mod ingest;
+pub mod insight;
 pub mod nlp;
 pub mod progress;
 pub mod store;

@@ -33,6 +33,46 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum InsightCommand {
+    /// Per-customer frequency, recency, age (weeks) and monetary value as of a date.
+    Rfm(InsightArgs),
+    /// Fit the BG/NBD repeat-buying model (r, α, a, b and the log-likelihood).
+    Bgnbd(InsightArgs),
+    /// Customer lifetime value: BG/NBD × Gamma-Gamma, discounted monthly; the top customers.
+    Clv {
+        #[command(flatten)]
+        common: InsightArgs,
+        /// Months ahead.
+        #[arg(long, default_value_t = 12)]
+        months: u32,
+        /// Discount rate per month.
+        #[arg(long, default_value_t = 0.01)]
+        discount: f64,
+    },
+    /// Churn risk per customer with its reasons; `--eval` scores the model on CDNOW's holdout instead.
+    Churn {
+        #[command(flatten)]
+        common: InsightArgs,
+        /// Evaluate on CDNOW: features from weeks 1–39, churn = no purchase in weeks 40–78, 30% held out.
+        #[arg(long)]
+        eval: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct InsightArgs {
+    /// Cut-off date (default: the last purchase in the store).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    as_of: Option<chrono::NaiveDate>,
+    /// How many customers to list.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Fetch and verify the pinned models and data sets listed in models/manifest.toml.
     ///
@@ -51,6 +91,14 @@ enum Command {
         /// Only list the manifest's assets and whether each is cached.
         #[arg(long)]
         list: bool,
+        /// Only print the path of a file of a cached asset (for scripts).
+        #[arg(long, num_args = 2, value_names = ["ASSET", "FILE"])]
+        print_path: Option<Vec<String>>,
+    },
+    /// Customer models over the stored purchases: features, BG/NBD, lifetime value, churn risk.
+    Insight {
+        #[command(subcommand)]
+        model: InsightCommand,
     },
     /// Build the demo shop: CDNOW's real purchase history with real Chinese review sentences attached.
     ///
@@ -110,7 +158,18 @@ fn run(cli: Cli) -> Result<()> {
                 with,
                 all,
                 list,
-            } => cmd_setup(&cfg, demo, &with, all, list).await,
+                print_path,
+            } => match print_path {
+                Some(p) => {
+                    println!(
+                        "{}",
+                        Assets::from_config(&cfg)?.path(&p[0], &p[1])?.display()
+                    );
+                    Ok(())
+                }
+                None => cmd_setup(&cfg, demo, &with, all, list).await,
+            },
+            Command::Insight { model } => insight_cmd::run(&cfg, model).await,
             Command::Demo => cmd_demo(&cfg).await,
             Command::Ingest {
                 files,
@@ -365,6 +424,264 @@ async fn cmd_stats(cfg: &Config, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+mod insight_cmd {
+    //! `dongcha insight …`: loads purchases from the store and prints the models' results.
+
+    use anyhow::{Context, Result};
+    use dongcha::assets::Assets;
+    use dongcha::config::Config;
+    use dongcha::insight::bgnbd::BgNbd;
+    use dongcha::insight::churn::{self, ChurnModel};
+    use dongcha::insight::clv::{GammaGamma, lifetime_value};
+    use dongcha::insight::rfm::{CustomerSummary, Purchase, summarize};
+    use dongcha::store::Store;
+
+    use super::{InsightArgs, InsightCommand};
+
+    const WEEK: f64 = 7.0;
+
+    async fn load(
+        cfg: &Config,
+        args: &InsightArgs,
+    ) -> Result<(Vec<String>, Vec<CustomerSummary>, chrono::NaiveDate)> {
+        let store = Store::open_config(cfg).await?;
+        let (ids, purchases) = store.purchases().await?;
+        store.close().await;
+        let last =
+            purchases.iter().map(|p| p.date).max().context(
+                "the store has no purchases: run `dongcha demo` or `dongcha ingest` first",
+            )?;
+        let as_of = args.as_of.unwrap_or(last);
+        Ok((ids, summarize(&purchases, as_of, WEEK), as_of))
+    }
+
+    fn print_json(v: &impl serde::Serialize) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    }
+
+    pub async fn run(cfg: &Config, cmd: InsightCommand) -> Result<()> {
+        match cmd {
+            InsightCommand::Rfm(args) => {
+                let (ids, rows, as_of) = load(cfg, &args).await?;
+                let mut top: Vec<&CustomerSummary> = rows.iter().collect();
+                top.sort_by(|a, b| b.total_spent.total_cmp(&a.total_spent));
+                top.truncate(args.top);
+                if args.json {
+                    let out: Vec<_> = top
+                        .iter()
+                        .map(|c| serde_json::json!({"customer": ids[c.customer as usize], "frequency": c.frequency,
+                            "recency_weeks": c.recency, "age_weeks": c.t, "monetary_value": c.monetary_value,
+                            "total_spent": c.total_spent, "repeat_rate": c.repeat_rate()}))
+                        .collect();
+                    return print_json(
+                        &serde_json::json!({"as_of": as_of, "customers": rows.len(), "top": out}),
+                    );
+                }
+                println!(
+                    "{} customers as of {as_of} (weeks); top {} by spend:",
+                    rows.len(),
+                    top.len()
+                );
+                println!(
+                    "{:<12} {:>9} {:>9} {:>9} {:>10} {:>12}",
+                    "customer", "frequency", "recency", "age", "monetary", "total spent"
+                );
+                for c in top {
+                    println!(
+                        "{:<12} {:>9} {:>9.2} {:>9.2} {:>10.2} {:>12.2}",
+                        ids[c.customer as usize],
+                        c.frequency,
+                        c.recency,
+                        c.t,
+                        c.monetary_value,
+                        c.total_spent
+                    );
+                }
+            }
+            InsightCommand::Bgnbd(args) => {
+                let (_, rows, as_of) = load(cfg, &args).await?;
+                let fit = BgNbd::fit(&rows)?;
+                if args.json {
+                    return print_json(&fit);
+                }
+                let p = fit.params;
+                println!(
+                    "BG/NBD on {} customers as of {as_of} (weeks): r = {:.3}, α = {:.3}, a = {:.3}, b = {:.3}, log-likelihood {:.1}",
+                    fit.customers, p.r, p.alpha, p.a, p.b, fit.log_likelihood
+                );
+            }
+            InsightCommand::Clv {
+                common,
+                months,
+                discount,
+            } => {
+                let (ids, rows, as_of) = load(cfg, &common).await?;
+                let bg = BgNbd::fit(&rows)?.params;
+                let gg = GammaGamma::fit(&rows)?;
+                let mut values: Vec<(usize, f64)> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        (
+                            i,
+                            lifetime_value(&bg, &gg.params, c, months, discount, WEEK),
+                        )
+                    })
+                    .filter(|(_, v)| v.is_finite())
+                    .collect();
+                values.sort_by(|a, b| b.1.total_cmp(&a.1));
+                values.truncate(common.top);
+                let top: Vec<_> = values.iter().map(|(i, v)| {
+                    let c = &rows[*i];
+                    serde_json::json!({"customer": ids[c.customer as usize], "clv": v,
+                        "p_alive": bg.p_alive(c.frequency, c.recency, c.t),
+                        "expected_purchases": bg.expected_purchases(months as f64 * 30.0 / WEEK, c.frequency, c.recency, c.t)})
+                }).collect();
+                if common.json {
+                    return print_json(
+                        &serde_json::json!({"as_of": as_of, "months": months, "monthly_discount": discount,
+                        "bgnbd": bg, "gamma_gamma": gg, "top": top}),
+                    );
+                }
+                println!(
+                    "lifetime value over {months} months at {:.1}%/month, as of {as_of}",
+                    discount * 100.0
+                );
+                println!(
+                    "Gamma-Gamma on {} repeat buyers: p = {:.2}, q = {:.2}, γ = {:.2}",
+                    gg.customers, gg.params.p, gg.params.q, gg.params.gamma
+                );
+                println!(
+                    "{:<12} {:>12} {:>8} {:>10}",
+                    "customer", "CLV", "P(alive)", "purchases"
+                );
+                for t in &top {
+                    println!(
+                        "{:<12} {:>12.2} {:>8.3} {:>10.2}",
+                        t["customer"].as_str().unwrap_or(""),
+                        t["clv"].as_f64().unwrap_or(0.0),
+                        t["p_alive"].as_f64().unwrap_or(0.0),
+                        t["expected_purchases"].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+            InsightCommand::Churn { common, eval } if eval => {
+                let assets = Assets::from_config(cfg)?;
+                assets.ensure(&["cdnow"], &indicatif::ProgressBar::hidden())?;
+                let text = std::fs::read_to_string(assets.path("cdnow", "CDNOW_master.txt")?)?;
+                let purchases: Vec<Purchase> = text
+                    .lines()
+                    .filter_map(|l| {
+                        let c: Vec<&str> = l.split_whitespace().collect();
+                        Some(Purchase {
+                            customer: c.first()?.parse().ok()?,
+                            date: chrono::NaiveDate::parse_from_str(c.get(1)?, "%Y%m%d").ok()?,
+                            amount: c.get(3)?.parse().ok()?,
+                        })
+                    })
+                    .collect();
+                let day =
+                    |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("valid date");
+                let in_test = |c: u32| (c.wrapping_mul(2_654_435_761) >> 16) % 10 < 3;
+                let e = churn::evaluate_holdout(
+                    &purchases,
+                    day("1997-09-30"),
+                    day("1998-06-30"),
+                    WEEK,
+                    in_test,
+                )?;
+                if common.json {
+                    return print_json(&e);
+                }
+                println!(
+                    "CDNOW churn holdout: features from weeks 1-39, churn = no purchase in weeks 40-78"
+                );
+                println!(
+                    "customers: {} train, {} test (30%, fixed hash of the id); churn rate in test {:.1}%",
+                    e.customers_train,
+                    e.customers_test,
+                    e.churn_rate_test * 100.0
+                );
+                println!("ROC AUC on the test customers:");
+                println!(
+                    "  classifier (logistic regression on RFM + BG/NBD features)  {:.3}",
+                    e.auc_classifier
+                );
+                println!(
+                    "  P(alive) alone (1 - P(alive))                             {:.3}",
+                    e.auc_p_alive
+                );
+                println!(
+                    "  BG/NBD expected purchases alone                           {:.3}",
+                    e.auc_expected_purchases
+                );
+            }
+            InsightCommand::Churn { common, .. } => {
+                let (ids, rows, as_of) = load(cfg, &common).await?;
+                // Train on the store's own history: features as of a quarter before the cut-off, label =
+                // no purchase in that last quarter; then score everyone as of the cut-off.
+                let quarter = chrono::Duration::days(91);
+                let store = Store::open_config(cfg).await?;
+                let (_, purchases) = store.purchases().await?;
+                store.close().await;
+                let before = summarize(&purchases, as_of - quarter, WEEK);
+                let bought: std::collections::HashSet<u32> = purchases
+                    .iter()
+                    .filter(|p| p.date > as_of - quarter && p.date <= as_of)
+                    .map(|p| p.customer)
+                    .collect();
+                let bg_before = BgNbd::fit(&before)?.params;
+                let horizon = 91.0 / WEEK;
+                let x: Vec<[f64; 8]> = before
+                    .iter()
+                    .map(|c| churn::features(c, &bg_before, horizon))
+                    .collect();
+                let y: Vec<bool> = before
+                    .iter()
+                    .map(|c| !bought.contains(&c.customer))
+                    .collect();
+                let model = ChurnModel::fit(&x, &y)?;
+                let bg = BgNbd::fit(&rows)?.params;
+                let mut scored: Vec<(usize, churn::ChurnRisk)> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (i, model.risk(&churn::features(c, &bg, horizon))))
+                    .collect();
+                scored.sort_by(|a, b| b.1.probability.total_cmp(&a.1.probability));
+                scored.truncate(common.top);
+                let top: Vec<_> = scored.iter().map(|(i, r)| serde_json::json!({"customer": ids[rows[*i].customer as usize],
+                    "churn_probability": r.probability, "reasons": r.reasons, "total_spent": rows[*i].total_spent})).collect();
+                if common.json {
+                    return print_json(
+                        &serde_json::json!({"as_of": as_of, "horizon_days": 91, "top": top}),
+                    );
+                }
+                println!(
+                    "churn risk in the next 91 days, as of {as_of} (trained on the quarter before):"
+                );
+                for t in &top {
+                    println!(
+                        "{:<12} {:>6.1}%  spent {:>10.2}  because: {}",
+                        t["customer"].as_str().unwrap_or(""),
+                        t["churn_probability"].as_f64().unwrap_or(0.0) * 100.0,
+                        t["total_spent"].as_f64().unwrap_or(0.0),
+                        t["reasons"]
+                            .as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn thousands(n: i64) -> String {

@@ -259,3 +259,58 @@ fn the_demo_shop_is_built_from_real_data_deterministically() {
         "every review is attached to a purchase"
     );
 }
+
+#[test]
+fn insight_commands_run_on_real_data() {
+    common::asset_file("cdnow", "CDNOW_master.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dongcha(dir.path(), &["insight", "churn", "--eval"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("16496 train, 7074 test"), "{stdout}");
+    let auc = |label: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .expect(label);
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    assert!(auc("classifier") > 0.75, "{stdout}");
+    assert!(auc("classifier") > auc("P(alive)"), "{stdout}");
+
+    // The same models over the store, after importing the CDNOW sample with a cut-off in the data.
+    let sample = common::asset_file("cdnow", "CDNOW_sample.txt");
+    assert!(
+        dongcha(dir.path(), &["ingest", sample.to_str().unwrap()], &[])
+            .status
+            .success()
+    );
+    let out = dongcha(
+        dir.path(),
+        &["insight", "bgnbd", "--as-of", "1997-09-30", "--json"],
+        &[],
+    );
+    let fit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(fit["customers"], 2357);
+    assert!(
+        (fit["params"]["r"].as_f64().unwrap() - 0.243).abs() < 0.002,
+        "{fit}"
+    );
+    assert!(
+        (fit["log_likelihood"].as_f64().unwrap() + 9582.4).abs() < 1.0,
+        "{fit}"
+    );
+    let out = dongcha(dir.path(), &["insight", "clv", "--top", "3"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("customer"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for r in rows {
+        let clv: f64 = r.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(clv > 0.0, "{r}");
+    }
+}

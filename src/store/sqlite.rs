@@ -233,6 +233,36 @@ impl Store {
         })
     }
 
+    /// Every purchase as (customer index, day, amount), with the customers' external ids by index.
+    pub async fn purchases(
+        &self,
+    ) -> Result<(Vec<String>, Vec<crate::insight::rfm::Purchase>), StoreError> {
+        let customers: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, external_id FROM customers ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        let index: HashMap<i64, u32> = customers
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i as u32))
+            .collect();
+        let rows: Vec<(i64, chrono::NaiveDate, Option<i64>)> =
+            sqlx::query_as("SELECT customer_id, order_date, amount_cents FROM orders")
+                .fetch_all(&self.pool)
+                .await?;
+        let purchases = rows
+            .into_iter()
+            .filter_map(|(c, date, cents)| {
+                Some(crate::insight::rfm::Purchase {
+                    customer: *index.get(&c)?,
+                    date,
+                    amount: cents.unwrap_or(0) as f64 / 100.0,
+                })
+            })
+            .collect();
+        Ok((customers.into_iter().map(|(_, e)| e).collect(), purchases))
+    }
+
     pub async fn count(&self, table: &str) -> Result<i64, StoreError> {
         const TABLES: [&str; 9] = [
             "customers",

@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod datasets;
 pub mod demo;
 pub mod ingest;
 pub mod insight;

@@ -49,6 +49,25 @@ enum InsightCommand {
         #[arg(long, default_value_t = 0.01)]
         discount: f64,
     },
+    /// Sales forecast of the stored orders (daily, weekly or monthly totals) with 80%/95% intervals;
+    /// `--eval` checks the models on AirPassengers and wineind instead.
+    Forecast {
+        /// Total per day (weekly season), week (yearly season, 52) or month (yearly season, 12).
+        #[arg(long, value_enum, default_value_t = Freq::Day)]
+        freq: Freq,
+        /// Periods ahead.
+        #[arg(long, default_value_t = 30)]
+        horizon: usize,
+        /// Force a model instead of choosing by validation error.
+        #[arg(long, value_enum)]
+        method: Option<dongcha::insight::forecast::Method>,
+        /// Evaluate on AirPassengers and wineind (last 12 months held out).
+        #[arg(long)]
+        eval: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Churn risk per customer with its reasons; `--eval` scores the model on CDNOW's holdout instead.
     Churn {
         #[command(flatten)]
@@ -57,6 +76,13 @@ enum InsightCommand {
         #[arg(long)]
         eval: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Freq {
+    Day,
+    Week,
+    Month,
 }
 
 #[derive(clap::Args)]
@@ -438,7 +464,8 @@ mod insight_cmd {
     use dongcha::insight::rfm::{CustomerSummary, Purchase, summarize};
     use dongcha::store::Store;
 
-    use super::{InsightArgs, InsightCommand};
+    use super::{Freq, InsightArgs, InsightCommand};
+    use dongcha::insight::forecast;
 
     const WEEK: f64 = 7.0;
 
@@ -565,6 +592,132 @@ mod insight_cmd {
                         t["clv"].as_f64().unwrap_or(0.0),
                         t["p_alive"].as_f64().unwrap_or(0.0),
                         t["expected_purchases"].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+            InsightCommand::Forecast {
+                eval: true, json, ..
+            } => {
+                let assets = Assets::from_config(cfg)?;
+                assets.ensure(&["pmdarima-datasets"], &indicatif::ProgressBar::hidden())?;
+                let mut all = Vec::new();
+                for name in ["airpassengers", "wineind"] {
+                    let y = dongcha::datasets::pmdarima_series(&assets, name)?;
+                    let e = forecast::evaluate(&y, 12, 12)?;
+                    if !json {
+                        println!("{name} ({} months, last 12 held out): test MAPE %", y.len());
+                        for (m, v) in &e.test_mape {
+                            let mark = if *m == e.selection.chosen {
+                                "  <- chosen by rolling validation on the training part"
+                            } else {
+                                ""
+                            };
+                            println!("  {:<46} {:>6.2}{mark}", m.name(), v);
+                        }
+                    }
+                    all.push(serde_json::json!({"series": name, "evaluation": e}));
+                }
+                if json {
+                    return print_json(&all);
+                }
+            }
+            InsightCommand::Forecast {
+                freq,
+                horizon,
+                method,
+                json,
+                ..
+            } => {
+                let store = Store::open_config(cfg).await?;
+                let (_, purchases) = store.purchases().await?;
+                store.close().await;
+                let (period, bucket): (usize, fn(chrono::NaiveDate) -> chrono::NaiveDate) =
+                    match freq {
+                        Freq::Day => (7, |d| d),
+                        Freq::Week => (52, |d| {
+                            d - chrono::Duration::days(
+                                chrono::Datelike::weekday(&d).num_days_from_monday() as i64,
+                            )
+                        }),
+                        Freq::Month => (12, |d| {
+                            chrono::Datelike::with_day(&d, 1).expect("first of month")
+                        }),
+                    };
+                let mut totals = std::collections::BTreeMap::new();
+                for p in &purchases {
+                    *totals.entry(bucket(p.date)).or_insert(0.0) += p.amount;
+                }
+                let (Some(first), Some(last)) =
+                    (totals.keys().next().copied(), totals.keys().last().copied())
+                else {
+                    anyhow::bail!(
+                        "the store has no purchases: run `dongcha demo` or `dongcha ingest` first"
+                    );
+                };
+                // Every bucket from the first to the last, empty ones as 0.
+                let mut dates = Vec::new();
+                let mut d = first;
+                while d <= last {
+                    dates.push(d);
+                    d = match freq {
+                        Freq::Day => d + chrono::Duration::days(1),
+                        Freq::Week => d + chrono::Duration::days(7),
+                        Freq::Month => d.checked_add_months(chrono::Months::new(1)).expect("date"),
+                    };
+                }
+                let y: Vec<f64> = dates
+                    .iter()
+                    .map(|d| totals.get(d).copied().unwrap_or(0.0))
+                    .collect();
+                let (chosen, f) = match method {
+                    Some(m) => (None, forecast::forecast(&y, period, horizon, m)?),
+                    None => {
+                        let (sel, f) = forecast::auto_forecast(&y, period, horizon)?;
+                        (Some(sel), f)
+                    }
+                };
+                let step = |i: usize| -> chrono::NaiveDate {
+                    match freq {
+                        Freq::Day => last + chrono::Duration::days(i as i64 + 1),
+                        Freq::Week => last + chrono::Duration::days(7 * (i as i64 + 1)),
+                        Freq::Month => last
+                            .checked_add_months(chrono::Months::new(i as u32 + 1))
+                            .expect("date"),
+                    }
+                };
+                if json {
+                    let rows: Vec<_> = (0..horizon).map(|i| serde_json::json!({"period": step(i), "forecast": f.point[i],
+                        "lower80": f.lower80[i], "upper80": f.upper80[i], "lower95": f.lower95[i], "upper95": f.upper95[i]})).collect();
+                    return print_json(
+                        &serde_json::json!({"method": f.method, "selection": chosen, "history": y.len(), "forecast": rows}),
+                    );
+                }
+                println!(
+                    "{} history periods up to {last}; model: {}",
+                    y.len(),
+                    f.method.name()
+                );
+                if let Some(sel) = &chosen {
+                    let v: Vec<String> = sel
+                        .validation_mape
+                        .iter()
+                        .map(|(m, e)| format!("{} {:.1}%", m.name(), e))
+                        .collect();
+                    println!("validation MAPE: {}", v.join(", "));
+                }
+                println!(
+                    "{:<12} {:>12} {:>25} {:>25}",
+                    "period", "forecast", "80% interval", "95% interval"
+                );
+                for i in 0..horizon {
+                    println!(
+                        "{:<12} {:>12.2} {:>12.2}..{:<12.2} {:>12.2}..{:<12.2}",
+                        step(i).to_string(),
+                        f.point[i],
+                        f.lower80[i],
+                        f.upper80[i],
+                        f.lower95[i],
+                        f.upper95[i]
                     );
                 }
             }

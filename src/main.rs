@@ -469,7 +469,7 @@ mod insight_cmd {
     use dongcha::insight::bgnbd::BgNbd;
     use dongcha::insight::churn::{self, ChurnModel};
     use dongcha::insight::clv::{GammaGamma, lifetime_value};
-    use dongcha::insight::rfm::{CustomerSummary, Purchase, summarize};
+    use dongcha::insight::rfm::{CustomerSummary, summarize};
     use dongcha::store::Store;
 
     use super::{Freq, InsightArgs, InsightCommand};
@@ -766,18 +766,7 @@ mod insight_cmd {
             InsightCommand::Churn { common, eval } if eval => {
                 let assets = Assets::from_config(cfg)?;
                 assets.ensure(&["cdnow"], &indicatif::ProgressBar::hidden())?;
-                let text = std::fs::read_to_string(assets.path("cdnow", "CDNOW_master.txt")?)?;
-                let purchases: Vec<Purchase> = text
-                    .lines()
-                    .filter_map(|l| {
-                        let c: Vec<&str> = l.split_whitespace().collect();
-                        Some(Purchase {
-                            customer: c.first()?.parse().ok()?,
-                            date: chrono::NaiveDate::parse_from_str(c.get(1)?, "%Y%m%d").ok()?,
-                            amount: c.get(3)?.parse().ok()?,
-                        })
-                    })
-                    .collect();
+                let purchases = dongcha::datasets::cdnow_purchases(&assets, "CDNOW_master.txt", 0)?;
                 let day =
                     |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("valid date");
                 let in_test = |c: u32| (c.wrapping_mul(2_654_435_761) >> 16) % 10 < 3;

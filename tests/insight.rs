@@ -5,6 +5,9 @@ mod common;
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
+use dongcha::assets::Assets;
+use dongcha::config::Config;
+use dongcha::datasets::cdnow_purchases;
 use dongcha::insight::bgnbd::BgNbd;
 use dongcha::insight::churn::evaluate_holdout;
 use dongcha::insight::clv::{GammaGamma, lifetime_value};
@@ -14,37 +17,18 @@ fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y%m%d").unwrap()
 }
 
-/// CDNOW_sample.txt: `master_id sample_index date quantity amount`; customers by their sample index.
-fn cdnow_sample() -> Vec<Purchase> {
-    let text = std::fs::read_to_string(common::asset_file("cdnow", "CDNOW_sample.txt")).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let c: Vec<&str> = l.split_whitespace().collect();
-            Purchase {
-                customer: c[1].parse().unwrap(),
-                date: date(c[2]),
-                amount: c[4].parse().unwrap(),
-            }
-        })
-        .collect()
+fn assets() -> Assets {
+    common::asset_file("cdnow", "CDNOW_master.txt");
+    Assets::from_config(&Config::load(None).unwrap()).unwrap()
 }
 
-/// CDNOW_master.txt: `id date quantity amount`, after a header line.
+/// CDNOW_sample.txt, customers by their sample index (the published summary's ID).
+fn cdnow_sample() -> Vec<Purchase> {
+    cdnow_purchases(&assets(), "CDNOW_sample.txt", 1).unwrap()
+}
+
 fn cdnow_master() -> Vec<Purchase> {
-    let text = std::fs::read_to_string(common::asset_file("cdnow", "CDNOW_master.txt")).unwrap();
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let c: Vec<&str> = l.split_whitespace().collect();
-            Purchase {
-                customer: c[0].parse().unwrap(),
-                date: date(c[1]),
-                amount: c[3].parse().unwrap(),
-            }
-        })
-        .collect()
+    cdnow_purchases(&assets(), "CDNOW_master.txt", 0).unwrap()
 }
 
 /// cdnow_customers_summary.csv: the published (x, t_x, T) per customer, in weeks.

@@ -38,6 +38,14 @@ pub struct Config {
     pub assets: AssetsConfig,
     pub models: ModelsConfig,
     pub ingest: IngestConfig,
+    pub forecast: ForecastConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastConfig {
+    pub holidays: bool,
+    pub promotions: Vec<crate::insight::calendar::Event>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,6 +259,7 @@ mod tests {
         assert_eq!(cfg.ingest.max_line_bytes, 1 << 20);
         assert!(cfg.manifest_path().is_none());
         assert!(cfg.asset_cache_dir().ends_with(".cache/dongcha/assets"));
+        assert!(cfg.forecast.holidays && cfg.forecast.promotions.is_empty());
     }
 
     #[test]
@@ -293,6 +302,19 @@ mod tests {
         let cfg = Config::load(Some(&file)).unwrap();
         assert_eq!(cfg.data_dir(), dir.path().join("state"));
         assert_eq!(cfg.database_url(), "sqlite://x.db");
+    }
+
+    #[test]
+    fn promotions_are_read_with_their_dates() {
+        let cfg = Config::from_toml_str(
+            "[forecast]\npromotions = [{ name = \"anniversary\", start = \"2026-07-10\", end = \"2026-07-12\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.forecast.promotions[0].name, "anniversary");
+        assert_eq!(cfg.forecast.promotions[0].end.to_string(), "2026-07-12");
+        let err = Config::from_toml_str("[forecast]\npromotions = [{ name = \"x\", start = \"2026-02-30\", end = \"2026-03-01\" }]\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("forecast.promotions"), "{err}");
     }
 
     #[test]

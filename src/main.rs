@@ -69,6 +69,9 @@ enum InsightCommand {
         /// Force a model instead of choosing by validation error.
         #[arg(long, value_enum)]
         method: Option<dongcha::insight::forecast::Method>,
+        /// Ignore holidays and promotions (daily forecasts use them unless `[forecast] holidays = false`).
+        #[arg(long)]
+        no_events: bool,
         /// Evaluate on AirPassengers and wineind (last 12 months held out).
         #[arg(long)]
         eval: bool,
@@ -667,6 +670,7 @@ mod insight_cmd {
                 freq,
                 horizon,
                 method,
+                no_events,
                 json,
                 ..
             } => {
@@ -711,11 +715,38 @@ mod insight_cmd {
                     .iter()
                     .map(|d| totals.get(d).copied().unwrap_or(0.0))
                     .collect();
-                let (chosen, f) = match method {
-                    Some(m) => (None, forecast::forecast(&y, period, horizon, m)?),
-                    None => {
-                        let (sel, f) = forecast::auto_forecast(&y, period, horizon)?;
-                        (Some(sel), f)
+                use dongcha::insight::calendar::{self, Calendar};
+                let events = matches!(freq, Freq::Day)
+                    && !no_events
+                    && (cfg.forecast.holidays || !cfg.forecast.promotions.is_empty());
+                let mut effects = Vec::new();
+                let (chosen, f) = if events {
+                    let cal = if cfg.forecast.holidays {
+                        Calendar::built_in()
+                    } else {
+                        Calendar::default()
+                    }
+                    .with(&cfg.forecast.promotions);
+                    let horizon_end = last + chrono::Duration::days(horizon as i64);
+                    if cfg.forecast.holidays
+                        && !(Calendar::covers(chrono::Datelike::year(&first))
+                            && Calendar::covers(chrono::Datelike::year(&horizon_end)))
+                    {
+                        eprintln!(
+                            "note: the built-in lunar calendar covers 2000-2035; Spring Festival outside it is not modelled"
+                        );
+                    }
+                    let ef =
+                        calendar::forecast_daily_with_events(&y, first, horizon, method, &cal)?;
+                    effects = ef.effects;
+                    (ef.selection, ef.forecast)
+                } else {
+                    match method {
+                        Some(m) => (None, forecast::forecast(&y, period, horizon, m)?),
+                        None => {
+                            let (sel, f) = forecast::auto_forecast(&y, period, horizon)?;
+                            (Some(sel), f)
+                        }
                     }
                 };
                 let step = |i: usize| -> chrono::NaiveDate {
@@ -731,7 +762,8 @@ mod insight_cmd {
                     let rows: Vec<_> = (0..horizon).map(|i| serde_json::json!({"period": step(i), "forecast": f.point[i],
                         "lower80": f.lower80[i], "upper80": f.upper80[i], "lower95": f.lower95[i], "upper95": f.upper95[i]})).collect();
                     return print_json(
-                        &serde_json::json!({"method": f.method, "selection": chosen, "history": y.len(), "forecast": rows}),
+                        &serde_json::json!({"method": f.method, "selection": chosen, "history": y.len(),
+                            "event_effects": effects, "forecast": rows}),
                     );
                 }
                 println!(
@@ -746,6 +778,12 @@ mod insight_cmd {
                         .map(|(m, e)| format!("{} {:.1}%", m.name(), e))
                         .collect();
                     println!("validation MAPE: {}", v.join(", "));
+                }
+                for e in &effects {
+                    println!(
+                        "event {:<20} sales x{:.2} on its {} past day(s); applied to {} forecast day(s)",
+                        e.name, e.ratio, e.past_days, e.forecast_days
+                    );
                 }
                 println!(
                     "{:<12} {:>12} {:>25} {:>25}",

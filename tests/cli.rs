@@ -367,6 +367,35 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
         .map(|s| s["revenue_share"].as_f64().unwrap())
         .sum();
     assert!((share - 1.0).abs() < 1e-6);
+    // A daily forecast over Double 11 and Double 12 applies what those days did in the history.
+    let out = dongcha(
+        dir.path(),
+        &["insight", "forecast", "--horizon", "200", "--json"],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(f["forecast"].as_array().unwrap().len(), 200);
+    let effect = |name: &str| {
+        f["event_effects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+    };
+    let d11 = effect("double 11").expect("double 11 learned from 2025");
+    assert_eq!(
+        (d11["past_days"].as_u64(), d11["forecast_days"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let nov11 = f["forecast"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["period"] == "2026-11-11")
+        .unwrap();
+    assert!(nov11["lower95"].as_f64().unwrap() >= 0.0 && nov11["forecast"].as_f64().unwrap() > 0.0);
     let out = dongcha(dir.path(), &["insight", "forecast", "--freq", "month"], &[]);
     assert!(!out.status.success());
     assert!(

@@ -120,6 +120,28 @@ pub fn forecast(
     method: Method,
 ) -> Result<Forecast, InsightError> {
     check(y, period, method)?;
+    let mut f = forecast_unclamped(y, period, horizon, method)?;
+    // A series that never went below zero (sales) gets no negative forecasts or bounds.
+    if y.iter().all(|v| *v >= 0.0) {
+        for v in [
+            &mut f.point,
+            &mut f.lower80,
+            &mut f.upper80,
+            &mut f.lower95,
+            &mut f.upper95,
+        ] {
+            v.iter_mut().for_each(|x| *x = x.max(0.0));
+        }
+    }
+    Ok(f)
+}
+
+fn forecast_unclamped(
+    y: &[f64],
+    period: usize,
+    horizon: usize,
+    method: Method,
+) -> Result<Forecast, InsightError> {
     match method {
         Method::SeasonalNaive => Ok(seasonal_naive(y, period, horizon)),
         Method::HoltWintersAdditive => holt_winters(y, period, horizon, false),

@@ -5,6 +5,7 @@
 //! Every model is checked against a published reference on real data (CDNOW) in its tests.
 
 pub mod bgnbd;
+pub mod calendar;
 pub mod churn;
 pub mod clv;
 pub mod forecast;

@@ -44,6 +44,22 @@ enum InsightCommand {
         #[arg(long)]
         k: Option<usize>,
     },
+    /// What reviews talk about: keywords of the period, complaint topics and what changed since the
+    /// period before (negative = rating of 2 or less).
+    Trends {
+        /// Compare weeks or months.
+        #[arg(long, value_enum, default_value_t = TrendPeriod::Week)]
+        period: TrendPeriod,
+        /// The period containing this day is "now" (default: the last review).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<chrono::NaiveDate>,
+        /// Complaint topics to track.
+        #[arg(long, default_value_t = 8)]
+        topics: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fit the BG/NBD repeat-buying model (r, α, a, b and the log-likelihood).
     Bgnbd(InsightArgs),
     /// Customer lifetime value: BG/NBD × Gamma-Gamma, discounted monthly; the top customers.
@@ -87,6 +103,12 @@ enum InsightCommand {
         #[arg(long)]
         eval: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TrendPeriod {
+    Week,
+    Month,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -475,7 +497,7 @@ mod insight_cmd {
     use dongcha::insight::rfm::{CustomerSummary, summarize};
     use dongcha::store::Store;
 
-    use super::{Freq, InsightArgs, InsightCommand};
+    use super::{Freq, InsightArgs, InsightCommand, TrendPeriod};
     use dongcha::insight::forecast;
 
     const WEEK: f64 = 7.0;
@@ -603,6 +625,99 @@ mod insight_cmd {
                         t["clv"].as_f64().unwrap_or(0.0),
                         t["p_alive"].as_f64().unwrap_or(0.0),
                         t["expected_purchases"].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+            InsightCommand::Trends {
+                period,
+                as_of,
+                topics,
+                json,
+            } => {
+                use dongcha::insight::trends::{self, ReviewTokens};
+                let store = Store::open_config(cfg).await?;
+                let rows = store.review_texts().await?;
+                store.close().await;
+                let key = |d: chrono::NaiveDate| match period {
+                    TrendPeriod::Week => {
+                        let w = chrono::Datelike::iso_week(&d);
+                        format!("{}-W{:02}", w.year(), w.week())
+                    }
+                    TrendPeriod::Month => d.format("%Y-%m").to_string(),
+                };
+                let last = rows
+                    .iter()
+                    .filter_map(|r| r.0)
+                    .max()
+                    .context("no dated reviews in the store")?;
+                let as_of = as_of.unwrap_or(last);
+                let back = match period {
+                    TrendPeriod::Week => as_of - chrono::Duration::days(7),
+                    TrendPeriod::Month => as_of
+                        .checked_sub_months(chrono::Months::new(1))
+                        .context("date")?,
+                };
+                let (current, previous) = (key(as_of), key(back));
+                let reviews: Vec<ReviewTokens> = rows
+                    .iter()
+                    .filter_map(|(d, rating, text)| {
+                        Some(ReviewTokens {
+                            period: key((*d)?),
+                            negative: rating.is_some_and(|r| r <= 2.0),
+                            tokens: dongcha::nlp::text::tokens(text),
+                        })
+                    })
+                    .collect();
+                let keywords = trends::keywords_by_period(&reviews, 10);
+                let found = trends::complaint_topics(&reviews, &current, &previous, topics);
+                if json {
+                    return print_json(
+                        &serde_json::json!({"period": current, "previous": previous,
+                        "keywords": keywords.get(&current), "complaint_topics": found}),
+                    );
+                }
+                let n = |p: &str| reviews.iter().filter(|r| r.period == p).count();
+                println!(
+                    "{current} ({} reviews) vs {previous} ({} reviews)",
+                    n(&current),
+                    n(&previous)
+                );
+                if let Some(k) = keywords.get(&current) {
+                    let k: Vec<&str> = k.iter().map(|(t, _)| t.as_str()).collect();
+                    println!("keywords of {current}: {}", k.join(", "));
+                }
+                println!(
+                    "{:<28} {:>6} {:>8} {:>9} {:>8}",
+                    "complaint topic", "now", "before", "change", "p"
+                );
+                for t in &found {
+                    let change = t
+                        .change_pct
+                        .map(|c| format!("{c:+.0}%"))
+                        .unwrap_or_else(|| "new".into());
+                    println!(
+                        "{:<28} {:>6} {:>8} {:>9} {:>8.3}{}",
+                        t.label,
+                        t.count,
+                        t.previous_count,
+                        change,
+                        t.p_value,
+                        if t.significant { "  significant" } else { "" }
+                    );
+                }
+                for t in found.iter().filter(|t| t.significant) {
+                    let dir = if t.share >= t.previous_share {
+                        "up"
+                    } else {
+                        "down"
+                    };
+                    let change = t
+                        .change_pct
+                        .map(|c| format!(" {:.0}%", c.abs()))
+                        .unwrap_or_default();
+                    println!(
+                        "-> complaints about {} {dir}{change} (n={})",
+                        t.keyword, t.count
                     );
                 }
             }

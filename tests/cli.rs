@@ -367,6 +367,43 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
         .map(|s| s["revenue_share"].as_f64().unwrap())
         .sum();
     assert!((share - 1.0).abs() < 1e-6);
+    // Review trends: complaint topics of June 2026 against May, with the significance rule applied.
+    let out = dongcha(
+        dir.path(),
+        &[
+            "insight",
+            "trends",
+            "--period",
+            "month",
+            "--as-of",
+            "2026-06-30",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (t["period"].as_str(), t["previous"].as_str()),
+        (Some("2026-06"), Some("2026-05"))
+    );
+    let topics = t["complaint_topics"].as_array().unwrap();
+    assert!(
+        !topics.is_empty()
+            && topics
+                .iter()
+                .map(|x| x["count"].as_u64().unwrap())
+                .sum::<u64>()
+                > 20,
+        "{t}"
+    );
+    for x in topics {
+        let significant =
+            x["p_value"].as_f64().unwrap() < 0.05 && x["count"].as_u64().unwrap() >= 10;
+        assert_eq!(x["significant"].as_bool(), Some(significant), "{x}");
+    }
+    assert_eq!(t["keywords"].as_array().unwrap().len(), 10);
+
     // A daily forecast over Double 11 and Double 12 applies what those days did in the history.
     let out = dongcha(
         dir.path(),

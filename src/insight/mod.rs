@@ -12,6 +12,7 @@ pub mod forecast;
 pub mod optimize;
 pub mod rfm;
 pub mod segment;
+pub mod trends;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InsightError {

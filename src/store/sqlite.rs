@@ -263,6 +263,17 @@ impl Store {
         Ok((customers.into_iter().map(|(_, e)| e).collect(), purchases))
     }
 
+    /// Every review's date (its own, else its purchase's), rating and raw text.
+    pub async fn review_texts(
+        &self,
+    ) -> Result<Vec<(Option<chrono::NaiveDate>, Option<f64>, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT review_date, rating, text_raw FROM reviews")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn count(&self, table: &str) -> Result<i64, StoreError> {
         const TABLES: [&str; 9] = [
             "customers",

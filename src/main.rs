@@ -60,6 +60,27 @@ enum InsightCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Products to recommend to a customer (or a segment's members), from co-purchases.
+    Recommend {
+        #[command(flatten)]
+        common: InsightArgs,
+        /// The customer's id as the shop knows it.
+        #[arg(long, conflicts_with = "segment")]
+        customer: Option<String>,
+        /// A segment name from `dongcha insight segments`.
+        #[arg(long)]
+        segment: Option<String>,
+    },
+    /// Whom to target for a promotion goal, with which incentive and how much value is at stake.
+    Promote {
+        #[command(flatten)]
+        common: InsightArgs,
+        #[arg(long, value_enum)]
+        goal: dongcha::insight::recommend::Goal,
+        /// Months of lifetime value.
+        #[arg(long, default_value_t = 12)]
+        months: u32,
+    },
     /// Fit the BG/NBD repeat-buying model (r, α, a, b and the log-likelihood).
     Bgnbd(InsightArgs),
     /// Customer lifetime value: BG/NBD × Gamma-Gamma, discounted monthly; the top customers.
@@ -718,6 +739,118 @@ mod insight_cmd {
                     println!(
                         "-> complaints about {} {dir}{change} (n={})",
                         t.keyword, t.count
+                    );
+                }
+            }
+            InsightCommand::Recommend {
+                common,
+                customer,
+                segment,
+            } => {
+                use dongcha::insight::recommend::CoPurchase;
+                let (ids, rows, _) = load(cfg, &common).await?;
+                let store = Store::open_config(cfg).await?;
+                let (baskets, names) = store.customer_products().await?;
+                store.close().await;
+                let members: Vec<usize> = match (&customer, &segment) {
+                    (Some(c), _) => vec![
+                        ids.iter()
+                            .position(|x| x == c)
+                            .with_context(|| format!("no customer {c}"))?,
+                    ],
+                    (None, Some(s)) => {
+                        let seg = dongcha::insight::segment::segment(&rows, None)?;
+                        let k = seg
+                            .segments
+                            .iter()
+                            .position(|x| &x.name == s)
+                            .with_context(|| {
+                                let known: Vec<&str> =
+                                    seg.segments.iter().map(|x| x.name.as_str()).collect();
+                                format!("no segment {s:?} (segments: {})", known.join(", "))
+                            })?;
+                        rows.iter()
+                            .zip(&seg.assignment)
+                            .filter(|(_, a)| **a == k)
+                            .map(|(c, _)| c.customer as usize)
+                            .collect()
+                    }
+                    (None, None) => anyhow::bail!("name a --customer or a --segment"),
+                };
+                let owned: std::collections::HashSet<u32> = members
+                    .iter()
+                    .flat_map(|m| baskets[*m].iter().copied())
+                    .collect();
+                let cp = CoPurchase::new(&baskets, names.len());
+                let recs = cp.recommend(&owned, common.top);
+                let out: Vec<_> = recs
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({"product": names[r.product as usize],
+                    "score": r.score, "because_of": r.because_of})
+                    })
+                    .collect();
+                if common.json {
+                    return print_json(&serde_json::json!({"customers": members.len(),
+                        "owned": owned.iter().map(|p| &names[*p as usize]).collect::<Vec<_>>(), "recommendations": out}));
+                }
+                println!(
+                    "{} customer(s) who bought {} product(s); recommended (co-purchase lift):",
+                    members.len(),
+                    owned.len()
+                );
+                if recs.is_empty() {
+                    println!("  nothing is bought with these products more often than chance");
+                }
+                for r in &recs {
+                    println!(
+                        "  {:<40} score {:.2} (from {} owned product(s))",
+                        names[r.product as usize], r.score, r.because_of
+                    );
+                }
+            }
+            InsightCommand::Promote {
+                common,
+                goal,
+                months,
+            } => {
+                use dongcha::insight::recommend::{ClvTerms, promotion_targets};
+                let (ids, rows, as_of) = load(cfg, &common).await?;
+                let bg = BgNbd::fit(&rows)?.params;
+                let gg = GammaGamma::fit(&rows)?.params;
+                let terms = ClvTerms {
+                    months,
+                    monthly_discount: 0.01,
+                    period_days: WEEK,
+                };
+                let targets = promotion_targets(&rows, &bg, &gg, goal, terms, common.top);
+                if common.json {
+                    let out: Vec<_> = targets.iter().map(|t| serde_json::json!({"customer": ids[t.customer as usize], "target": t})).collect();
+                    return print_json(
+                        &serde_json::json!({"as_of": as_of, "goal": goal, "targets": out}),
+                    );
+                }
+                let Some(first) = targets.first() else {
+                    println!("no customer fits this goal as of {as_of}");
+                    return Ok(());
+                };
+                println!(
+                    "goal {goal:?} as of {as_of}: incentive \"{}\"",
+                    first.incentive
+                );
+                println!(
+                    "{:<12} {:>9} {:>10} {:>11} {:>10} {:>13}",
+                    "customer", "P(alive)", "purchases", "order value", "CLV", "value at stake"
+                );
+                for t in &targets {
+                    println!(
+                        "{:<12} {:>9.3} {:>10.2} {:>11.2} {:>10.2} {:>13.2}",
+                        ids[t.customer as usize],
+                        t.p_alive,
+                        t.expected_purchases,
+                        t.expected_order_value,
+                        t.clv,
+                        t.value_at_stake
                     );
                 }
             }

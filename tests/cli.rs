@@ -404,6 +404,45 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
     }
     assert_eq!(t["keywords"].as_array().unwrap().len(), 10);
 
+    // Decisions: targets per goal with model figures, and co-purchase recommendations.
+    for goal in ["retain", "reactivate", "upsell"] {
+        let out = dongcha(
+            dir.path(),
+            &["insight", "promote", "--goal", goal, "--top", "5", "--json"],
+            &[],
+        );
+        assert!(out.status.success(), "{:?}", text(&out));
+        let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let targets = p["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 5, "{goal}");
+        let stakes: Vec<f64> = targets
+            .iter()
+            .map(|t| t["target"]["value_at_stake"].as_f64().unwrap())
+            .collect();
+        assert!(
+            stakes.windows(2).all(|w| w[0] >= w[1]),
+            "{goal}: ranked by value at stake {stakes:?}"
+        );
+    }
+    let out = dongcha(
+        dir.path(),
+        &["insight", "recommend", "--customer", "00002", "--json"],
+        &[],
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("recommend json");
+    let owned: Vec<&str> = r["owned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for rec in r["recommendations"].as_array().unwrap() {
+        assert!(
+            !owned.contains(&rec["product"].as_str().unwrap()),
+            "recommends only what is not owned"
+        );
+    }
+
     // A daily forecast over Double 11 and Double 12 applies what those days did in the history.
     let out = dongcha(
         dir.path(),

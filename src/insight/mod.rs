@@ -10,6 +10,7 @@ pub mod churn;
 pub mod clv;
 pub mod forecast;
 pub mod optimize;
+pub mod recommend;
 pub mod rfm;
 pub mod segment;
 pub mod trends;

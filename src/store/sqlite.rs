@@ -263,6 +263,40 @@ impl Store {
         Ok((customers.into_iter().map(|(_, e)| e).collect(), purchases))
     }
 
+    /// Each customer's purchased products, customers indexed as in [`Store::purchases`], and the product
+    /// names by index.
+    pub async fn customer_products(&self) -> Result<(Vec<Vec<u32>>, Vec<String>), StoreError> {
+        let customers: Vec<i64> = sqlx::query_scalar("SELECT id FROM customers ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let index: HashMap<i64, usize> = customers
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .collect();
+        let products: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM products ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        let pindex: HashMap<i64, u32> = products
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i as u32))
+            .collect();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT DISTINCT customer_id, product_id FROM orders WHERE product_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut baskets = vec![Vec::new(); customers.len()];
+        for (c, p) in rows {
+            if let (Some(ci), Some(pi)) = (index.get(&c), pindex.get(&p)) {
+                baskets[*ci].push(*pi);
+            }
+        }
+        Ok((baskets, products.into_iter().map(|(_, n)| n).collect()))
+    }
+
     /// Every review's date (its own, else its purchase's), rating and raw text.
     pub async fn review_texts(
         &self,

@@ -106,6 +106,12 @@ enum InsightCommand {
         /// Force a model instead of choosing by validation error.
         #[arg(long, value_enum)]
         method: Option<dongcha::insight::forecast::Method>,
+        /// Only this product's sales (its name as in the catalogue; case and width do not matter).
+        #[arg(long, conflicts_with = "category")]
+        product: Option<String>,
+        /// Only this category's sales.
+        #[arg(long)]
+        category: Option<String>,
         /// Ignore holidays and promotions (daily forecasts use them unless `[forecast] holidays = false`).
         #[arg(long)]
         no_events: bool,
@@ -920,11 +926,16 @@ mod insight_cmd {
                 method,
                 no_events,
                 json,
+                product,
+                category,
                 ..
             } => {
                 let store = Store::open_config(cfg).await?;
-                let (_, purchases) = store.purchases().await?;
+                let purchases = store.sales(product.as_deref(), category.as_deref()).await?;
                 store.close().await;
+                if purchases.is_empty() && (product.is_some() || category.is_some()) {
+                    anyhow::bail!("no sales of that product or category in the store");
+                }
                 let (period, bucket): (usize, fn(chrono::NaiveDate) -> chrono::NaiveDate) =
                     match freq {
                         Freq::Day => (7, |d| d),
@@ -1025,7 +1036,7 @@ mod insight_cmd {
                         .iter()
                         .map(|(m, e)| format!("{} {:.1}%", m.name(), e))
                         .collect();
-                    println!("validation MAPE: {}", v.join(", "));
+                    println!("validation error: {}", v.join(", "));
                 }
                 for e in &effects {
                     println!(

@@ -472,6 +472,55 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
         .find(|r| r["period"] == "2026-11-11")
         .unwrap();
     assert!(nov11["lower95"].as_f64().unwrap() >= 0.0 && nov11["forecast"].as_f64().unwrap() > 0.0);
+    // Per category and per product.
+    let out = dongcha(
+        dir.path(),
+        &[
+            "insight",
+            "forecast",
+            "--category",
+            "laptops",
+            "--horizon",
+            "7",
+            "--json",
+        ],
+        &[],
+    );
+    let laptops: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("category forecast");
+    let out = dongcha(
+        dir.path(),
+        &[
+            "insight",
+            "forecast",
+            "--product",
+            "戴尔 inspiron 14",
+            "--horizon",
+            "7",
+            "--json",
+        ],
+        &[],
+    );
+    let dell: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("product forecast: {e}: {:?}", text(&out)));
+    let total = |v: &serde_json::Value| -> f64 {
+        v["forecast"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["forecast"].as_f64().unwrap())
+            .sum()
+    };
+    assert!(
+        total(&dell) > 0.0 && total(&dell) < total(&laptops),
+        "one laptop model sells less than all laptops"
+    );
+    let out = dongcha(
+        dir.path(),
+        &["insight", "forecast", "--product", "no such thing"],
+        &[],
+    );
+    assert!(!out.status.success() && text(&out).1.contains("no sales"));
     let out = dongcha(dir.path(), &["insight", "forecast", "--freq", "month"], &[]);
     assert!(!out.status.success());
     assert!(

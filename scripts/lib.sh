@@ -37,3 +37,15 @@ ensure_rust() {
 ensure_all() {
     ensure_system_packages && ensure_rust
 }
+
+# A Python venv at $1 (made once) with the packages $2...; prints its python. For the benchmark scripts'
+# reference implementations, never for the tests.
+ensure_venv() {
+    local venv="$1"
+    shift
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q "$@" >&2
+    fi
+    echo "$venv/bin/python"
+}

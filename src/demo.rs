@@ -17,7 +17,9 @@ use chrono::{Datelike, NaiveDate};
 use crate::ingest::cdnow;
 use crate::ingest::fields::DateRules;
 use crate::nlp::text;
-use crate::store::{ProductRef, Purchase, ReviewPart, ShopRecord};
+#[cfg(test)]
+use crate::store::Purchase;
+use crate::store::{ProductRef, ReviewPart, ShopRecord};
 
 /// The seed of every composed choice.
 pub const SEED: u64 = 618;
@@ -484,14 +486,13 @@ fn shift_years(d: NaiveDate) -> NaiveDate {
     d.with_year(d.year() + YEAR_SHIFT).unwrap_or(d)
 }
 
-/// The purchase of a composed record (every demo record has one).
-pub fn purchase(r: &ShopRecord) -> &Purchase {
-    r.purchase.as_ref().expect("demo records are purchases")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn purchase(r: &ShopRecord) -> &Purchase {
+        r.purchase.as_ref().expect("demo records are purchases")
+    }
 
     #[test]
     fn year_shift_keeps_weekdays() {

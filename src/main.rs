@@ -521,7 +521,7 @@ mod insight_cmd {
     use dongcha::insight::bgnbd::BgNbd;
     use dongcha::insight::churn::{self, ChurnModel};
     use dongcha::insight::clv::{GammaGamma, lifetime_value};
-    use dongcha::insight::rfm::{CustomerSummary, summarize};
+    use dongcha::insight::rfm::{CustomerSummary, Purchase, summarize};
     use dongcha::store::Store;
 
     use super::{Freq, InsightArgs, InsightCommand, TrendPeriod};
@@ -532,7 +532,12 @@ mod insight_cmd {
     async fn load(
         cfg: &Config,
         args: &InsightArgs,
-    ) -> Result<(Vec<String>, Vec<CustomerSummary>, chrono::NaiveDate)> {
+    ) -> Result<(
+        Vec<String>,
+        Vec<CustomerSummary>,
+        chrono::NaiveDate,
+        Vec<Purchase>,
+    )> {
         let store = Store::open_config(cfg).await?;
         let (ids, purchases) = store.purchases().await?;
         store.close().await;
@@ -541,7 +546,7 @@ mod insight_cmd {
                 "the store has no purchases: run `dongcha demo` or `dongcha ingest` first",
             )?;
         let as_of = args.as_of.unwrap_or(last);
-        Ok((ids, summarize(&purchases, as_of, WEEK), as_of))
+        Ok((ids, summarize(&purchases, as_of, WEEK), as_of, purchases))
     }
 
     fn print_json(v: &impl serde::Serialize) -> Result<()> {
@@ -552,7 +557,7 @@ mod insight_cmd {
     pub async fn run(cfg: &Config, cmd: InsightCommand) -> Result<()> {
         match cmd {
             InsightCommand::Rfm(args) => {
-                let (ids, rows, as_of) = load(cfg, &args).await?;
+                let (ids, rows, as_of, _) = load(cfg, &args).await?;
                 let mut top: Vec<&CustomerSummary> = rows.iter().collect();
                 top.sort_by(|a, b| b.total_spent.total_cmp(&a.total_spent));
                 top.truncate(args.top);
@@ -589,7 +594,7 @@ mod insight_cmd {
                 }
             }
             InsightCommand::Bgnbd(args) => {
-                let (_, rows, as_of) = load(cfg, &args).await?;
+                let (_, rows, as_of, _) = load(cfg, &args).await?;
                 let fit = BgNbd::fit(&rows)?;
                 if args.json {
                     return print_json(&fit);
@@ -605,7 +610,7 @@ mod insight_cmd {
                 months,
                 discount,
             } => {
-                let (ids, rows, as_of) = load(cfg, &common).await?;
+                let (ids, rows, as_of, _) = load(cfg, &common).await?;
                 let bg = BgNbd::fit(&rows)?.params;
                 let gg = GammaGamma::fit(&rows)?;
                 let mut values: Vec<(usize, f64)> = rows
@@ -754,7 +759,7 @@ mod insight_cmd {
                 segment,
             } => {
                 use dongcha::insight::recommend::CoPurchase;
-                let (ids, rows, _) = load(cfg, &common).await?;
+                let (ids, rows, _, _) = load(cfg, &common).await?;
                 let store = Store::open_config(cfg).await?;
                 let (baskets, names) = store.customer_products().await?;
                 store.close().await;
@@ -821,7 +826,7 @@ mod insight_cmd {
                 months,
             } => {
                 use dongcha::insight::recommend::{ClvTerms, promotion_targets};
-                let (ids, rows, as_of) = load(cfg, &common).await?;
+                let (ids, rows, as_of, _) = load(cfg, &common).await?;
                 let bg = BgNbd::fit(&rows)?.params;
                 let gg = GammaGamma::fit(&rows)?.params;
                 let terms = ClvTerms {
@@ -861,7 +866,7 @@ mod insight_cmd {
                 }
             }
             InsightCommand::Segments { common, k } => {
-                let (_, rows, as_of) = load(cfg, &common).await?;
+                let (_, rows, as_of, _) = load(cfg, &common).await?;
                 let seg = dongcha::insight::segment::segment(&rows, k)?;
                 if common.json {
                     return print_json(&serde_json::json!({"as_of": as_of, "segmentation": seg}));
@@ -1101,13 +1106,10 @@ mod insight_cmd {
                 );
             }
             InsightCommand::Churn { common, .. } => {
-                let (ids, rows, as_of) = load(cfg, &common).await?;
+                let (ids, rows, as_of, purchases) = load(cfg, &common).await?;
                 // Train on the store's own history: features as of a quarter before the cut-off, label =
                 // no purchase in that last quarter; then score everyone as of the cut-off.
                 let quarter = chrono::Duration::days(91);
-                let store = Store::open_config(cfg).await?;
-                let (_, purchases) = store.purchases().await?;
-                store.close().await;
                 let before = summarize(&purchases, as_of - quarter, WEEK);
                 let bought: std::collections::HashSet<u32> = purchases
                     .iter()

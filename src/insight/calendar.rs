@@ -197,13 +197,7 @@ pub fn forecast_daily_with_events(
         };
         if let Some(e) = effects.iter_mut().find(|e| e.name == name) {
             e.forecast_days += 1;
-            for v in [
-                &mut f.point,
-                &mut f.lower80,
-                &mut f.upper80,
-                &mut f.lower95,
-                &mut f.upper95,
-            ] {
+            for v in f.series_mut() {
                 v[h] *= e.ratio;
             }
         }

@@ -62,6 +62,17 @@ const Z80: f64 = 1.281_551_565_5;
 const Z95: f64 = 1.959_963_985;
 
 impl Forecast {
+    /// The point forecast and the four bounds, for changes that apply to all of them.
+    pub fn series_mut(&mut self) -> [&mut Vec<f64>; 5] {
+        [
+            &mut self.point,
+            &mut self.lower80,
+            &mut self.upper80,
+            &mut self.lower95,
+            &mut self.upper95,
+        ]
+    }
+
     /// Symmetric intervals from the standard deviation of each step's error.
     fn from_sd(method: Method, point: Vec<f64>, sd: &[f64]) -> Self {
         let band = |z: f64, sign: f64| {
@@ -146,13 +157,7 @@ pub fn forecast(
     let mut f = forecast_unclamped(y, period, horizon, method)?;
     // A series that never went below zero (sales) gets no negative forecasts or bounds.
     if y.iter().all(|v| *v >= 0.0) {
-        for v in [
-            &mut f.point,
-            &mut f.lower80,
-            &mut f.upper80,
-            &mut f.lower95,
-            &mut f.upper95,
-        ] {
+        for v in f.series_mut() {
             v.iter_mut().for_each(|x| *x = x.max(0.0));
         }
     }

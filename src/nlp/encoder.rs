@@ -2,6 +2,10 @@
 //! the asset fetch filled (config.json, tokenizer.json, model.safetensors). Texts are sorted by length and
 //! batched (so padding stays short), mean-pooled over real tokens and L2-normalised — what
 //! sentence-transformers does for all-MiniLM-L6-v2. CPU by default; the `cuda` feature adds the GPU.
+//!
+//! Two weight formats: `model.safetensors` (all-MiniLM-L6-v2) and the packed 4-bit container of
+//! multilingual-e5-small (`e5-small-q4.bin`, see [`super::q4`]). e5 models expect every input to start
+//! with "query: " (or "passage: "); the encoder adds the prefix itself.
 
 use std::path::Path;
 
@@ -18,13 +22,19 @@ pub enum EncoderError {
     Tokenize(String),
     #[error("running the encoder: {0}")]
     Model(#[from] candle_core::Error),
+    #[error(transparent)]
+    Q4(#[from] super::q4::Q4Error),
 }
+
+/// File name of the packed 4-bit multilingual-e5-small weights inside its asset folder.
+pub const E5_Q4_FILE: &str = "e5-small-q4.bin";
 
 pub struct Encoder {
     model: BertModel,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
+    prefix: &'static str,
 }
 
 /// The device to run on: the first CUDA GPU when built with `cuda` and one is present, else the CPU.
@@ -40,20 +50,38 @@ impl Encoder {
     /// Loads a BERT-family sentence encoder from `dir`. Inputs are truncated to the model's
     /// `max_seq_length` (sentence_bert_config.json; 256 when absent).
     pub fn load(dir: &Path, device: Device) -> Result<Self, EncoderError> {
-        let max_tokens = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["max_seq_length"].as_u64())
-            .unwrap_or(256) as usize;
         let fail = |reason: String| EncoderError::Load {
             dir: dir.display().to_string(),
             reason,
         };
-        let config: Config = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("config.json"))
-                .map_err(|e| fail(format!("config.json: {e}")))?,
-        )
-        .map_err(|e| fail(format!("config.json: {e}")))?;
+        let packed = dir.join(E5_Q4_FILE);
+        let (model, config, max_tokens, prefix) = if packed.exists() {
+            let q = super::q4::load(&packed, &device)?;
+            let vb = VarBuilder::from_tensors(q.tensors, DType::F32, &device);
+            let model =
+                BertModel::load(vb, &q.config).map_err(|e| fail(format!("weights: {e}")))?;
+            let max = q.config.max_position_embeddings;
+            (model, q.config, max, "query: ")
+        } else {
+            let max_tokens = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["max_seq_length"].as_u64())
+                .unwrap_or(256) as usize;
+            let config: Config = serde_json::from_str(
+                &std::fs::read_to_string(dir.join("config.json"))
+                    .map_err(|e| fail(format!("config.json: {e}")))?,
+            )
+            .map_err(|e| fail(format!("config.json: {e}")))?;
+            let weights = dir.join("model.safetensors");
+            // SAFETY: the weights file is memory-mapped read-only; the asset cache never rewrites a
+            // completed asset in place (a new version is unpacked beside it and renamed).
+            let vb =
+                unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+                    .map_err(|e| fail(format!("model.safetensors: {e}")))?;
+            let model = BertModel::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?;
+            (model, config, max_tokens, "")
+        };
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| fail(format!("tokenizer.json: {e}")))?;
         let pad_id = config.pad_token_id as u32;
@@ -72,17 +100,12 @@ impl Encoder {
                 ..Default::default()
             }))
             .map_err(|e| fail(format!("truncation: {e}")))?;
-        let weights = dir.join("model.safetensors");
-        // SAFETY: the weights file is memory-mapped read-only; the asset cache never rewrites a completed
-        // asset in place (a new version is unpacked beside it and renamed).
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
-            .map_err(|e| fail(format!("model.safetensors: {e}")))?;
-        let model = BertModel::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?;
         Ok(Self {
             model,
             tokenizer,
             device,
             dim: config.hidden_size,
+            prefix,
         })
     }
 
@@ -105,9 +128,13 @@ impl Encoder {
     }
 
     fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let inputs: Vec<String> = texts
+            .iter()
+            .map(|t| format!("{}{t}", self.prefix))
+            .collect();
         let enc = self
             .tokenizer
-            .encode_batch(texts.to_vec(), true)
+            .encode_batch(inputs, true)
             .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
         let n = enc.len();
         let len = enc.first().map_or(0, |e| e.get_ids().len());

@@ -1,4 +1,9 @@
 //! Natural-language processing over review and social text. Pure: no IO, no chat or store types.
 
 pub mod encoder;
+pub mod entities;
+pub mod intent;
+pub mod q4;
+pub mod report;
+pub mod sentiment;
 pub mod text;

@@ -86,3 +86,54 @@ pub struct BatchSummary {
     pub rejected: i64,
     pub rejects_path: Option<String>,
 }
+
+/// Which stored texts: reviews or social posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Review,
+    Post,
+}
+
+/// A review or post to label: its text and what the index stores beside a review's vector.
+#[derive(Debug, Clone)]
+pub struct TextForNlp {
+    pub id: i64,
+    pub customer_id: i64,
+    pub product_id: Option<i64>,
+    pub date: Option<chrono::NaiveDate>,
+    pub rating: Option<f64>,
+    pub text: String,
+    pub text_hash: i64,
+}
+
+/// What enrichment derived from one text.
+#[derive(Debug, Clone)]
+pub struct TextNlp {
+    pub id: i64,
+    pub text_hash: i64,
+    pub model_version: String,
+    pub sentiment: String,
+    pub p_positive: f64,
+    pub intent: String,
+    pub intent_margin: f64,
+    pub brands: Vec<String>,
+    pub models: Vec<String>,
+    pub prices: Vec<f64>,
+}
+
+/// A review as search results show it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ReviewView {
+    pub id: i64,
+    pub date: Option<chrono::NaiveDate>,
+    pub rating: Option<f64>,
+    pub text_raw: String,
+    pub product: Option<String>,
+    pub sentiment: Option<String>,
+    pub customer: Option<String>,
+}
+
+/// The hash that tells whether a text changed since it was labelled (xxh3, as a signed 64-bit integer).
+pub fn text_hash(text: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes()) as i64
+}

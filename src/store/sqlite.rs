@@ -333,6 +333,135 @@ impl Store {
         )
     }
 
+    /// Reviews (or social posts) whose NLP labels are missing, were made from another text, or by
+    /// another model version.
+    pub async fn texts_to_enrich(
+        &self,
+        kind: super::TextKind,
+        model_version: &str,
+    ) -> Result<Vec<super::TextForNlp>, StoreError> {
+        use super::TextKind;
+        let (done_sql, rows_sql) = match kind {
+            TextKind::Review => (
+                "SELECT review_id, text_hash, model_version FROM review_nlp",
+                "SELECT r.id, r.customer_id, r.product_id, COALESCE(r.review_date, o.order_date), \
+                 r.rating, r.text_raw FROM reviews r LEFT JOIN orders o ON o.id = r.order_id \
+                 ORDER BY r.id",
+            ),
+            TextKind::Post => (
+                "SELECT post_id, text_hash, model_version FROM post_nlp",
+                "SELECT id, customer_id, product_id, posted_on, NULL, text_raw FROM social_posts \
+                 ORDER BY id",
+            ),
+        };
+        let done: Vec<(i64, i64, String)> = sqlx::query_as(done_sql).fetch_all(&self.pool).await?;
+        let done: std::collections::HashMap<i64, (i64, String)> =
+            done.into_iter().map(|(id, h, v)| (id, (h, v))).collect();
+        let rows: Vec<TextRow> = sqlx::query_as(rows_sql).fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, customer_id, product_id, date, rating, text)| {
+                let text_hash = super::text_hash(&text);
+                match done.get(&id) {
+                    Some((h, v)) if *h == text_hash && v == model_version => None,
+                    _ => Some(super::TextForNlp {
+                        id,
+                        customer_id,
+                        product_id,
+                        date,
+                        rating,
+                        text,
+                        text_hash,
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    /// Writes (or replaces) NLP labels.
+    pub async fn save_text_nlp(
+        &self,
+        kind: super::TextKind,
+        rows: &[super::TextNlp],
+    ) -> Result<(), StoreError> {
+        let sql = match kind {
+            super::TextKind::Review => {
+                "INSERT OR REPLACE INTO review_nlp (review_id, text_hash, model_version, sentiment, \
+                 p_positive, intent, intent_margin, brands, models, prices, labelled_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            }
+            super::TextKind::Post => {
+                "INSERT OR REPLACE INTO post_nlp (post_id, text_hash, model_version, sentiment, \
+                 p_positive, intent, intent_margin, brands, models, prices, labelled_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            }
+        };
+        let now = chrono::Utc::now().to_rfc3339();
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(sql)
+                .bind(r.id)
+                .bind(r.text_hash)
+                .bind(&r.model_version)
+                .bind(&r.sentiment)
+                .bind(r.p_positive)
+                .bind(&r.intent)
+                .bind(r.intent_margin)
+                .bind(serde_json::to_string(&r.brands).unwrap_or_default())
+                .bind(serde_json::to_string(&r.models).unwrap_or_default())
+                .bind(serde_json::to_string(&r.prices).unwrap_or_default())
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reviews by id with their product's name and their labels, in the order asked.
+    pub async fn reviews_by_id(&self, ids: &[i64]) -> Result<Vec<super::ReviewView>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row: Option<super::ReviewView> = sqlx::query_as(
+                "SELECT r.id, COALESCE(r.review_date, o.order_date) AS date, r.rating, r.text_raw, \
+                 p.name AS product, n.sentiment, c.external_id AS customer FROM reviews r \
+                 LEFT JOIN orders o ON o.id = r.order_id LEFT JOIN products p ON p.id = r.product_id \
+                 LEFT JOIN review_nlp n ON n.review_id = r.id \
+                 LEFT JOIN customers c ON c.id = r.customer_id WHERE r.id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
+
+    /// Ids of products whose name, model or brand contains `query` (case-insensitive), or whose id it is.
+    pub async fn find_products(&self, query: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        let like = format!("%{}%", query.to_lowercase());
+        Ok(sqlx::query_as(
+            "SELECT id, name FROM products WHERE lower(name) LIKE ?1 OR lower(name_clean) LIKE ?1 \
+             OR lower(COALESCE(model, '')) LIKE ?1 OR lower(COALESCE(brand, '')) LIKE ?1 \
+             OR CAST(id AS TEXT) = ?2 ORDER BY name",
+        )
+        .bind(like)
+        .bind(query)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The catalogue's brands and models (for the entity gazetteer).
+    pub async fn brands_and_models(
+        &self,
+    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT DISTINCT brand, model FROM products WHERE brand IS NOT NULL OR model IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn count(&self, table: &str) -> Result<i64, StoreError> {
         const TABLES: [&str; 9] = [
             "customers",
@@ -360,6 +489,16 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// id, customer, product, date, rating, text
+type TextRow = (
+    i64,
+    i64,
+    Option<i64>,
+    Option<chrono::NaiveDate>,
+    Option<f64>,
+    String,
+);
 
 /// The tables whose rows get sequential ids, in [`ImportTx`]'s order.
 const PART_TABLES: [&str; 5] = [

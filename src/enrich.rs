@@ -180,7 +180,7 @@ fn label_chunk(
             &indicatif::ProgressBar::hidden(),
             false,
         )?;
-    let p = m.head.prob_positive(&vectors)?;
+    let p = m.head.prob_positive(&vectors, &texts)?;
     let mut rows = Vec::with_capacity(chunk.len());
     let mut points = Vec::with_capacity(chunk.len());
     for ((r, v), p) in chunk.iter().zip(vectors).zip(p) {

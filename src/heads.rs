@@ -13,6 +13,7 @@ use crate::assets::{AssetError, Assets};
 use crate::config::Config;
 use crate::nlp::encoder::{Encoder, EncoderError};
 use crate::nlp::intent::{self, Intent, IntentModel};
+use crate::nlp::ngram::{self, NgramModel, NgramOptions};
 use crate::nlp::sentiment::{
     self, CorpusStats, Example, HeadMeta, Report, Sentiment, SentimentError, SentimentHead,
     TrainOptions,
@@ -242,8 +243,19 @@ pub fn train_sentiment(
             "sentiment-{}-h{}-{:08x}",
             cfg.models.review_encoder, opts.hidden, data_hash as u32
         ),
+        ngram: false,
     };
-    let head = sentiment::train_head(train_v, &labels, opts, meta)?;
+    let mut head = sentiment::train_head(train_v, &labels, opts, meta)?;
+    if opts.ngram {
+        let data: Vec<(Vec<u32>, bool)> = split
+            .train
+            .iter()
+            .map(|e| (ngram::features(&e.text), e.label == Sentiment::Positive))
+            .collect();
+        head.ngram = Some(NgramModel::train(&data, &NgramOptions::default()));
+        head.meta.ngram = true;
+        head.meta.version.push_str("-ngram");
+    }
     let report = evaluate(&head, held_v, &split.held_out)?;
     let dir = cfg.heads_dir();
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -279,7 +291,8 @@ fn evaluate(
     vectors: &[Vec<f32>],
     gold: &[Example],
 ) -> Result<Report, HeadsError> {
-    let p = head.prob_positive(vectors)?;
+    let texts: Vec<&str> = gold.iter().map(|e| e.text.as_str()).collect();
+    let p = head.prob_positive(vectors, &texts)?;
     let pairs: Vec<(Sentiment, Sentiment)> = gold
         .iter()
         .zip(&p)

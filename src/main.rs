@@ -178,6 +178,12 @@ enum TrainCommand {
         /// Use only the first N training texts (and N/4 held-out ones): a quick check, not the real head.
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// Do nothing when a head is already trained (for scripts).
+        #[arg(long)]
+        if_missing: bool,
+        /// Leave out the character n-gram model (vector head only).
+        #[arg(long)]
+        no_ngram: bool,
         /// Report on a tenth of the training part instead of the held-out 20% (for choosing options
         /// without looking at the held-out texts).
         #[arg(long)]
@@ -464,10 +470,18 @@ fn cmd_train(cfg: &Config, what: TrainCommand) -> Result<()> {
             learning_rate,
             weight_decay,
             limit,
+            if_missing,
+            no_ngram,
             validate,
             json,
         } => {
+            let stem = dongcha::heads::sentiment_stem(cfg);
+            if if_missing && stem.with_extension("safetensors").exists() {
+                println!("sentiment head already trained: {}", stem.display());
+                return Ok(());
+            }
             let opts = dongcha::nlp::sentiment::TrainOptions {
+                ngram: !no_ngram,
                 hidden,
                 epochs,
                 learning_rate,
@@ -831,6 +845,20 @@ mod insight_cmd {
         Ok((ids, summarize(&purchases, as_of, WEEK), as_of, purchases))
     }
 
+    /// The text features of each summarised customer (`rows[i]` → `out[i]`), from `dongcha enrich`.
+    async fn text_features(
+        cfg: &Config,
+        rows: &[CustomerSummary],
+    ) -> Result<Vec<Option<dongcha::insight::rfm::TextFeatures>>> {
+        let store = Store::open_config(cfg).await?;
+        let all = store.customer_text_features().await?;
+        store.close().await;
+        Ok(rows
+            .iter()
+            .map(|c| all.get(c.customer as usize).copied().flatten())
+            .collect())
+    }
+
     fn print_json(v: &impl serde::Serialize) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(v)?);
         Ok(())
@@ -840,15 +868,19 @@ mod insight_cmd {
         match cmd {
             InsightCommand::Rfm(args) => {
                 let (ids, rows, as_of, _) = load(cfg, &args).await?;
-                let mut top: Vec<&CustomerSummary> = rows.iter().collect();
-                top.sort_by(|a, b| b.total_spent.total_cmp(&a.total_spent));
+                let text = text_features(cfg, &rows).await?;
+                let mut top: Vec<(
+                    &CustomerSummary,
+                    Option<dongcha::insight::rfm::TextFeatures>,
+                )> = rows.iter().zip(text.iter().copied()).collect();
+                top.sort_by(|a, b| b.0.total_spent.total_cmp(&a.0.total_spent));
                 top.truncate(args.top);
                 if args.json {
                     let out: Vec<_> = top
                         .iter()
-                        .map(|c| serde_json::json!({"customer": ids[c.customer as usize], "frequency": c.frequency,
+                        .map(|(c, t)| serde_json::json!({"customer": ids[c.customer as usize], "frequency": c.frequency,
                             "recency_weeks": c.recency, "age_weeks": c.t, "monetary_value": c.monetary_value,
-                            "total_spent": c.total_spent, "repeat_rate": c.repeat_rate()}))
+                            "total_spent": c.total_spent, "repeat_rate": c.repeat_rate(), "text": t}))
                         .collect();
                     return print_json(
                         &serde_json::json!({"as_of": as_of, "customers": rows.len(), "top": out}),
@@ -860,12 +892,36 @@ mod insight_cmd {
                     top.len()
                 );
                 println!(
-                    "{:<12} {:>9} {:>9} {:>9} {:>10} {:>12}",
-                    "customer", "frequency", "recency", "age", "monetary", "total spent"
+                    "{:<12} {:>9} {:>9} {:>9} {:>10} {:>12} {:>6} {:>9} {:>5} {:>7} {:>5}",
+                    "customer",
+                    "frequency",
+                    "recency",
+                    "age",
+                    "monetary",
+                    "total spent",
+                    "texts",
+                    "sentiment",
+                    "buy",
+                    "abandon",
+                    "wait"
                 );
-                for c in top {
+                for (c, t) in top {
+                    let t = t
+                        .map(|t| {
+                            format!(
+                                "{:>6} {:>9.2} {:>5.2} {:>7.2} {:>5.2}",
+                                t.texts,
+                                t.mean_sentiment,
+                                t.buy_share,
+                                t.abandon_share,
+                                t.wait_share
+                            )
+                        })
+                        .unwrap_or_else(|| {
+                            format!("{:>6} {:>9} {:>5} {:>7} {:>5}", 0, "-", "-", "-", "-")
+                        });
                     println!(
-                        "{:<12} {:>9} {:>9.2} {:>9.2} {:>10.2} {:>12.2}",
+                        "{:<12} {:>9} {:>9.2} {:>9.2} {:>10.2} {:>12.2} {t}",
                         ids[c.customer as usize],
                         c.frequency,
                         c.recency,
@@ -1149,7 +1205,8 @@ mod insight_cmd {
             }
             InsightCommand::Segments { common, k } => {
                 let (_, rows, as_of, _) = load(cfg, &common).await?;
-                let seg = dongcha::insight::segment::segment(&rows, k)?;
+                let text = text_features(cfg, &rows).await?;
+                let seg = dongcha::insight::segment::segment_with_text(&rows, &text, k)?;
                 if common.json {
                     return print_json(&serde_json::json!({"as_of": as_of, "segmentation": seg}));
                 }
@@ -1165,19 +1222,38 @@ mod insight_cmd {
                     tried.join(", ")
                 );
                 println!(
-                    "{:<24} {:>8} {:>9} {:>10} {:>12} {:>12} {:>9}",
-                    "segment", "size", "revenue", "frequency", "spent", "weeks since", "age"
+                    "{:<24} {:>8} {:>9} {:>10} {:>12} {:>12} {:>9} {:>9} {:>10} {:>9}",
+                    "segment",
+                    "size",
+                    "revenue",
+                    "frequency",
+                    "spent",
+                    "weeks since",
+                    "age",
+                    "reviewers",
+                    "sentiment",
+                    "abandon"
                 );
+                let opt =
+                    |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
                 for s in &seg.segments {
                     println!(
-                        "{:<24} {:>8} {:>8.1}% {:>10.2} {:>12.2} {:>12.1} {:>9.1}",
+                        "{:<24} {:>8} {:>8.1}% {:>10.2} {:>12.2} {:>12.1} {:>9.1} {:>9} {:>10} {:>9}",
                         s.name,
                         s.size,
                         s.revenue_share * 100.0,
                         s.mean_frequency,
                         s.mean_total_spent,
                         s.mean_periods_since_last,
-                        s.mean_age
+                        s.mean_age,
+                        s.with_texts,
+                        opt(s.mean_sentiment),
+                        opt(s.abandon_share)
+                    );
+                }
+                if seg.text_features {
+                    println!(
+                        "(clustered on log-RFM plus review sentiment and abandon-intent share; sentiment = mean P(positive))"
                     );
                 }
             }

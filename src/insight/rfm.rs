@@ -54,6 +54,19 @@ impl CustomerSummary {
     }
 }
 
+/// What a customer's reviews and posts say, from `dongcha enrich` (absent for customers who wrote none).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct TextFeatures {
+    /// Reviews and posts labelled.
+    pub texts: u32,
+    /// Mean P(positive) of the sentiment head.
+    pub mean_sentiment: f64,
+    pub negative_share: f64,
+    pub buy_share: f64,
+    pub abandon_share: f64,
+    pub wait_share: f64,
+}
+
 /// Summarises `purchases` as of `cutoff` (inclusive). The result is sorted by customer; customers with
 /// no purchase on or before the cut-off are left out.
 pub fn summarize(

@@ -7,7 +7,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use super::InsightError;
-use super::rfm::CustomerSummary;
+use super::rfm::{CustomerSummary, TextFeatures};
 
 pub const FEATURES: [&str; 4] = [
     "log_frequency",
@@ -34,11 +34,17 @@ pub struct Segment {
     pub mean_total_spent: f64,
     pub mean_periods_since_last: f64,
     pub mean_age: f64,
+    /// Members who wrote labelled reviews or posts, and what those say (when the text features were used).
+    pub with_texts: usize,
+    pub mean_sentiment: Option<f64>,
+    pub abandon_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Segmentation {
     pub k: usize,
+    /// Whether review/post sentiment and intent were clustering features.
+    pub text_features: bool,
     /// Mean silhouette of the chosen k (on a sample), and of each k tried when k was chosen.
     pub silhouette: Vec<(usize, f64)>,
     pub segments: Vec<Segment>,
@@ -144,11 +150,55 @@ fn name(mean: &[f64; 4], base: &[f64; 4], base_sd: &[f64; 4]) -> String {
 
 /// Segments `rows`; `k = None` tries 3..=6 and keeps the best silhouette.
 pub fn segment(rows: &[CustomerSummary], k: Option<usize>) -> Result<Segmentation, InsightError> {
+    segment_with_text(rows, &[], k)
+}
+
+/// Customers with texts below which the text features are left out of the clustering (too few to move a
+/// centroid; their segment figures are still reported).
+pub const MIN_TEXT_SHARE: f64 = 0.05;
+
+/// Segments on log-RFM plus, when enough customers wrote labelled reviews or posts, their mean sentiment
+/// and abandon-intent share (`text[i]` belongs to `rows[i]`'s customer; standardised over the writers,
+/// customers without texts sit at the writers' mean, i.e. 0, so silence does not pull them anywhere).
+pub fn segment_with_text(
+    rows: &[CustomerSummary],
+    text: &[Option<TextFeatures>],
+    k: Option<usize>,
+) -> Result<Segmentation, InsightError> {
     if rows.len() < 20 {
         return Err(InsightError::NoData("segments need at least 20 customers"));
     }
     let raw: Vec<[f64; 4]> = rows.iter().map(raw_features).collect();
-    let x = standardize(&raw);
+    let mut x = standardize(&raw);
+    let writers: Vec<usize> = (0..text.len().min(rows.len()))
+        .filter(|i| text[*i].is_some())
+        .collect();
+    let use_text = writers.len() as f64 >= MIN_TEXT_SHARE * rows.len() as f64;
+    if use_text {
+        let cols: [fn(&TextFeatures) -> f64; 2] = [|t| t.mean_sentiment, |t| t.abandon_share];
+        let mut extra = Array2::zeros((rows.len(), cols.len()));
+        for (j, f) in cols.iter().enumerate() {
+            let vals: Vec<f64> = writers
+                .iter()
+                .filter_map(|i| text[*i].map(|t| f(&t)))
+                .collect();
+            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+            let sd = (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64)
+                .sqrt()
+                .max(1e-12);
+            for &i in &writers {
+                if let Some(t) = text[i] {
+                    extra[[i, j]] = (f(&t) - mean) / sd;
+                }
+            }
+        }
+        x = ndarray::concatenate(ndarray::Axis(1), &[x.view(), extra.view()]).map_err(|e| {
+            InsightError::Fit {
+                model: "k-means",
+                reason: e.to_string(),
+            }
+        })?;
+    }
     let candidates: Vec<usize> = match k {
         Some(k) => vec![k.clamp(2, rows.len() / 2)],
         None => (3..=6).collect(),
@@ -184,6 +234,13 @@ pub fn segment(rows: &[CustomerSummary], k: Option<usize>) -> Result<Segmentatio
             let avg = |f: fn(&CustomerSummary) -> f64| {
                 members.iter().map(|i| f(&rows[*i])).sum::<f64>() / m
             };
+            let texts: Vec<TextFeatures> = members
+                .iter()
+                .filter_map(|i| text.get(*i).copied().flatten())
+                .collect();
+            let text_avg = |f: fn(&TextFeatures) -> f64| {
+                (!texts.is_empty()).then(|| texts.iter().map(f).sum::<f64>() / texts.len() as f64)
+            };
             Some(Segment {
                 name: name(&mean_raw, &base, &base_sd),
                 size: members.len(),
@@ -193,6 +250,9 @@ pub fn segment(rows: &[CustomerSummary], k: Option<usize>) -> Result<Segmentatio
                 mean_total_spent: avg(|c| c.total_spent),
                 mean_periods_since_last: avg(|c| c.periods_since_last()),
                 mean_age: avg(|c| c.t),
+                with_texts: texts.len(),
+                mean_sentiment: text_avg(|t| t.mean_sentiment),
+                abandon_share: text_avg(|t| t.abandon_share),
             })
         })
         .collect();
@@ -206,6 +266,7 @@ pub fn segment(rows: &[CustomerSummary], k: Option<usize>) -> Result<Segmentatio
     }
     Ok(Segmentation {
         k,
+        text_features: use_text,
         silhouette: tried,
         segments,
         assignment: labels,
@@ -272,5 +333,47 @@ mod tests {
         // Deterministic: the same input gives the same segments.
         let again = segment(&rows, Some(3)).unwrap();
         assert_eq!(s.assignment, again.assignment);
+    }
+
+    #[test]
+    fn review_sentiment_separates_customers_who_buy_alike() {
+        let mut rows = Vec::new();
+        let mut text = Vec::new();
+        for i in 0..60 {
+            let j = (i % 5) as f64;
+            // Same purchase behaviour; half write happy reviews, half unhappy ones.
+            rows.push(customer(i, 10.0 + j, 2_000.0 + 10.0 * j, 2.0, 60.0));
+            text.push(Some(TextFeatures {
+                texts: 3,
+                mean_sentiment: 0.9 - 0.01 * j,
+                abandon_share: 0.05,
+                ..Default::default()
+            }));
+            rows.push(customer(100 + i, 10.0 + j, 2_000.0 + 10.0 * j, 2.0, 60.0));
+            text.push(Some(TextFeatures {
+                texts: 3,
+                mean_sentiment: 0.15 + 0.01 * j,
+                abandon_share: 0.7,
+                ..Default::default()
+            }));
+            rows.push(customer(200 + i, 0.0, 20.0 + j, 1.0, 2.0 + 0.1 * j));
+            text.push(None);
+        }
+        let s = segment_with_text(&rows, &text, Some(3)).unwrap();
+        assert!(s.text_features);
+        let happy = s.assignment[0];
+        let unhappy = s.assignment[1];
+        assert_ne!(happy, unhappy);
+        for i in 0..60 {
+            assert_eq!(s.assignment[3 * i], happy);
+            assert_eq!(s.assignment[3 * i + 1], unhappy);
+        }
+        let sentiments: Vec<Option<f64>> = s.segments.iter().map(|g| g.mean_sentiment).collect();
+        assert!(sentiments.iter().flatten().any(|m| *m > 0.8));
+        assert!(sentiments.iter().flatten().any(|m| *m < 0.25));
+        // Without text features the two groups cannot be told apart.
+        let plain = segment(&rows, Some(3)).unwrap();
+        assert!(!plain.text_features);
+        assert_eq!(plain.assignment[0], plain.assignment[1]);
     }
 }

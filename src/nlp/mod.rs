@@ -3,6 +3,7 @@
 pub mod encoder;
 pub mod entities;
 pub mod intent;
+pub mod ngram;
 pub mod q4;
 pub mod report;
 pub mod sentiment;

@@ -15,10 +15,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
+use super::ngram::NgramModel;
 pub use super::report::Report;
 
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +236,9 @@ pub struct HeadMeta {
     pub neutral_band: f32,
     /// Identifies the trained head in stored labels (encoder, shape, training data hash).
     pub version: String,
+    /// Whether a character n-gram model is part of the head.
+    #[serde(default)]
+    pub ngram: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +249,8 @@ pub struct TrainOptions {
     pub learning_rate: f64,
     pub weight_decay: f64,
     pub seed: u64,
+    /// Also train a character n-gram model and average its log-odds with the vector head's.
+    pub ngram: bool,
 }
 
 impl Default for TrainOptions {
@@ -256,6 +262,7 @@ impl Default for TrainOptions {
             learning_rate: 1e-3,
             weight_decay: 1e-2,
             seed: 618,
+            ngram: true,
         }
     }
 }
@@ -264,6 +271,8 @@ pub struct SentimentHead {
     w1: Tensor,
     b1: Tensor,
     out: Option<(Tensor, Tensor)>,
+    /// A character n-gram model whose log-odds are averaged with the vector head's.
+    pub ngram: Option<NgramModel>,
     pub meta: HeadMeta,
 }
 
@@ -288,15 +297,31 @@ impl SentimentHead {
         )
     }
 
-    /// P(positive) for each vector.
-    pub fn prob_positive(&self, vectors: &[Vec<f32>]) -> Result<Vec<f32>, SentimentError> {
+    /// P(positive) for each text, given its sentence vector.
+    pub fn prob_positive(
+        &self,
+        vectors: &[Vec<f32>],
+        texts: &[&str],
+    ) -> Result<Vec<f32>, SentimentError> {
         if vectors.is_empty() {
             return Ok(Vec::new());
         }
         let x = to_tensor(vectors, self.w1.device())?;
-        let logits = self.forward(&x)?;
-        let p = candle_nn::ops::softmax(&logits, D::Minus1)?;
-        Ok(p.narrow(1, 1, 1)?.squeeze(1)?.to_vec1::<f32>()?)
+        let logits = self.forward(&x)?.to_vec2::<f32>()?;
+        Ok(logits
+            .iter()
+            .zip(texts.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(l, t)| {
+                let vector_logit = l[1] - l[0];
+                let logit = match (&self.ngram, t) {
+                    (Some(m), Some(t)) => {
+                        0.5 * (vector_logit + m.logit(&super::ngram::features(t)))
+                    }
+                    _ => vector_logit,
+                };
+                1.0 / (1.0 + (-logit).exp())
+            })
+            .collect())
     }
 
     /// The label for a P(positive): neutral inside the band, else the likelier side.
@@ -318,6 +343,17 @@ impl SentimentHead {
         if let Some((w, b)) = &self.out {
             t.insert("w2".to_string(), w.clone());
             t.insert("b2".to_string(), b.clone());
+        }
+        if let Some(m) = &self.ngram {
+            let n = m.weights.len();
+            t.insert(
+                "ngram_w".to_string(),
+                Tensor::from_slice(&m.weights, n, &Device::Cpu)?,
+            );
+            t.insert(
+                "ngram_b".to_string(),
+                Tensor::from_slice(&[m.bias], 1, &Device::Cpu)?,
+            );
         }
         let weights = stem.with_extension("safetensors");
         candle_core::safetensors::save(&t, &weights)?;
@@ -361,6 +397,14 @@ impl SentimentHead {
         } else {
             None
         };
+        let ngram = if meta.ngram {
+            Some(NgramModel {
+                weights: take("ngram_w")?.to_vec1::<f32>()?,
+                bias: take("ngram_b")?.to_vec1::<f32>()?[0],
+            })
+        } else {
+            None
+        };
         if w1.dims2()?.1 != meta.dim {
             return Err(head_err(format!(
                 "weights read {} inputs, metadata says {}",
@@ -368,7 +412,13 @@ impl SentimentHead {
                 meta.dim
             )));
         }
-        Ok(Self { w1, b1, out, meta })
+        Ok(Self {
+            w1,
+            b1,
+            out,
+            ngram,
+            meta,
+        })
     }
 }
 
@@ -473,6 +523,7 @@ pub fn train_head(
         w1: w1.as_tensor().clone(),
         b1: b1.as_tensor().clone(),
         out: out.map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())),
+        ngram: None,
         meta: HeadMeta {
             hidden: opts.hidden,
             dim,
@@ -585,6 +636,7 @@ mod tests {
             hidden: 0,
             neutral_band: 0.1,
             version: "t".into(),
+            ngram: false,
         };
         for hidden in [0, 8] {
             let opts = TrainOptions {
@@ -595,7 +647,7 @@ mod tests {
                 ..Default::default()
             };
             let head = train_head(&xs, &ys, &opts, meta.clone()).unwrap();
-            let p = head.prob_positive(&xs).unwrap();
+            let p = head.prob_positive(&xs, &[]).unwrap();
             let right = p
                 .iter()
                 .zip(&ys)
@@ -607,7 +659,7 @@ mod tests {
             head.save(&stem, &serde_json::json!({"accuracy": 1.0}))
                 .unwrap();
             let back = SentimentHead::load(&stem, &Device::Cpu).unwrap();
-            assert_eq!(back.prob_positive(&xs).unwrap(), p);
+            assert_eq!(back.prob_positive(&xs, &[]).unwrap(), p);
             assert_eq!(back.label(0.55), Sentiment::Neutral);
             assert_eq!(back.label(0.95), Sentiment::Positive);
         }

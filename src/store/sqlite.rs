@@ -263,6 +263,48 @@ impl Store {
         Ok((customers.into_iter().map(|(_, e)| e).collect(), purchases))
     }
 
+    /// Per customer (indexed as in [`Store::purchases`]), what their labelled reviews and posts say;
+    /// `None` for customers without any. Empty when `dongcha enrich` has not run.
+    pub async fn customer_text_features(
+        &self,
+    ) -> Result<Vec<Option<crate::insight::rfm::TextFeatures>>, StoreError> {
+        let customers: Vec<(i64,)> = sqlx::query_as("SELECT id FROM customers ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let rows: Vec<(i64, i64, f64, f64, f64, f64, f64)> = sqlx::query_as(
+            "SELECT customer_id, COUNT(*), AVG(p_positive), AVG(sentiment = 'negative'), \
+             AVG(intent = 'buy'), AVG(intent = 'abandon'), AVG(intent = 'wait') FROM ( \
+               SELECT r.customer_id, n.p_positive, n.sentiment, n.intent FROM review_nlp n \
+                 JOIN reviews r ON r.id = n.review_id \
+               UNION ALL \
+               SELECT s.customer_id, n.p_positive, n.sentiment, n.intent FROM post_nlp n \
+                 JOIN social_posts s ON s.id = n.post_id \
+             ) GROUP BY customer_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let by_id: HashMap<i64, crate::insight::rfm::TextFeatures> = rows
+            .into_iter()
+            .map(|(c, n, s, neg, buy, abandon, wait)| {
+                (
+                    c,
+                    crate::insight::rfm::TextFeatures {
+                        texts: n as u32,
+                        mean_sentiment: s,
+                        negative_share: neg,
+                        buy_share: buy,
+                        abandon_share: abandon,
+                        wait_share: wait,
+                    },
+                )
+            })
+            .collect();
+        Ok(customers
+            .into_iter()
+            .map(|(id,)| by_id.get(&id).copied())
+            .collect())
+    }
+
     /// Sales as (day, amount), all of them or one product's (by cleaned name) or one category's.
     pub async fn sales(
         &self,

@@ -308,3 +308,77 @@ impl Searcher {
             .collect())
     }
 }
+
+/// What a group of customers' own reviews say they care about, as products: the mean vector of (up to
+/// 500 of) their reviews is searched against everyone else's positive reviews, and each product gets the
+/// share of the top `hits` similar reviews that are about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewInterest {
+    /// Reviews of these customers that went into the profile.
+    pub own_reviews: usize,
+    /// product id → share of the similar positive reviews (sums to at most 1).
+    pub share: std::collections::HashMap<i64, f64>,
+}
+
+/// `None` when the customers wrote no indexed review (or nothing was enriched yet).
+pub async fn review_interest(
+    cfg: &Config,
+    store: &Store,
+    external_ids: &[String],
+    hits: usize,
+) -> Result<Option<ReviewInterest>, EnrichError> {
+    let dir = index_dir(cfg);
+    if !dir.join("edge_config.json").exists() {
+        return Ok(None);
+    }
+    let own = store.review_ids_of(external_ids, 500).await?;
+    if own.is_empty() {
+        return Ok(None);
+    }
+    let members: std::collections::HashSet<i64> = store
+        .customer_ids_of(external_ids)
+        .await?
+        .into_iter()
+        .collect();
+    let assets = crate::assets::Assets::from_config(cfg).map_err(HeadsError::from)?;
+    let dim = if assets.asset_dir(&cfg.models.review_encoder).exists() {
+        heads::review_encoder(cfg)?.dim()
+    } else {
+        return Ok(None);
+    };
+    let index = open_index(cfg, dim)?;
+    let ids: Vec<u64> = own.iter().map(|i| *i as u64).collect();
+    let vectors = index.vectors(&ids)?;
+    if vectors.is_empty() {
+        return Ok(None);
+    }
+    let mut mean = vec![0f32; dim];
+    for (_, v) in &vectors {
+        for (m, x) in mean.iter_mut().zip(v) {
+            *m += x;
+        }
+    }
+    let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    mean.iter_mut().for_each(|x| *x /= norm);
+    let filter = SearchFilter {
+        sentiment: Some(Sentiment::Positive.as_str().into()),
+        ..Default::default()
+    };
+    // Ask for more than needed: the customers' own reviews are dropped from the hits.
+    let found = index.search(&mean, &filter, hits + vectors.len().min(hits), false)?;
+    let others: Vec<&index::Hit> = found
+        .iter()
+        .filter(|h| !members.contains(&h.payload.customer_id))
+        .take(hits)
+        .collect();
+    let mut share = std::collections::HashMap::new();
+    for h in &others {
+        if let Some(p) = h.payload.product_id {
+            *share.entry(p).or_insert(0.0) += 1.0 / others.len() as f64;
+        }
+    }
+    Ok(Some(ReviewInterest {
+        own_reviews: vectors.len(),
+        share,
+    }))
+}

@@ -1131,30 +1131,63 @@ mod insight_cmd {
                     .flat_map(|m| baskets[*m].iter().copied())
                     .collect();
                 let cp = CoPurchase::new(&baskets, names.len());
-                let recs = cp.recommend(&owned, common.top);
+                // Review interest: what these customers' own reviews are like, matched against other
+                // customers' positive reviews in the index (after `dongcha enrich`).
+                let member_ids: Vec<String> = members.iter().map(|m| ids[*m].clone()).collect();
+                let store = Store::open_config(cfg).await?;
+                let interest =
+                    dongcha::enrich::review_interest(cfg, &store, &member_ids, 200).await?;
+                let products = store.products_by_name().await?;
+                store.close().await;
+                let by_index: std::collections::HashMap<u32, f64> = interest
+                    .as_ref()
+                    .map(|i| {
+                        products
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(k, (id, _))| i.share.get(id).map(|s| (k as u32, *s)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let recs = cp.recommend_with_interest(&owned, &by_index, common.top);
                 let out: Vec<_> = recs
                     .iter()
                     .map(|r| {
                         serde_json::json!({"product": names[r.product as usize],
-                    "score": r.score, "because_of": r.because_of})
+                    "co_purchase_score": r.score, "because_of": r.because_of,
+                    "review_interest": r.interest, "combined": r.combined})
                     })
                     .collect();
                 if common.json {
                     return print_json(&serde_json::json!({"customers": members.len(),
-                        "owned": owned.iter().map(|p| &names[*p as usize]).collect::<Vec<_>>(), "recommendations": out}));
+                        "owned": owned.iter().map(|p| &names[*p as usize]).collect::<Vec<_>>(),
+                        "own_reviews": interest.as_ref().map(|i| i.own_reviews),
+                        "recommendations": out}));
                 }
                 println!(
-                    "{} customer(s) who bought {} product(s); recommended (co-purchase lift):",
+                    "{} customer(s) who bought {} product(s); recommended by co-purchase lift{}:",
                     members.len(),
-                    owned.len()
+                    owned.len(),
+                    match &interest {
+                        Some(i) => format!(
+                            " and review interest ({} of their reviews matched against others' positive reviews)",
+                            i.own_reviews
+                        ),
+                        None => " (no enriched reviews of theirs for review interest)".into(),
+                    }
                 );
                 if recs.is_empty() {
                     println!("  nothing is bought with these products more often than chance");
                 }
                 for r in &recs {
                     println!(
-                        "  {:<40} score {:.2} (from {} owned product(s))",
-                        names[r.product as usize], r.score, r.because_of
+                        "  {:<40} combined {:.2} = co-purchase {:.2} (score {:.2} from {} owned product(s)) + interest {:.2}",
+                        names[r.product as usize],
+                        r.combined,
+                        r.combined - r.interest,
+                        r.score,
+                        r.because_of,
+                        r.interest
                     );
                 }
             }

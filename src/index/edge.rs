@@ -9,7 +9,7 @@ use qdrant_edge::{
     FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, PayloadFieldSchema,
     PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
     PointStructPersisted, QueryEnum, Range, SearchParams, SearchRequest, UpdateOperation,
-    VectorInternal, WithPayloadInterface, WithVector,
+    VectorInternal, VectorStructInternal, WithPayloadInterface, WithVector,
 };
 
 use super::{Hit, IndexError, ReviewPayload, ReviewPoint, SearchFilter, VectorIndex};
@@ -217,6 +217,34 @@ impl VectorIndex for EdgeIndex {
             .collect()
     }
 
+    fn vectors(&self, ids: &[u64]) -> Result<Vec<(u64, Vec<f32>)>, IndexError> {
+        let ids: Vec<PointId> = ids.iter().map(|i| PointId::NumId(*i)).collect();
+        let records = self
+            .shard
+            .retrieve(
+                &ids,
+                Some(WithPayloadInterface::Bool(false)),
+                Some(WithVector::Bool(true)),
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| {
+                let PointId::NumId(id) = r.id else {
+                    return None;
+                };
+                match r.vector? {
+                    VectorStructInternal::Single(v) => Some((id, v)),
+                    VectorStructInternal::Named(mut m) => match m.remove("")? {
+                        VectorInternal::Dense(v) => Some((id, v)),
+                        _ => None,
+                    },
+                    VectorStructInternal::MultiDense(_) => None,
+                }
+            })
+            .collect())
+    }
+
     fn count(&self) -> Result<usize, IndexError> {
         Ok(self.shard.info().points_count)
     }
@@ -282,6 +310,16 @@ mod tests {
             assert_eq!(hits[0].id, 42);
             assert!((hits[0].score - 1.0).abs() < 1e-5);
             assert_eq!(hits[0].payload, points[41].payload);
+            let got = index.vectors(&[42, 7, 9999]).unwrap();
+            assert_eq!(got.len(), 2);
+            assert_eq!(got[0].0, 42);
+            let c: f32 = got[0]
+                .1
+                .iter()
+                .zip(&points[41].vector)
+                .map(|(a, b)| a * b)
+                .sum();
+            assert!((c - 1.0).abs() < 1e-5);
             let f = SearchFilter {
                 sentiment: Some("negative".into()),
                 product_ids: Some(vec![1, 2]),

@@ -82,6 +82,8 @@ pub trait VectorIndex: Send + Sync {
         limit: usize,
         exact: bool,
     ) -> Result<Vec<Hit>, IndexError>;
+    /// The stored vectors of these points (absent ids are skipped).
+    fn vectors(&self, ids: &[u64]) -> Result<Vec<(u64, Vec<f32>)>, IndexError>;
     fn count(&self) -> Result<usize, IndexError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), IndexError>;

@@ -26,6 +26,11 @@ pub struct Recommendation {
     pub score: f64,
     /// How many of those customers' products point to it.
     pub because_of: usize,
+    /// Share of the reviews most like these customers' own reviews that praise this product (0 when
+    /// review interest was not used).
+    pub interest: f64,
+    /// What the list is ranked by: `score` scaled to the best co-purchase score (0..1) plus `interest`.
+    pub combined: f64,
 }
 
 impl CoPurchase {
@@ -88,12 +93,52 @@ impl CoPurchase {
                     product: p,
                     score: lifts.iter().map(|l| l - 1.0).sum(),
                     because_of: lifts.len(),
+                    interest: 0.0,
+                    combined: 0.0,
                 })
             })
             .collect();
         out.sort_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
+                .then_with(|| a.product.cmp(&b.product))
+        });
+        let best = out.first().map_or(1.0, |r| r.score.max(1e-12));
+        for r in &mut out {
+            r.combined = r.score / best;
+        }
+        out.truncate(top);
+        out
+    }
+
+    /// Co-purchase recommendations blended with review interest (`interest[p]` = share of the reviews most
+    /// like the customers' own that praise product `p`): a product qualifies by either signal; ranked by
+    /// co-purchase score scaled to the best (0..1) plus the interest share.
+    pub fn recommend_with_interest(
+        &self,
+        owned: &HashSet<u32>,
+        interest: &HashMap<u32, f64>,
+        top: usize,
+    ) -> Vec<Recommendation> {
+        let mut out = self.recommend(owned, usize::MAX);
+        for r in &mut out {
+            r.interest = interest.get(&r.product).copied().unwrap_or(0.0);
+            r.combined += r.interest;
+        }
+        for (p, share) in interest {
+            if !owned.contains(p) && *share > 0.0 && !out.iter().any(|r| r.product == *p) {
+                out.push(Recommendation {
+                    product: *p,
+                    score: 0.0,
+                    because_of: 0,
+                    interest: *share,
+                    combined: *share,
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            b.combined
+                .total_cmp(&a.combined)
                 .then_with(|| a.product.cmp(&b.product))
         });
         out.truncate(top);
@@ -227,6 +272,18 @@ mod tests {
             cp.recommend(&HashSet::from([3]), 3).is_empty(),
             "books are bought alone"
         );
+        // Review interest adds what co-purchase cannot see and can reorder the list.
+        let interest = HashMap::from([(2u32, 0.6), (3u32, 0.3)]);
+        let blended = cp.recommend_with_interest(&HashSet::from([0]), &interest, 5);
+        let order: Vec<(u32, f64)> = blended
+            .iter()
+            .map(|r| (r.product, (r.combined * 100.0).round() / 100.0))
+            .collect();
+        // case: co-purchase best (1.0); charger: co-purchase 0.x + 0.6; book: interest only 0.3.
+        assert_eq!(order[0].0, 2, "{blended:?}");
+        assert_eq!(order[1], (1, 1.0));
+        assert_eq!(order[2], (3, 0.3));
+        assert_eq!(blended[2].because_of, 0);
     }
 
     #[test]

@@ -305,6 +305,56 @@ impl Store {
             .collect())
     }
 
+    /// Ids of reviews written by these customers (by the shop's ids), at most `limit`, newest first.
+    pub async fn review_ids_of(
+        &self,
+        external_ids: &[String],
+        limit: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in external_ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT r.id FROM reviews r JOIN customers c ON c.id = r.customer_id \
+                 WHERE c.external_id IN ({marks}) ORDER BY r.review_date DESC LIMIT {limit}"
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store ids of these customers (by the shop's ids).
+    pub async fn customer_ids_of(&self, external_ids: &[String]) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in external_ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT id FROM customers WHERE external_id IN ({marks})");
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+
+    /// Products as (id, name) in the order [`Store::customer_products`] indexes them.
+    pub async fn products_by_name(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, name FROM products ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Sales as (day, amount), all of them or one product's (by cleaned name) or one category's.
     pub async fn sales(
         &self,

@@ -38,6 +38,7 @@ pub struct Config {
     pub assets: AssetsConfig,
     pub models: ModelsConfig,
     pub nlp: NlpConfig,
+    pub index: IndexConfig,
     pub ingest: IngestConfig,
     pub forecast: ForecastConfig,
 }
@@ -70,6 +71,22 @@ pub struct ModelsConfig {
     pub encoder: String,
     pub review_encoder: String,
     pub llm: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    pub backend: IndexBackend,
+    pub url: String,
+    pub collection: String,
+    pub hnsw_ef: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexBackend {
+    Edge,
+    Qdrant,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, IndexBackend};
 use crate::heads::{self, HeadsError};
 use crate::index::edge::EdgeIndex;
 use crate::index::{self, IndexError, ReviewPayload, ReviewPoint, SearchFilter, VectorIndex};
@@ -43,8 +43,29 @@ pub fn index_dir(cfg: &Config) -> PathBuf {
         .join(format!("reviews-{}", cfg.models.review_encoder))
 }
 
-pub fn open_index(cfg: &Config, dim: usize) -> Result<EdgeIndex, IndexError> {
-    EdgeIndex::open(&index_dir(cfg), dim)
+/// The configured review index: qdrant-edge under the data dir, or a Qdrant server.
+pub fn open_index(cfg: &Config, dim: usize) -> Result<Box<dyn VectorIndex>, IndexError> {
+    Ok(match cfg.index.backend {
+        IndexBackend::Edge => {
+            let mut index = EdgeIndex::open(&index_dir(cfg), dim)?;
+            index.hnsw_ef = cfg.index.hnsw_ef;
+            Box::new(index)
+        }
+        IndexBackend::Qdrant => {
+            if cfg.index.url.is_empty() {
+                return Err(IndexError::Engine {
+                    path: "[index] url".into(),
+                    reason: "backend = \"qdrant\" needs the server's url".into(),
+                });
+            }
+            let collection = format!("{}_{}", cfg.index.collection, cfg.models.review_encoder)
+                .replace(['-', '.'], "_");
+            let mut index =
+                crate::index::remote::RemoteIndex::open(&cfg.index.url, &collection, dim)?;
+            index.hnsw_ef = cfg.index.hnsw_ef as u64;
+            Box::new(index)
+        }
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,7 +261,7 @@ pub struct SearchHit {
 /// An open searcher: the encoder and the index, loaded once for many queries.
 pub struct Searcher {
     encoder: Encoder,
-    index: EdgeIndex,
+    index: Box<dyn VectorIndex>,
 }
 
 impl Searcher {
@@ -250,8 +271,8 @@ impl Searcher {
         Ok(Self { encoder, index })
     }
 
-    pub fn index(&self) -> &EdgeIndex {
-        &self.index
+    pub fn index(&self) -> &dyn VectorIndex {
+        self.index.as_ref()
     }
 
     /// Review ids and scores for a query, best first.
@@ -327,8 +348,8 @@ pub async fn review_interest(
     external_ids: &[String],
     hits: usize,
 ) -> Result<Option<ReviewInterest>, EnrichError> {
-    let dir = index_dir(cfg);
-    if !dir.join("edge_config.json").exists() {
+    if cfg.index.backend == IndexBackend::Edge && !index_dir(cfg).join("edge_config.json").exists()
+    {
         return Ok(None);
     }
     let own = store.review_ids_of(external_ids, 500).await?;

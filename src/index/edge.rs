@@ -12,7 +12,7 @@ use qdrant_edge::{
     VectorInternal, VectorStructInternal, WithPayloadInterface, WithVector,
 };
 
-use super::{Hit, IndexError, ReviewPayload, ReviewPoint, SearchFilter, VectorIndex};
+use super::{Hit, IndexError, ReviewPoint, SearchFilter, VectorIndex};
 
 pub struct EdgeIndex {
     shard: EdgeShard,
@@ -139,12 +139,7 @@ impl VectorIndex for EdgeIndex {
         }
         let mut list: Vec<PointStructPersisted> = Vec::with_capacity(points.len());
         for p in points {
-            if p.vector.len() != self.dim {
-                return Err(IndexError::Dimension {
-                    got: p.vector.len(),
-                    want: self.dim,
-                });
-            }
+            super::check_dim(p.vector.len(), self.dim)?;
             let payload = serde_json::to_value(&p.payload).map_err(|e| self.fail(e))?;
             list.push(PointStruct::new(p.id, p.vector.clone(), payload).into());
         }
@@ -171,12 +166,7 @@ impl VectorIndex for EdgeIndex {
         limit: usize,
         exact: bool,
     ) -> Result<Vec<Hit>, IndexError> {
-        if vector.len() != self.dim {
-            return Err(IndexError::Dimension {
-                got: vector.len(),
-                want: self.dim,
-            });
-        }
+        super::check_dim(vector.len(), self.dim)?;
         let request = SearchRequest {
             query: QueryEnum::Nearest(qdrant_edge::NamedQuery {
                 query: VectorInternal::Dense(vector.to_vec()),
@@ -206,13 +196,7 @@ impl VectorIndex for EdgeIndex {
                     .payload
                     .map(|pl| serde_json::Value::Object(pl.0.into_iter().collect()))
                     .unwrap_or(serde_json::Value::Null);
-                let payload: ReviewPayload =
-                    serde_json::from_value(payload).map_err(|e| self.fail(e))?;
-                Ok(Hit {
-                    id,
-                    score: p.score,
-                    payload,
-                })
+                Hit::from_json(id, p.score, payload).map_err(|e| self.fail(e))
             })
             .collect()
     }
@@ -262,6 +246,7 @@ impl VectorIndex for EdgeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::ReviewPayload;
 
     fn unit(seed: u64, dim: usize) -> Vec<f32> {
         let v: Vec<f32> = (0..dim as u64)

@@ -1,8 +1,10 @@
 //! The review index: one vector per review (the review encoder's unit vector) with a payload for filters
 //! (product, date, rating, sentiment, customer). [`VectorIndex`] is what the rest of dongcha sees; the
-//! embedded default is [`edge::EdgeIndex`] (qdrant-edge in process, persisted under the data dir).
+//! embedded default is [`edge::EdgeIndex`] (qdrant-edge in process, persisted under the data dir); a
+//! Qdrant server or cluster is [`remote::RemoteIndex`].
 
 pub mod edge;
+pub mod remote;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -65,6 +67,30 @@ pub struct Hit {
     pub id: u64,
     pub score: f32,
     pub payload: ReviewPayload,
+}
+
+/// The error for a vector of the wrong length.
+pub(crate) fn check_dim(got: usize, want: usize) -> Result<(), IndexError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(IndexError::Dimension { got, want })
+    }
+}
+
+impl Hit {
+    /// A hit from a backend's point id, score and payload (as JSON).
+    pub fn from_json(
+        id: u64,
+        score: f32,
+        payload: serde_json::Value,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            id,
+            score,
+            payload: serde_json::from_value(payload)?,
+        })
+    }
 }
 
 /// A store of review vectors searchable by meaning with payload filters.

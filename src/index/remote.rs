@@ -45,7 +45,7 @@ impl RemoteIndex {
             collection: collection.to_string(),
             url: url.to_string(),
             dim,
-            hnsw_ef: 128,
+            hnsw_ef: 256,
         };
         let exists = block_on(index.client.collection_exists(collection))
             .map_err(|e| fail(e.to_string()))?;

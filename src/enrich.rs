@@ -68,6 +68,22 @@ pub fn open_index(cfg: &Config, dim: usize) -> Result<Box<dyn VectorIndex>, Inde
     })
 }
 
+/// The review index for reading (search, count, vectors by id) without loading the encoder: the embedded
+/// index knows its own dimension; `None` when nothing was indexed yet. A Qdrant server collection is
+/// opened with the encoder's dimension (needed if it has to be created).
+pub fn open_index_for_reading(cfg: &Config) -> Result<Option<Box<dyn VectorIndex>>, EnrichError> {
+    match cfg.index.backend {
+        IndexBackend::Edge => Ok(EdgeIndex::open_existing(&index_dir(cfg))?.map(|mut i| {
+            i.hnsw_ef = cfg.index.hnsw_ef;
+            Box::new(i) as Box<dyn VectorIndex>
+        })),
+        IndexBackend::Qdrant => {
+            let dim = heads::review_encoder(cfg)?.dim();
+            Ok(Some(open_index(cfg, dim)?))
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EnrichSummary {
     pub reviews_pending: usize,
@@ -126,20 +142,28 @@ pub async fn enrich(
         model_version: version.clone(),
         seconds: 0.0,
     };
-    let encoder = tokio::task::block_in_place(|| heads::review_encoder(cfg))?;
-    let index = open_index(cfg, encoder.dim())?;
     if reviews.is_empty() && posts.is_empty() {
-        summary.index_points = index.count()?;
+        // Nothing to label: report the index without loading the encoder.
+        let index = tokio::task::block_in_place(|| open_index_for_reading(cfg))?;
+        summary.index_points = index.map_or(Ok(0), |i| i.count())?;
         return Ok(summary);
     }
+    let encoder = tokio::task::block_in_place(|| heads::review_encoder(cfg))?;
+    let index = open_index(cfg, encoder.dim())?;
+    let mut cache = heads::vector_cache(cfg, &encoder)?;
     let intent = tokio::task::block_in_place(|| {
-        heads::intent_model(cfg, &encoder, &indicatif::ProgressBar::hidden())
+        heads::intent_model(
+            &mut cache,
+            &encoder,
+            cfg.nlp.batch,
+            &indicatif::ProgressBar::hidden(),
+        )
     })?;
     let mut gazetteer = Gazetteer::builtin();
     for (brand, model) in store.brands_and_models().await? {
         gazetteer.add(brand.as_deref(), model.as_deref());
     }
-    let cache = std::sync::Mutex::new(heads::vector_cache(cfg, &encoder)?);
+    let cache = std::sync::Mutex::new(cache);
     let models = Models {
         encoder,
         cache,
@@ -271,12 +295,8 @@ impl Searcher {
         Ok(Self { encoder, index })
     }
 
-    pub fn index(&self) -> &dyn VectorIndex {
-        self.index.as_ref()
-    }
-
     /// Review ids and scores for a query, best first.
-    pub fn search_ids(
+    fn search_ids(
         &self,
         text: &str,
         filter: &SearchFilter,
@@ -348,32 +368,24 @@ pub async fn review_interest(
     external_ids: &[String],
     hits: usize,
 ) -> Result<Option<ReviewInterest>, EnrichError> {
-    if cfg.index.backend == IndexBackend::Edge && !index_dir(cfg).join("edge_config.json").exists()
-    {
-        return Ok(None);
-    }
     let own = store.review_ids_of(external_ids, 500).await?;
     if own.is_empty() {
         return Ok(None);
     }
+    let Some(index) = tokio::task::block_in_place(|| open_index_for_reading(cfg))? else {
+        return Ok(None);
+    };
     let members: std::collections::HashSet<i64> = store
         .customer_ids_of(external_ids)
         .await?
         .into_iter()
         .collect();
-    let assets = crate::assets::Assets::from_config(cfg).map_err(HeadsError::from)?;
-    let dim = if assets.asset_dir(&cfg.models.review_encoder).exists() {
-        heads::review_encoder(cfg)?.dim()
-    } else {
-        return Ok(None);
-    };
-    let index = open_index(cfg, dim)?;
     let ids: Vec<u64> = own.iter().map(|i| *i as u64).collect();
     let vectors = index.vectors(&ids)?;
     if vectors.is_empty() {
         return Ok(None);
     }
-    let mut mean = vec![0f32; dim];
+    let mut mean = vec![0f32; vectors[0].1.len()];
     for (_, v) in &vectors {
         for (m, x) in mean.iter_mut().zip(v) {
             *m += x;

@@ -330,15 +330,15 @@ pub fn eval_sentiment(
 
 /// The intent classifier: the shipped exemplars' 70% part, encoded by the review encoder (cached).
 pub fn intent_model(
-    cfg: &Config,
+    cache: &mut VectorCache,
     encoder: &Encoder,
+    batch: usize,
     progress: &indicatif::ProgressBar,
 ) -> Result<IntentModel, HeadsError> {
     let set = intent::parse_tsv(intent::EXEMPLARS_TSV).map_err(HeadsError::IntentData)?;
     let train: Vec<&intent::Labelled> = set.iter().filter(|l| !intent::is_test(&l.text)).collect();
     let texts: Vec<&str> = train.iter().map(|l| l.text.as_str()).collect();
-    let mut cache = vector_cache(cfg, encoder)?;
-    let vectors = cache.vectors(encoder, &texts, cfg.nlp.batch, progress)?;
+    let vectors = cache.vectors(encoder, &texts, batch, progress)?;
     Ok(IntentModel::new(
         train.iter().map(|l| l.intent).zip(vectors).collect(),
     ))
@@ -373,9 +373,14 @@ pub fn eval_intent(
             .collect(),
     };
     let encoder = review_encoder(cfg)?;
-    let model = intent_model(cfg, &encoder, &indicatif::ProgressBar::hidden())?;
-    let texts: Vec<&str> = gold.iter().map(|l| l.text.as_str()).collect();
     let mut cache = vector_cache(cfg, &encoder)?;
+    let model = intent_model(
+        &mut cache,
+        &encoder,
+        cfg.nlp.batch,
+        &indicatif::ProgressBar::hidden(),
+    )?;
+    let texts: Vec<&str> = gold.iter().map(|l| l.text.as_str()).collect();
     let vectors = cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?;
     let predicted: Vec<Intent> = vectors.iter().map(|v| model.classify(v).intent).collect();
     let pairs: Vec<(Intent, Intent)> = gold.iter().map(|l| l.intent).zip(predicted).collect();

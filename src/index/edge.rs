@@ -76,6 +76,25 @@ impl EdgeIndex {
         Ok(index)
     }
 
+    /// Opens the index in `dir` with the dimension it was created with; `None` when there is none yet.
+    /// (Readers that only search or count need no encoder to know the dimension.)
+    pub fn open_existing(dir: &Path) -> Result<Option<Self>, IndexError> {
+        if !dir.join("edge_config.json").exists() {
+            return Ok(None);
+        }
+        let shard = EdgeShard::load(dir, None).map_err(|e| IndexError::Engine {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let dim = shard.config().vectors.get("").map_or(0, |v| v.size);
+        Ok(Some(Self {
+            shard,
+            path: dir.to_path_buf(),
+            dim,
+            hnsw_ef: 256,
+        }))
+    }
+
     fn fail(&self, e: impl ToString) -> IndexError {
         IndexError::Engine {
             path: self.path.display().to_string(),
@@ -323,6 +342,7 @@ mod tests {
         }
         let index = EdgeIndex::open(dir.path(), 16).unwrap();
         assert_eq!(index.count().unwrap(), 299);
+
         let f = SearchFilter {
             sentiment: Some("negative".into()),
             product_ids: Some(vec![1, 2]),
@@ -334,6 +354,14 @@ mod tests {
             before
         );
         drop(index);
+        let existing = EdgeIndex::open_existing(dir.path()).unwrap().unwrap();
+        assert_eq!((existing.dim, existing.count().unwrap()), (16, 299));
+        drop(existing);
+        assert!(
+            EdgeIndex::open_existing(&dir.path().join("none"))
+                .unwrap()
+                .is_none()
+        );
         let other = EdgeIndex::open(dir.path(), 8).map(|_| ());
         assert!(
             matches!(other, Err(IndexError::Dimension { got: 8, want: 16 })),

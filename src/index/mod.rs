@@ -29,13 +29,6 @@ pub struct ReviewPayload {
     pub sentiment: Option<String>,
 }
 
-impl ReviewPayload {
-    pub fn date(&self) -> Option<NaiveDate> {
-        self.day
-            .and_then(|d| NaiveDate::from_num_days_from_ce_opt(d as i32 + EPOCH_CE_DAYS))
-    }
-}
-
 const EPOCH_CE_DAYS: i32 = 719_163;
 
 /// Days since 1970-01-01 of a date.

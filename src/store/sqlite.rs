@@ -305,43 +305,50 @@ impl Store {
             .collect())
     }
 
-    /// Ids of reviews written by these customers (by the shop's ids), at most `limit`, newest first.
+    /// Ids of reviews written by these customers (by the shop's ids), at most `limit`, newest first
+    /// within each 500 customers.
     pub async fn review_ids_of(
         &self,
         external_ids: &[String],
         limit: usize,
     ) -> Result<Vec<i64>, StoreError> {
+        let sql = format!(
+            "SELECT r.id FROM reviews r JOIN customers c ON c.id = r.customer_id \
+             WHERE c.external_id IN ({{in}}) ORDER BY r.review_date DESC LIMIT {limit}"
+        );
+        self.ids_in(&sql, external_ids, limit).await
+    }
+
+    /// Store ids of these customers (by the shop's ids).
+    pub async fn customer_ids_of(&self, external_ids: &[String]) -> Result<Vec<i64>, StoreError> {
+        self.ids_in(
+            "SELECT id FROM customers WHERE external_id IN ({in})",
+            external_ids,
+            usize::MAX,
+        )
+        .await
+    }
+
+    /// Runs `sql` (its `{in}` replaced by placeholders) once per 500 `values`, collecting the id column,
+    /// until `limit` ids.
+    async fn ids_in(
+        &self,
+        sql: &str,
+        values: &[String],
+        limit: usize,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut out = Vec::new();
-        for chunk in external_ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(",");
-            let sql = format!(
-                "SELECT r.id FROM reviews r JOIN customers c ON c.id = r.customer_id \
-                 WHERE c.external_id IN ({marks}) ORDER BY r.review_date DESC LIMIT {limit}"
-            );
+        for chunk in values.chunks(500) {
+            let sql = sql.replace("{in}", &vec!["?"; chunk.len()].join(","));
             let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id);
+            for v in chunk {
+                q = q.bind(v);
             }
             out.extend(q.fetch_all(&self.pool).await?);
             if out.len() >= limit {
                 out.truncate(limit);
                 break;
             }
-        }
-        Ok(out)
-    }
-
-    /// Store ids of these customers (by the shop's ids).
-    pub async fn customer_ids_of(&self, external_ids: &[String]) -> Result<Vec<i64>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in external_ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(",");
-            let sql = format!("SELECT id FROM customers WHERE external_id IN ({marks})");
-            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id);
-            }
-            out.extend(q.fetch_all(&self.pool).await?);
         }
         Ok(out)
     }

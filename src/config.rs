@@ -41,6 +41,39 @@ pub struct Config {
     pub index: IndexConfig,
     pub ingest: IngestConfig,
     pub forecast: ForecastConfig,
+    pub agent: AgentConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmUse {
+    Auto,
+    Always,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmBackend {
+    Local,
+    Openai,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub llm: LlmUse,
+    pub backend: LlmBackend,
+    pub url: String,
+    pub server_model: String,
+    pub threads: usize,
+    pub context: u32,
+    pub queue: usize,
+    pub timeout_ms: u64,
+    pub confident_margin: f32,
+    pub lexical_weight: f32,
+    pub neighbours: usize,
+    pub shortlist: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view and the code map.
 
+pub mod agent;
 pub mod assets;
 pub mod config;
 pub mod datasets;
@@ -14,3 +15,4 @@ pub mod insight;
 pub mod nlp;
 pub mod progress;
 pub mod store;
+pub mod tools;

@@ -12,6 +12,8 @@ use dongcha::ingest::{self, Format, IngestOptions};
 use dongcha::store::Store;
 use dongcha::{demo, progress};
 
+mod agent_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "dongcha",
@@ -34,6 +36,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum InsightCommand {
+    /// Revenue, orders, units, customers and average order value for a period (default: the last 30 days
+    /// of data) against the period before; what the agent's `sales_summary` tool returns.
+    Sales {
+        /// First day (YYYY-MM-DD).
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// Last day (YYYY-MM-DD).
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
+        /// Only this product (name, model or brand).
+        #[arg(long)]
+        product: Option<String>,
+        /// Only this category.
+        #[arg(long)]
+        category: Option<String>,
+        /// Break down by day, week, month, product or category.
+        #[arg(long, value_enum)]
+        group_by: Option<GroupBy>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per-customer frequency, recency, age (weeks) and monetary value as of a date.
     Rfm(InsightArgs),
     /// Customer segments: k-means on log-RFM, named by their centroids, with size and revenue share.
@@ -129,7 +153,19 @@ enum InsightCommand {
         /// Evaluate on CDNOW: features from weeks 1–39, churn = no purchase in weeks 40–78, 30% held out.
         #[arg(long)]
         eval: bool,
+        /// Only this segment's members (a name from `dongcha insight segments`).
+        #[arg(long)]
+        segment: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GroupBy {
+    Day,
+    Week,
+    Month,
+    Product,
+    Category,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -196,6 +232,25 @@ enum TrainCommand {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// Routing accuracy of the agent on a `question<TAB>expected` file (default: the shipped set's
+    /// held-out part): accuracy, per-tool confusion and the misses.
+    Routing {
+        /// A routing file (default: tests/data/routing.tsv, compiled in).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// Which part of the set.
+        #[arg(long, value_enum, default_value_t = agent_cmd::Part::Test)]
+        part: agent_cmd::Part,
+        /// Sweep the encoder router's settings on the tuning part instead.
+        #[arg(long)]
+        tune: bool,
+        /// Route with the encoder router alone.
+        #[arg(long)]
+        no_llm: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Purchase intent (buy / abandon / wait): report on the shipped hand-labelled set's 30% test part,
     /// or on your own `label<TAB>text` file.
     Intent {
@@ -215,6 +270,20 @@ enum EvalCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// p50/p95 latency of `ask` (route / tool / compose) over questions of the routing set, and the
+    /// LLM's tokens/s next to llama.cpp's own figures for the same GGUF.
+    Ask {
+        /// How many questions.
+        #[arg(long, default_value_t = 50)]
+        n: usize,
+        /// Route with the encoder router alone (no LLM).
+        #[arg(long)]
+        no_llm: bool,
     },
 }
 
@@ -309,6 +378,35 @@ enum Command {
         #[command(subcommand)]
         what: EvalCommand,
     },
+    /// Answer a question about the shop (Chinese or English) from the insight engine's tools.
+    Ask {
+        /// The question, e.g. "上个月的销售额是多少？".
+        question: String,
+        /// Print one JSON object: tool, args, result, reply, timings_ms.
+        #[arg(long)]
+        json: bool,
+        /// Route with the encoder router alone (no LLM).
+        #[arg(long)]
+        no_llm: bool,
+    },
+    /// Only the tool call a question routes to, as JSON.
+    Route {
+        question: String,
+        /// Route with the encoder router alone (no LLM).
+        #[arg(long)]
+        no_llm: bool,
+    },
+    /// Ask questions in a terminal conversation (follow-ups reuse the previous question's arguments).
+    Chat {
+        /// Route with the encoder router alone (no LLM).
+        #[arg(long)]
+        no_llm: bool,
+    },
+    /// Benchmarks that need the whole system.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Show what is stored: rows per table, date ranges, recent imports and rejects.
     Stats {
         /// Print JSON instead of a table.
@@ -392,7 +490,27 @@ fn run(cli: Cli) -> Result<()> {
                 cmd_search(&cfg, &q, json).await
             }
             Command::Train { what } => tokio::task::block_in_place(|| cmd_train(&cfg, what)),
+            Command::Eval {
+                what:
+                    EvalCommand::Routing {
+                        data,
+                        part,
+                        tune,
+                        no_llm,
+                        json,
+                    },
+            } => agent_cmd::eval_routing(&cfg, data.as_deref(), part, tune, !no_llm, json).await,
             Command::Eval { what } => tokio::task::block_in_place(|| cmd_eval(&cfg, what)),
+            Command::Ask {
+                question,
+                json,
+                no_llm,
+            } => agent_cmd::ask(&cfg, &question, json, !no_llm).await,
+            Command::Route { question, no_llm } => agent_cmd::route(&cfg, &question, !no_llm).await,
+            Command::Chat { no_llm } => agent_cmd::chat(&cfg, !no_llm).await,
+            Command::Bench {
+                what: BenchCommand::Ask { n, no_llm },
+            } => agent_cmd::bench_ask(&cfg, n, !no_llm).await,
         }
     })
 }
@@ -521,6 +639,7 @@ fn cmd_train(cfg: &Config, what: TrainCommand) -> Result<()> {
 
 fn cmd_eval(cfg: &Config, what: EvalCommand) -> Result<()> {
     match what {
+        EvalCommand::Routing { .. } => anyhow::bail!("routing is evaluated by agent_cmd"),
         EvalCommand::Intent { data, json } => {
             let bar = progress::count_bar(0, is_tty(), "encoding");
             let e = dongcha::heads::eval_intent(cfg, data.as_deref(), &bar)?;
@@ -815,7 +934,7 @@ mod insight_cmd {
     use dongcha::assets::Assets;
     use dongcha::config::Config;
     use dongcha::insight::bgnbd::BgNbd;
-    use dongcha::insight::churn::{self, ChurnModel};
+    use dongcha::insight::churn;
     use dongcha::insight::clv::{GammaGamma, lifetime_value};
     use dongcha::insight::rfm::{CustomerSummary, Purchase, summarize};
     use dongcha::store::Store;
@@ -866,6 +985,29 @@ mod insight_cmd {
 
     pub async fn run(cfg: &Config, cmd: InsightCommand) -> Result<()> {
         match cmd {
+            InsightCommand::Sales {
+                from,
+                to,
+                product,
+                category,
+                group_by,
+                json,
+            } => {
+                use dongcha::tools::sales_summary::{Args, Grouping};
+                let args = Args {
+                    period: from.zip(to).map(|(a, b)| dongcha::tools::Period::new(a, b)),
+                    product,
+                    category,
+                    group_by: group_by.map(|g| match g {
+                        super::GroupBy::Day => Grouping::Day,
+                        super::GroupBy::Week => Grouping::Week,
+                        super::GroupBy::Month => Grouping::Month,
+                        super::GroupBy::Product => Grouping::Product,
+                        super::GroupBy::Category => Grouping::Category,
+                    }),
+                };
+                return super::agent_cmd::insight_sales(cfg, args, json).await;
+            }
             InsightCommand::Rfm(args) => {
                 let (ids, rows, as_of, _) = load(cfg, &args).await?;
                 let text = text_features(cfg, &rows).await?;
@@ -1332,101 +1474,41 @@ mod insight_cmd {
                 if purchases.is_empty() && (product.is_some() || category.is_some()) {
                     anyhow::bail!("no sales of that product or category in the store");
                 }
-                let (period, bucket): (usize, fn(chrono::NaiveDate) -> chrono::NaiveDate) =
-                    match freq {
-                        Freq::Day => (7, |d| d),
-                        Freq::Week => (52, |d| {
-                            d - chrono::Duration::days(
-                                chrono::Datelike::weekday(&d).num_days_from_monday() as i64,
-                            )
-                        }),
-                        Freq::Month => (12, |d| {
-                            chrono::Datelike::with_day(&d, 1).expect("first of month")
-                        }),
-                    };
-                let mut totals = std::collections::BTreeMap::new();
-                for p in &purchases {
-                    *totals.entry(bucket(p.date)).or_insert(0.0) += p.amount;
-                }
-                let (Some(first), Some(last)) =
-                    (totals.keys().next().copied(), totals.keys().last().copied())
-                else {
-                    anyhow::bail!(
-                        "the store has no purchases: run `dongcha demo` or `dongcha ingest` first"
-                    );
+                let freq = match freq {
+                    Freq::Day => dongcha::tools::sales_forecast::Freq::Day,
+                    Freq::Week => dongcha::tools::sales_forecast::Freq::Week,
+                    Freq::Month => dongcha::tools::sales_forecast::Freq::Month,
                 };
-                // Every bucket from the first to the last, empty ones as 0.
-                let mut dates = Vec::new();
-                let mut d = first;
-                while d <= last {
-                    dates.push(d);
-                    d = match freq {
-                        Freq::Day => d + chrono::Duration::days(1),
-                        Freq::Week => d + chrono::Duration::days(7),
-                        Freq::Month => d.checked_add_months(chrono::Months::new(1)).expect("date"),
-                    };
-                }
-                let y: Vec<f64> = dates
-                    .iter()
-                    .map(|d| totals.get(d).copied().unwrap_or(0.0))
-                    .collect();
-                use dongcha::insight::calendar::{self, Calendar};
-                let events = matches!(freq, Freq::Day)
+                let f = dongcha::tools::sales_forecast::compute(
+                    cfg, &purchases, freq, horizon, method, !no_events,
+                )?;
+                let last = f.last;
+                if cfg.forecast.holidays
                     && !no_events
-                    && (cfg.forecast.holidays || !cfg.forecast.promotions.is_empty());
-                let mut effects = Vec::new();
-                let (chosen, f) = if events {
-                    let cal = if cfg.forecast.holidays {
-                        Calendar::built_in()
-                    } else {
-                        Calendar::default()
-                    }
-                    .with(&cfg.forecast.promotions);
-                    let horizon_end = last + chrono::Duration::days(horizon as i64);
-                    if cfg.forecast.holidays
-                        && !(Calendar::covers(chrono::Datelike::year(&first))
-                            && Calendar::covers(chrono::Datelike::year(&horizon_end)))
-                    {
-                        eprintln!(
-                            "note: the built-in lunar calendar covers 2000-2035; Spring Festival outside it is not modelled"
-                        );
-                    }
-                    let ef =
-                        calendar::forecast_daily_with_events(&y, first, horizon, method, &cal)?;
-                    effects = ef.effects;
-                    (ef.selection, ef.forecast)
-                } else {
-                    match method {
-                        Some(m) => (None, forecast::forecast(&y, period, horizon, m)?),
-                        None => {
-                            let (sel, f) = forecast::auto_forecast(&y, period, horizon)?;
-                            (Some(sel), f)
-                        }
-                    }
-                };
-                let step = |i: usize| -> chrono::NaiveDate {
-                    match freq {
-                        Freq::Day => last + chrono::Duration::days(i as i64 + 1),
-                        Freq::Week => last + chrono::Duration::days(7 * (i as i64 + 1)),
-                        Freq::Month => last
-                            .checked_add_months(chrono::Months::new(i as u32 + 1))
-                            .expect("date"),
-                    }
-                };
+                    && !(dongcha::insight::calendar::Calendar::covers(chrono::Datelike::year(
+                        &last,
+                    )) && dongcha::insight::calendar::Calendar::covers(
+                        chrono::Datelike::year(
+                            &f.forecast.last().map(|s| s.period).unwrap_or(last),
+                        ),
+                    ))
+                {
+                    eprintln!(
+                        "note: the built-in lunar calendar covers 2000-2035; Spring Festival outside it is not modelled"
+                    );
+                }
                 if json {
-                    let rows: Vec<_> = (0..horizon).map(|i| serde_json::json!({"period": step(i), "forecast": f.point[i],
-                        "lower80": f.lower80[i], "upper80": f.upper80[i], "lower95": f.lower95[i], "upper95": f.upper95[i]})).collect();
                     return print_json(
-                        &serde_json::json!({"method": f.method, "selection": chosen, "history": y.len(),
-                            "event_effects": effects, "forecast": rows}),
+                        &serde_json::json!({"method": f.method, "selection": f.selection, "history": f.history,
+                            "event_effects": f.event_effects, "forecast": f.forecast}),
                     );
                 }
                 println!(
                     "{} history periods up to {last}; model: {}",
-                    y.len(),
+                    f.history,
                     f.method.name()
                 );
-                if let Some(sel) = &chosen {
+                if let Some(sel) = &f.selection {
                     let v: Vec<String> = sel
                         .validation_mape
                         .iter()
@@ -1434,7 +1516,7 @@ mod insight_cmd {
                         .collect();
                     println!("validation error: {}", v.join(", "));
                 }
-                for e in &effects {
+                for e in &f.event_effects {
                     println!(
                         "event {:<20} sales x{:.2} on its {} past day(s); applied to {} forecast day(s)",
                         e.name, e.ratio, e.past_days, e.forecast_days
@@ -1444,19 +1526,19 @@ mod insight_cmd {
                     "{:<12} {:>12} {:>25} {:>25}",
                     "period", "forecast", "80% interval", "95% interval"
                 );
-                for i in 0..horizon {
+                for s in &f.forecast {
                     println!(
                         "{:<12} {:>12.2} {:>12.2}..{:<12.2} {:>12.2}..{:<12.2}",
-                        step(i).to_string(),
-                        f.point[i],
-                        f.lower80[i],
-                        f.upper80[i],
-                        f.lower95[i],
-                        f.upper95[i]
+                        s.period.to_string(),
+                        s.forecast,
+                        s.lower80,
+                        s.upper80,
+                        s.lower95,
+                        s.upper95
                     );
                 }
             }
-            InsightCommand::Churn { common, eval } if eval => {
+            InsightCommand::Churn { common, eval, .. } if eval => {
                 let assets = Assets::from_config(cfg)?;
                 assets.ensure(&["cdnow"], &indicatif::ProgressBar::hidden())?;
                 let purchases = dongcha::datasets::cdnow_purchases(&assets, "CDNOW_master.txt", 0)?;
@@ -1496,35 +1578,25 @@ mod insight_cmd {
                     e.auc_expected_purchases
                 );
             }
-            InsightCommand::Churn { common, .. } => {
+            InsightCommand::Churn {
+                common, segment, ..
+            } => {
                 let (ids, rows, as_of, purchases) = load(cfg, &common).await?;
-                // Train on the store's own history: features as of a quarter before the cut-off, label =
-                // no purchase in that last quarter; then score everyone as of the cut-off.
-                let quarter = chrono::Duration::days(91);
-                let before = summarize(&purchases, as_of - quarter, WEEK);
-                let bought: std::collections::HashSet<u32> = purchases
-                    .iter()
-                    .filter(|p| p.date > as_of - quarter && p.date <= as_of)
-                    .map(|p| p.customer)
-                    .collect();
-                let bg_before = BgNbd::fit(&before)?.params;
-                let horizon = 91.0 / WEEK;
-                let x: Vec<[f64; 8]> = before
-                    .iter()
-                    .map(|c| churn::features(c, &bg_before, horizon))
-                    .collect();
-                let y: Vec<bool> = before
-                    .iter()
-                    .map(|c| !bought.contains(&c.customer))
-                    .collect();
-                let model = ChurnModel::fit(&x, &y)?;
-                let bg = BgNbd::fit(&rows)?.params;
-                let mut scored: Vec<(usize, churn::ChurnRisk)> = rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (i, model.risk(&churn::features(c, &bg, horizon))))
-                    .collect();
-                scored.sort_by(|a, b| b.1.probability.total_cmp(&a.1.probability));
+                let mut scored = churn::score_shop(&purchases, &rows, as_of, WEEK)?;
+                if let Some(name) = &segment {
+                    let text = text_features(cfg, &rows).await?;
+                    let seg = dongcha::insight::segment::segment_with_text(&rows, &text, None)?;
+                    let k = seg
+                        .segments
+                        .iter()
+                        .position(|x| &x.name == name)
+                        .with_context(|| {
+                            let known: Vec<&str> =
+                                seg.segments.iter().map(|x| x.name.as_str()).collect();
+                            format!("no segment {name:?} (segments: {})", known.join(", "))
+                        })?;
+                    scored.retain(|(i, _)| seg.assignment[*i] == k);
+                }
                 scored.truncate(common.top);
                 let top: Vec<_> = scored.iter().map(|(i, r)| serde_json::json!({"customer": ids[rows[*i].customer as usize],
                     "churn_probability": r.probability, "reasons": r.reasons, "total_spent": rows[*i].total_spent})).collect();

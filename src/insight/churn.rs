@@ -198,6 +198,46 @@ pub fn evaluate_holdout(
     })
 }
 
+/// Churn risk of every customer in `rows` (summaries as of `as_of`) over the next quarter, from a model
+/// trained on the same shop's history: features as of a quarter before the cut-off, label = no purchase in
+/// that last quarter. Sorted by risk, highest first; pairs are (index into `rows`, risk).
+pub fn score_shop(
+    purchases: &[Purchase],
+    rows: &[CustomerSummary],
+    as_of: NaiveDate,
+    period_days: f64,
+) -> Result<Vec<(usize, ChurnRisk)>, InsightError> {
+    let quarter = chrono::Duration::days(QUARTER_DAYS);
+    let before = summarize(purchases, as_of - quarter, period_days);
+    let bought: std::collections::HashSet<u32> = purchases
+        .iter()
+        .filter(|p| p.date > as_of - quarter && p.date <= as_of)
+        .map(|p| p.customer)
+        .collect();
+    let bg_before = BgNbd::fit(&before)?.params;
+    let horizon = QUARTER_DAYS as f64 / period_days;
+    let x: Vec<[f64; 8]> = before
+        .iter()
+        .map(|c| features(c, &bg_before, horizon))
+        .collect();
+    let y: Vec<bool> = before
+        .iter()
+        .map(|c| !bought.contains(&c.customer))
+        .collect();
+    let model = ChurnModel::fit(&x, &y)?;
+    let bg = BgNbd::fit(rows)?.params;
+    let mut scored: Vec<(usize, ChurnRisk)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, model.risk(&features(c, &bg, horizon))))
+        .collect();
+    scored.sort_by(|a, b| b.1.probability.total_cmp(&a.1.probability));
+    Ok(scored)
+}
+
+/// The churn horizon of [`score_shop`], in days.
+pub const QUARTER_DAYS: i64 = 91;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,3 +137,39 @@ pub struct ReviewView {
 pub fn text_hash(text: &str) -> i64 {
     xxhash_rust::xxh3::xxh3_64(text.as_bytes()) as i64
 }
+
+/// One order line as the sales tools read it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct SaleLine {
+    pub date: chrono::NaiveDate,
+    pub customer_id: i64,
+    pub product: Option<String>,
+    pub category: Option<String>,
+    pub quantity: i64,
+    pub amount_cents: i64,
+    /// The basket: the source's order id, else the line itself.
+    pub order_key: String,
+}
+
+/// A review or post with its labels (None before `dongcha enrich`).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct LabelledText {
+    pub id: i64,
+    pub date: Option<chrono::NaiveDate>,
+    pub rating: Option<f64>,
+    pub text_raw: String,
+    pub product: Option<String>,
+    pub sentiment: Option<String>,
+    pub p_positive: Option<f64>,
+    pub intent: Option<String>,
+}
+
+/// A catalogue product.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct CatalogueEntry {
+    pub id: i64,
+    pub name: String,
+    pub brand: Option<String>,
+    pub model: Option<String>,
+    pub category: Option<String>,
+}

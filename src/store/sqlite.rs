@@ -387,6 +387,121 @@ impl Store {
             .collect())
     }
 
+    /// Order lines between two days (inclusive), optionally of one product (store id) or category.
+    pub async fn sale_lines(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        product_id: Option<i64>,
+        category: Option<&str>,
+    ) -> Result<Vec<super::SaleLine>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT o.order_date AS date, o.customer_id, p.name AS product, p.category, o.quantity, \
+             COALESCE(o.amount_cents, 0) AS amount_cents, COALESCE(o.order_ref, CAST(o.id AS TEXT)) AS order_key \
+             FROM orders o LEFT JOIN products p ON p.id = o.product_id \
+             WHERE o.order_date BETWEEN $1 AND $2 AND ($3 IS NULL OR o.product_id = $3) \
+             AND ($4 IS NULL OR p.category = $4)",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(product_id)
+        .bind(category)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Labelled reviews between two days (review date, else its purchase's), optionally of one product.
+    pub async fn labelled_reviews(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        product_id: Option<i64>,
+    ) -> Result<Vec<super::LabelledText>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT r.id, COALESCE(r.review_date, o.order_date) AS date, r.rating, r.text_raw, \
+             p.name AS product, n.sentiment, n.p_positive, n.intent FROM reviews r \
+             LEFT JOIN orders o ON o.id = r.order_id LEFT JOIN products p ON p.id = r.product_id \
+             LEFT JOIN review_nlp n ON n.review_id = r.id \
+             WHERE COALESCE(r.review_date, o.order_date) BETWEEN $1 AND $2 \
+             AND ($3 IS NULL OR r.product_id = $3) ORDER BY r.id",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(product_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Labelled social posts between two days, optionally about one product.
+    pub async fn labelled_posts(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        product_id: Option<i64>,
+    ) -> Result<Vec<super::LabelledText>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT s.id, s.posted_on AS date, NULL AS rating, s.text_raw, p.name AS product, \
+             n.sentiment, n.p_positive, n.intent FROM social_posts s \
+             LEFT JOIN products p ON p.id = s.product_id LEFT JOIN post_nlp n ON n.post_id = s.id \
+             WHERE s.posted_on BETWEEN $1 AND $2 AND ($3 IS NULL OR s.product_id = $3) ORDER BY s.id",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(product_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// One customer's order lines, by the shop's customer id (None when unknown).
+    pub async fn customer_lines(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<Vec<super::SaleLine>>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM customers WHERE external_id = ?")
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(id) = id else { return Ok(None) };
+        Ok(Some(
+            sqlx::query_as(
+                "SELECT o.order_date AS date, o.customer_id, p.name AS product, p.category, o.quantity, \
+                 COALESCE(o.amount_cents, 0) AS amount_cents, COALESCE(o.order_ref, CAST(o.id AS TEXT)) AS order_key \
+                 FROM orders o LEFT JOIN products p ON p.id = o.product_id WHERE o.customer_id = ? \
+                 ORDER BY o.order_date",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?,
+        ))
+    }
+
+    /// One customer's labelled reviews (newest first).
+    pub async fn customer_reviews(
+        &self,
+        external_id: &str,
+    ) -> Result<Vec<super::LabelledText>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT r.id, COALESCE(r.review_date, o.order_date) AS date, r.rating, r.text_raw, \
+             p.name AS product, n.sentiment, n.p_positive, n.intent FROM reviews r \
+             JOIN customers c ON c.id = r.customer_id \
+             LEFT JOIN orders o ON o.id = r.order_id LEFT JOIN products p ON p.id = r.product_id \
+             LEFT JOIN review_nlp n ON n.review_id = r.id WHERE c.external_id = ? \
+             ORDER BY date DESC, r.id DESC",
+        )
+        .bind(external_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The catalogue: (id, name, brand, model, category).
+    pub async fn catalogue(&self) -> Result<Vec<super::CatalogueEntry>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, name, brand, model, category FROM products ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Each customer's purchased products, customers indexed as in [`Store::purchases`], and the product
     /// names by index.
     pub async fn customer_products(&self) -> Result<(Vec<Vec<u32>>, Vec<String>), StoreError> {

@@ -1,0 +1,814 @@
+//! Question → tool call, stage one: a fast encoder-based router. The multilingual sentence encoder and a
+//! character n-gram overlap score the question against example questions per tool (`prompts/examples.tsv`);
+//! the best tools form the shortlist the LLM chooses from (stage two, in `agent::mod`). Arguments that
+//! code can read reliably — dates against the data's clock, catalogue products and categories, customer
+//! ids, segments, sentiment, goals, counts — are extracted here, never invented.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use chrono::NaiveDate;
+use regex::Regex;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use unicode_normalization::UnicodeNormalization;
+
+use super::dates;
+use crate::nlp::encoder::{Encoder, cosine};
+use crate::nlp::ngram;
+use crate::store::CatalogueEntry;
+
+/// The example questions shipped in `prompts/examples.tsv` (`tool<TAB>question`).
+pub const EXAMPLES_TSV: &str = include_str!("../../prompts/examples.tsv");
+
+/// How the router weighs its evidence; tuned on the tuning part of the routing set (`dongcha eval routing
+/// --tune`), never on the held-out part.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RouterSettings {
+    /// Nearest examples averaged per tool.
+    pub k: usize,
+    /// Weight of the character n-gram overlap next to the encoder's cosine.
+    pub lexical_weight: f32,
+    /// A lead of the best tool over the second at least this large skips the LLM.
+    pub confident_margin: f32,
+    /// Tools in the LLM's shortlist.
+    pub shortlist: usize,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self {
+            k: 2,
+            lexical_weight: 0.5,
+            confident_margin: 0.04,
+            shortlist: 3,
+        }
+    }
+}
+
+pub fn parse_examples(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (tool, q) = line
+            .split_once('\t')
+            .ok_or_else(|| format!("line {}: expected tool<TAB>question", i + 1))?;
+        if !crate::tools::NAMES.contains(&tool.trim()) {
+            return Err(format!("line {}: unknown tool {tool:?}", i + 1));
+        }
+        out.push((tool.trim().to_string(), q.trim().to_string()));
+    }
+    Ok(out)
+}
+
+struct Example {
+    tool: usize,
+    vector: Vec<f32>,
+    grams: Vec<u32>,
+}
+
+/// Lexical overlap of two n-gram sets (cosine of their indicator vectors).
+fn overlap(a: &[u32], b: &[u32]) -> f32 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let (mut i, mut j, mut n) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n as f32 / ((a.len() * b.len()) as f32).sqrt()
+}
+
+/// Bigrams and trigrams only (single characters say little about intent).
+fn grams(text: &str) -> Vec<u32> {
+    let norm = normalise(text);
+    let mut out = ngram::features(&norm);
+    let singles: HashSet<u32> = norm
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| {
+            let h = xxhash_rust::xxh3::xxh3_64_with_seed(c.to_string().as_bytes(), 1);
+            (h as usize & ((1 << ngram::BUCKETS_LOG2) - 1)) as u32
+        })
+        .collect();
+    out.retain(|g| !singles.contains(g));
+    out
+}
+
+pub fn normalise(text: &str) -> String {
+    text.nfkc().flat_map(char::to_lowercase).collect()
+}
+
+/// The tools ranked for a question, best first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranking {
+    pub scores: Vec<(&'static str, f32)>,
+}
+
+impl Ranking {
+    pub fn best(&self) -> (&'static str, f32) {
+        self.scores[0]
+    }
+    pub fn margin(&self) -> f32 {
+        self.scores[0].1 - self.scores.get(1).map_or(0.0, |s| s.1)
+    }
+}
+
+pub struct Router {
+    encoder: Encoder,
+    examples: Vec<Example>,
+    pub settings: RouterSettings,
+}
+
+impl Router {
+    /// `vectors[i]` is the encoder's vector of `examples[i].1`.
+    pub fn new(
+        encoder: Encoder,
+        examples: &[(String, String)],
+        vectors: Vec<Vec<f32>>,
+        settings: RouterSettings,
+    ) -> Self {
+        let examples = examples
+            .iter()
+            .zip(vectors)
+            .filter_map(|((tool, q), vector)| {
+                Some(Example {
+                    tool: crate::tools::NAMES.iter().position(|n| n == tool)?,
+                    vector,
+                    grams: grams(q),
+                })
+            })
+            .collect();
+        Self {
+            encoder,
+            examples,
+            settings,
+        }
+    }
+
+    pub fn encode(&self, question: &str) -> Result<Vec<f32>, crate::nlp::encoder::EncoderError> {
+        Ok(self
+            .encoder
+            .encode(&[question], 1)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Scores every tool for a question whose vector is `v`.
+    pub fn rank_vector(&self, question: &str, v: &[f32]) -> Ranking {
+        let g = grams(question);
+        let mut per_tool: Vec<Vec<f32>> = vec![Vec::new(); crate::tools::NAMES.len()];
+        for e in &self.examples {
+            let s = cosine(v, &e.vector) + self.settings.lexical_weight * overlap(&g, &e.grams);
+            per_tool[e.tool].push(s);
+        }
+        let mut scores: Vec<(&'static str, f32)> = per_tool
+            .into_iter()
+            .enumerate()
+            .map(|(t, mut s)| {
+                s.sort_by(|a, b| b.total_cmp(a));
+                s.truncate(self.settings.k.max(1));
+                let mean = if s.is_empty() {
+                    f32::MIN
+                } else {
+                    s.iter().sum::<f32>() / s.len() as f32
+                };
+                (crate::tools::NAMES[t], mean)
+            })
+            .collect();
+        scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ranking { scores }
+    }
+}
+
+/// What the question's own arguments say about the tool: a customer id points to the per-customer tools,
+/// a future horizon to the forecast, a past period away from it.
+pub fn adjust_for_arguments(r: &mut Ranking, question: &str, today: NaiveDate) {
+    let q = normalise(question);
+    let has_id = RE_CUSTOMER.is_match(&q) || RE_HASH_ID.is_match(&q);
+    let future = dates::horizon_days(question, today).is_some();
+    let past = dates::resolve(question, today).is_some();
+    for (tool, s) in r.scores.iter_mut() {
+        match *tool {
+            "customer_profile" | "recommend_products" if has_id => *s += 0.05,
+            "customer_profile" if !has_id => *s -= 0.05,
+            "sales_forecast" if future => *s += 0.03,
+            "sales_forecast" if past => *s -= 0.05,
+            _ => {}
+        }
+    }
+    r.scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+}
+
+/// The shop's catalogue as the argument extractor matches it: aliases → product name, categories.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    /// (normalised alias, product name), longest first.
+    aliases: Vec<(String, String)>,
+    categories: Vec<String>,
+}
+
+/// Everyday words for categories, matched to the catalogue's own category names.
+const CATEGORY_WORDS: [(&str, &str); 16] = [
+    ("笔记本", "laptop"),
+    ("电脑", "laptop"),
+    ("laptop", "laptop"),
+    ("notebook", "laptop"),
+    ("图书", "book"),
+    ("书籍", "book"),
+    ("book", "book"),
+    ("酒店", "hotel"),
+    ("住宿", "hotel"),
+    ("hotel", "hotel"),
+    ("手机", "phone"),
+    ("phone", "phone"),
+    ("服装", "cloth"),
+    ("衣服", "cloth"),
+    ("clothing", "cloth"),
+    ("家电", "appliance"),
+];
+
+fn is_cjk(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c)
+}
+
+impl Catalogue {
+    pub fn new(entries: &[CatalogueEntry]) -> Self {
+        let mut count: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut add = |alias: String, name: &str| {
+            let alias = alias.trim().to_string();
+            if alias.chars().count() >= 2 {
+                count.entry(alias).or_default().insert(name.to_string());
+            }
+        };
+        for e in entries {
+            let name = normalise(&e.name);
+            add(name.clone(), &e.name);
+            // The name's Chinese run and its Latin run ("联想 ThinkPad T14" → "联想", "thinkpad t14").
+            let cjk: String = name.chars().take_while(|c| is_cjk(*c)).collect();
+            let latin = name[cjk.len()..].trim().to_string();
+            if !latin.is_empty() {
+                add(latin, &e.name);
+            }
+            let cjk_chars: Vec<char> = cjk.chars().collect();
+            for n in 2..=cjk_chars.len() {
+                add(cjk_chars[..n].iter().collect(), &e.name);
+            }
+            for v in [&e.model, &e.brand].into_iter().flatten() {
+                let v = normalise(v);
+                if v.chars().count() >= 3 && v != "other" {
+                    add(v, &e.name);
+                }
+            }
+        }
+        // An alias that names several products names none of them.
+        let mut aliases: Vec<(String, String)> = count
+            .into_iter()
+            .filter(|(a, names)| names.len() == 1 && !["其他", "其他城"].contains(&a.as_str()))
+            .map(|(a, names)| (a, names.into_iter().next().unwrap_or_default()))
+            .collect();
+        aliases.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        let mut categories: Vec<String> =
+            entries.iter().filter_map(|e| e.category.clone()).collect();
+        categories.sort();
+        categories.dedup();
+        Self {
+            aliases,
+            categories,
+        }
+    }
+
+    /// The catalogue product the question names, if any (longest alias; Latin aliases on word bounds).
+    pub fn product(&self, question: &str) -> Option<String> {
+        let q = normalise(question);
+        for (alias, name) in &self.aliases {
+            if let Some(i) = q.find(alias.as_str()) {
+                let ascii = alias.is_ascii();
+                let before = q[..i].chars().next_back();
+                let after = q[i + alias.len()..].chars().next();
+                let bounded = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric());
+                if !ascii || (bounded(before) && bounded(after)) {
+                    return Some(name.clone());
+                }
+            }
+        }
+        None
+    }
+
+    pub fn category(&self, question: &str) -> Option<String> {
+        let q = normalise(question);
+        for c in &self.categories {
+            if q.contains(&c.to_lowercase()) {
+                return Some(c.clone());
+            }
+        }
+        for (word, stem) in CATEGORY_WORDS {
+            if q.contains(word)
+                && let Some(c) = self
+                    .categories
+                    .iter()
+                    .find(|c| c.to_lowercase().contains(stem))
+            {
+                return Some(c.clone());
+            }
+        }
+        None
+    }
+}
+
+static RE_CUSTOMER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:customer|client|user|buyer|member|客户|顾客|用户|会员|买家|id)\s*(?:id|号|编号)?\s*[#:：=]?\s*#?([a-z0-9_-]*\d[a-z0-9_-]*)")
+        .expect("regex")
+});
+static RE_HASH_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"#([A-Za-z0-9_-]*\d[A-Za-z0-9_-]*)").expect("regex"));
+static RE_TOP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:top|前|最[高大多]的?)\s*(\d{1,3}|[一二两三四五六七八九十]{1,3})|(\d{1,3}|[一二两三四五六七八九十]{1,3})\s*(?:个|位|名|款|条|customers|clients|products|reviews)")
+        .expect("regex")
+});
+
+/// Words that mark a segment, in order of precedence.
+const SEGMENT_WORDS: [(&[&str], &str); 5] = [
+    (
+        &[
+            "at-risk high-value",
+            "高价值流失",
+            "流失风险高的高价值",
+            "高价值但",
+        ],
+        "at-risk high-value",
+    ),
+    (
+        &[
+            "high-value",
+            "high value",
+            "高价值",
+            "vip",
+            "大客户",
+            "高净值",
+            "top customers",
+            "best customers",
+            "重要客户",
+        ],
+        "high-value",
+    ),
+    (
+        &["new customer", "新客", "新用户", "新顾客", "新客户"],
+        "new customers",
+    ),
+    (&["lapsed", "dormant", "沉睡", "休眠", "不活跃"], "lapsed"),
+    (&["loyal", "忠诚", "老客", "回头客"], "loyal"),
+];
+
+pub fn segment_words(q: &str) -> Option<&'static str> {
+    SEGMENT_WORDS
+        .iter()
+        .find(|(words, _)| words.iter().any(|w| q.contains(w)))
+        .map(|(_, s)| *s)
+}
+
+fn sentiment_words(q: &str) -> Option<&'static str> {
+    let neg = [
+        "差评",
+        "负面",
+        "投诉",
+        "抱怨",
+        "不满",
+        "吐槽",
+        "negative",
+        "complain",
+        "complaint",
+        "bad review",
+        "unhappy",
+        "angry",
+    ];
+    let pos = [
+        "好评",
+        "正面",
+        "表扬",
+        "夸",
+        "positive",
+        "praise",
+        "good review",
+        "love",
+    ];
+    if neg.iter().any(|w| q.contains(w)) {
+        Some("negative")
+    } else if pos.iter().any(|w| q.contains(w)) {
+        Some("positive")
+    } else {
+        None
+    }
+}
+
+fn goal_words(q: &str) -> &'static str {
+    if [
+        "召回",
+        "唤醒",
+        "reactivat",
+        "win back",
+        "win-back",
+        "lapsed",
+        "沉睡",
+        "回流",
+        "come back",
+    ]
+    .iter()
+    .any(|w| q.contains(w))
+    {
+        "reactivate"
+    } else if [
+        "upsell",
+        "up-sell",
+        "cross-sell",
+        "追加",
+        "加购",
+        "客单价",
+        "多买",
+        "升级",
+        "spend more",
+    ]
+    .iter()
+    .any(|w| q.contains(w))
+    {
+        "upsell"
+    } else {
+        "retain"
+    }
+}
+
+fn group_words(q: &str) -> Option<&'static str> {
+    [
+        (
+            &["按天", "每天", "每日", "daily", "by day", "per day"][..],
+            "day",
+        ),
+        (
+            &["按周", "每周", "weekly", "by week", "per week"][..],
+            "week",
+        ),
+        (
+            &["按月", "每月", "monthly", "by month", "per month"][..],
+            "month",
+        ),
+        (
+            &[
+                "按产品",
+                "各产品",
+                "每个产品",
+                "哪个产品",
+                "哪款",
+                "by product",
+                "per product",
+                "each product",
+                "which product",
+            ][..],
+            "product",
+        ),
+        (
+            &[
+                "按品类",
+                "各品类",
+                "按类目",
+                "by category",
+                "per category",
+                "each category",
+            ][..],
+            "category",
+        ),
+    ]
+    .iter()
+    .find(|(ws, _)| ws.iter().any(|w| q.contains(w)))
+    .map(|(_, g)| *g)
+}
+
+/// Phrases that only ask for a search, stripped to leave what the reviews should be about.
+const SEARCH_FILLER: [&str; 16] = [
+    "find reviews about",
+    "find reviews mentioning",
+    "search reviews for",
+    "show me reviews about",
+    "show me reviews mentioning",
+    "reviews that mention",
+    "reviews mentioning",
+    "reviews about",
+    "搜索",
+    "搜一下",
+    "找一下",
+    "查找",
+    "找出",
+    "提到",
+    "的评论",
+    "的评价",
+];
+
+fn search_query(question: &str) -> String {
+    let mut q = normalise(question);
+    for f in SEARCH_FILLER {
+        q = q.replace(f, " ");
+    }
+    let q = q
+        .trim_matches(|c: char| c.is_whitespace() || "?？。.!！,，:：".contains(c))
+        .to_string();
+    if q.is_empty() {
+        question.trim().to_string()
+    } else {
+        q
+    }
+}
+
+/// Arguments for `tool` that the question states, read by code (the data's clock is `today`).
+pub fn extract_args(
+    tool: &str,
+    question: &str,
+    today: NaiveDate,
+    cat: &Catalogue,
+) -> Map<String, Value> {
+    let q = normalise(question);
+    let mut a = Map::new();
+    let period = dates::resolve(question, today);
+    let product = cat.product(question).or_else(|| {
+        crate::nlp::entities::Gazetteer::builtin()
+            .extract(question)
+            .models
+            .into_iter()
+            .next()
+    });
+    let top = RE_TOP.captures(&q).and_then(|c| {
+        c.get(1)
+            .or(c.get(2))
+            .and_then(|m| dates::small_number(m.as_str()))
+    });
+    let customer = RE_CUSTOMER
+        .captures(&q)
+        .or_else(|| RE_HASH_ID.captures(&q))
+        .map(|c| c[1].to_string())
+        .filter(|id| id.chars().filter(|c| c.is_ascii_digit()).count() >= 2);
+    let put = |a: &mut Map<String, Value>, k: &str, v: Value| {
+        a.insert(k.to_string(), v);
+    };
+    let uses_period = matches!(
+        tool,
+        "sales_summary"
+            | "review_sentiment"
+            | "top_complaints"
+            | "purchase_intent"
+            | "product_report"
+            | "search_reviews"
+    );
+    if uses_period && let Some(p) = &period {
+        put(&mut a, "period", json!(p));
+    }
+    let uses_product = matches!(
+        tool,
+        "sales_summary"
+            | "sales_forecast"
+            | "review_sentiment"
+            | "top_complaints"
+            | "search_reviews"
+            | "purchase_intent"
+            | "product_report"
+    );
+    if uses_product && let Some(p) = &product {
+        put(&mut a, "product", json!(p));
+    }
+    match tool {
+        "sales_summary" | "sales_forecast" => {
+            if product.is_none()
+                && let Some(c) = cat.category(question)
+            {
+                put(&mut a, "category", json!(c));
+            }
+            if tool == "sales_summary" {
+                if let Some(g) = group_words(&q) {
+                    put(&mut a, "group_by", json!(g));
+                }
+            } else {
+                if let Some(h) = dates::horizon_days(question, today) {
+                    put(&mut a, "horizon_days", json!(h));
+                }
+                let off = [
+                    "不考虑促销",
+                    "不含促销",
+                    "不算促销",
+                    "没有促销",
+                    "不考虑节假日",
+                    "without promotion",
+                    "no promotion",
+                    "without holiday",
+                    "ignore holiday",
+                    "ignoring promotion",
+                    "no holidays",
+                ];
+                if off.iter().any(|w| q.contains(w)) {
+                    put(&mut a, "events", json!(false));
+                }
+            }
+        }
+        "churn_risk" => {
+            if let Some(s) = segment_words(&q) {
+                put(&mut a, "segment", json!(s));
+            }
+            if let Some(n) = top {
+                put(&mut a, "top_k", json!(n));
+            }
+        }
+        "customer_value" | "promotion_plan" => {
+            if let Some(n) = top {
+                put(&mut a, "top_k", json!(n));
+            }
+            if tool == "promotion_plan" {
+                put(&mut a, "goal", json!(goal_words(&q)));
+            }
+        }
+        "customer_profile" => {
+            if let Some(c) = &customer {
+                put(&mut a, "customer_id", json!(c));
+            }
+        }
+        "recommend_products" => {
+            if let Some(c) = &customer {
+                put(&mut a, "customer_id", json!(c));
+            } else if let Some(s) = segment_words(&q) {
+                put(&mut a, "segment", json!(s));
+            }
+            if let Some(n) = top {
+                put(&mut a, "top_k", json!(n));
+            }
+        }
+        "top_complaints" => {
+            if let Some(n) = top {
+                put(&mut a, "top_k", json!(n));
+            }
+        }
+        "search_reviews" => {
+            put(&mut a, "query", json!(search_query(question)));
+            if let Some(s) = sentiment_words(&q) {
+                put(&mut a, "sentiment", json!(s));
+            }
+        }
+        _ => {}
+    }
+    a
+}
+
+/// A required argument the question did not give: the clarifying question to ask instead.
+pub fn missing_required(tool: &str, args: &Map<String, Value>, zh: bool) -> Option<String> {
+    let ask = |zh_text: &str, en_text: &str| Some(if zh { zh_text } else { en_text }.to_string());
+    match tool {
+        "customer_profile" if !args.contains_key("customer_id") => ask(
+            "请问是哪位客户？请给出客户编号。",
+            "Which customer? Please give the customer id.",
+        ),
+        "product_report" if !args.contains_key("product") => {
+            ask("请问是哪个产品？", "Which product?")
+        }
+        "recommend_products"
+            if !args.contains_key("customer_id") && !args.contains_key("segment") =>
+        {
+            ask(
+                "给哪位客户或哪个客户群推荐？请给出客户编号或客户群名称。",
+                "Recommend for whom? Give a customer id or a segment name.",
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Follow-up questions ("那上个月呢？", "and for the at-risk segment?") lean on the previous call.
+pub fn is_follow_up(question: &str) -> bool {
+    let q = normalise(question);
+    let q = q.trim();
+    let short = q.chars().filter(|c| is_cjk(*c)).count() <= 12 && q.split_whitespace().count() <= 9;
+    let zh = (q.starts_with('那') || q.starts_with("还有") || q.starts_with("换成"))
+        || (q.ends_with("呢?") || q.ends_with("呢？") || q.ends_with('呢'));
+    let en = [
+        "and ",
+        "what about",
+        "how about",
+        "same for",
+        "same but",
+        "and for",
+        "now for",
+        "also for",
+    ]
+    .iter()
+    .any(|w| q.starts_with(w));
+    short && (zh || en)
+}
+
+/// Does the question read as Chinese?
+pub fn is_chinese(text: &str) -> bool {
+    let han = text.chars().filter(|c| is_cjk(*c)).count();
+    let latin = text.chars().filter(|c| c.is_ascii_alphabetic()).count();
+    han > 0 && han * 3 >= latin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cat() -> Catalogue {
+        let e = |name: &str, brand: &str, model: &str, category: &str| CatalogueEntry {
+            id: 0,
+            name: name.into(),
+            brand: Some(brand.into()),
+            model: Some(model.into()),
+            category: Some(category.into()),
+        };
+        Catalogue::new(&[
+            e("联想 ThinkPad T14", "Lenovo", "ThinkPad T14", "laptops"),
+            e("戴尔 Inspiron 14", "Dell", "Inspiron 14", "laptops"),
+            e(
+                "北京酒店预订 Beijing Hotel Stay",
+                "洞察旅行",
+                "Beijing",
+                "hotels",
+            ),
+            e(
+                "上海酒店预订 Shanghai Hotel Stay",
+                "洞察旅行",
+                "Shanghai",
+                "hotels",
+            ),
+            e("历史人文 History & Culture", "洞察书局", "History", "books"),
+        ])
+    }
+
+    #[test]
+    fn products_categories_and_ids_come_from_the_question() {
+        let c = cat();
+        assert_eq!(
+            c.product("ThinkPad T14 的差评").as_deref(),
+            Some("联想 ThinkPad T14")
+        );
+        assert_eq!(
+            c.product("联想卖得怎么样").as_deref(),
+            Some("联想 ThinkPad T14")
+        );
+        assert_eq!(
+            c.product("how is the dell doing").as_deref(),
+            Some("戴尔 Inspiron 14")
+        );
+        assert_eq!(
+            c.product("北京酒店的评价").as_deref(),
+            Some("北京酒店预订 Beijing Hotel Stay")
+        );
+        // The shared brand names no product; a plain question names none.
+        assert_eq!(c.product("洞察旅行"), None);
+        assert_eq!(c.product("上个月的销售额是多少？"), None);
+        assert_eq!(c.category("笔记本电脑的销量").as_deref(), Some("laptops"));
+        let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let a = extract_args("customer_profile", "客户 00042 的情况", today, &c);
+        assert_eq!(a["customer_id"], "00042");
+        let a = extract_args(
+            "churn_risk",
+            "Which high-value customers are at risk of churning? top 5",
+            today,
+            &c,
+        );
+        assert_eq!(a["segment"], "high-value");
+        assert_eq!(a["top_k"], 5);
+        let a = extract_args("sales_summary", "上个月的销售额是多少？", today, &c);
+        assert_eq!(a["period"]["from"], "2026-05-01");
+        let a = extract_args("search_reviews", "搜索物流太慢的差评", today, &c);
+        assert_eq!(a["sentiment"], "negative");
+        assert_eq!(a["query"], "物流太慢的差评");
+        let a = extract_args(
+            "top_complaints",
+            "what do buyers complain about on the iPhone 13 this month?",
+            today,
+            &c,
+        );
+        assert_eq!(a["product"], "iPhone 13");
+    }
+
+    #[test]
+    fn follow_ups_and_languages() {
+        assert!(is_follow_up("那上个月呢？"));
+        assert!(is_follow_up("and for the at-risk segment?"));
+        assert!(!is_follow_up("上个月的销售额是多少？"));
+        assert!(is_chinese("上个月的销售额"));
+        assert!(!is_chinese("Which customers will churn?"));
+    }
+
+    #[test]
+    fn the_shipped_examples_parse_and_cover_every_tool() {
+        let ex = parse_examples(EXAMPLES_TSV).unwrap();
+        for name in crate::tools::NAMES {
+            let n = ex.iter().filter(|(t, _)| t == name).count();
+            assert!(n >= 8, "{name}: {n} examples");
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! `dongcha ask`, `route`, `chat`, `eval routing`, `bench ask` and `insight sales`: the terminal front of
+//! the agent. The chat platforms call the same `Agent`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use dongcha::agent::router::RouterSettings;
+use dongcha::agent::{Agent, Turn};
+use dongcha::config::Config;
+
+/// The routing set shipped with the repository (`question<TAB>expected`).
+pub const ROUTING_TSV: &str = include_str!("../tests/data/routing.tsv");
+
+/// Which part of the routing set: held out for reporting (40%, by a hash of the question), the rest for
+/// tuning.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Test,
+    Tune,
+    All,
+}
+
+pub fn is_test_question(q: &str) -> bool {
+    xxhash_rust::xxh3::xxh3_64(q.trim().as_bytes()) % 10 < 4
+}
+
+pub fn parse_routing(text: &str, source: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (q, t) = line
+            .rsplit_once('\t')
+            .with_context(|| format!("{source} line {}: expected question<TAB>expected", i + 1))?;
+        if i == 0 && q == "question" {
+            continue;
+        }
+        let t = t.trim();
+        anyhow::ensure!(
+            dongcha::tools::NAMES.contains(&t),
+            "{source} line {}: unknown tool {t:?}",
+            i + 1
+        );
+        out.push((q.trim().to_string(), t.to_string()));
+    }
+    Ok(out)
+}
+
+pub async fn ask(cfg: &Config, question: &str, json: bool, llm: bool) -> Result<()> {
+    let agent = Agent::open(cfg, llm).await?;
+    let a = agent.ask(question, &mut Vec::new()).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"tool": a.tool, "args": a.args,
+            "result": a.result, "reply": a.reply, "timings_ms": a.timings_ms, "route": a.route}))?
+        );
+    } else {
+        println!("{}", a.reply);
+    }
+    Ok(())
+}
+
+pub async fn route(cfg: &Config, question: &str, llm: bool) -> Result<()> {
+    let agent = Agent::open(cfg, llm).await?;
+    let r = agent.route(question, &[]).await?;
+    println!(
+        "{}",
+        serde_json::to_string(&serde_json::json!({"tool": r.tool, "args": r.args}))?
+    );
+    Ok(())
+}
+
+pub async fn chat(cfg: &Config, llm: bool) -> Result<()> {
+    let agent = Agent::open(cfg, llm).await?;
+    let mut history: Vec<Turn> = Vec::new();
+    let stdin = std::io::stdin();
+    eprintln!(
+        "dongcha chat: ask about sales, customers and reviews (Chinese or English); empty line or Ctrl-D quits."
+    );
+    loop {
+        eprint!("> ");
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        match agent.ask(line.trim(), &mut history).await {
+            Ok(a) => println!("{}\n", a.reply),
+            Err(e) => println!("error: {e}\n"),
+        }
+        // Keep the last few turns: follow-ups only look one back.
+        if history.len() > 8 {
+            history.drain(..history.len() - 8);
+        }
+    }
+    Ok(())
+}
+
+pub async fn eval_routing(
+    cfg: &Config,
+    data: Option<&Path>,
+    part: Part,
+    tune: bool,
+    llm: bool,
+    json: bool,
+) -> Result<()> {
+    let (text, source) = match data {
+        Some(p) => (
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            ROUTING_TSV.to_string(),
+            "tests/data/routing.tsv".to_string(),
+        ),
+    };
+    let all = parse_routing(&text, &source)?;
+    let pick = |p: Part| -> Vec<(String, String)> {
+        all.iter()
+            .filter(|(q, _)| match p {
+                Part::All => true,
+                Part::Test => is_test_question(q),
+                Part::Tune => !is_test_question(q),
+            })
+            .cloned()
+            .collect()
+    };
+    let mut agent = Agent::open(cfg, llm && !tune).await?;
+    if tune {
+        // Encoder-router settings by accuracy on the tuning part (the held-out part is never read).
+        let set = pick(Part::Tune);
+        let mut rankings = Vec::new();
+        for (q, _) in &set {
+            rankings.push(q.clone());
+        }
+        let base = RouterSettings::default();
+        let mut results = Vec::new();
+        for lexical_weight in [0.0, 0.25, 0.5, 0.75, 1.0, 1.5] {
+            for k in [1, 2, 3, 5] {
+                agent.set_router_settings(RouterSettings {
+                    lexical_weight,
+                    k,
+                    ..base
+                });
+                let mut right = 0;
+                let mut margins = Vec::new();
+                for (q, expected) in &set {
+                    let r = agent.rank(q)?;
+                    let ok = r.best().0 == expected;
+                    right += ok as usize;
+                    margins.push((r.margin(), ok));
+                }
+                results.push((lexical_weight, k, right, margins));
+            }
+        }
+        println!("tuning part: {} questions", set.len());
+        println!("{:>8} {:>3} {:>9}", "lexical", "k", "accuracy");
+        for (w, k, right, _) in &results {
+            println!("{w:>8.2} {k:>3} {:>9.3}", *right as f64 / set.len() as f64);
+        }
+        if let Some((w, k, right, margins)) = results.iter().max_by_key(|r| r.2) {
+            println!(
+                "best: lexical_weight {w}, neighbours {k}: {right}/{} right",
+                set.len()
+            );
+            for m in [0.01f32, 0.02, 0.04, 0.06, 0.08, 0.1] {
+                let below: Vec<&(f32, bool)> = margins.iter().filter(|(x, _)| *x < m).collect();
+                let wrong_above = margins.iter().filter(|(x, ok)| *x >= m && !ok).count();
+                println!(
+                    "  confident_margin {m:.2}: {} questions go to the LLM ({} of them wrong by the encoder); {} wrong above it",
+                    below.len(),
+                    below.iter().filter(|(_, ok)| !ok).count(),
+                    wrong_above
+                );
+            }
+        }
+        return Ok(());
+    }
+    let set = pick(part);
+    anyhow::ensure!(!set.is_empty(), "no questions in that part");
+    let mut confusion: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut misses = Vec::new();
+    let mut stages: BTreeMap<String, usize> = BTreeMap::new();
+    let mut right = 0;
+    for (q, expected) in &set {
+        let r = agent.route(q, &[]).await?;
+        let stage = if r.stage.starts_with("encoder (") {
+            "encoder (LLM failed)".to_string()
+        } else {
+            r.stage.clone()
+        };
+        *stages.entry(stage).or_default() += 1;
+        *confusion
+            .entry((expected.clone(), r.tool.clone()))
+            .or_default() += 1;
+        if &r.tool == expected {
+            right += 1;
+        } else {
+            misses.push((q.clone(), expected.clone(), r.tool.clone(), r.stage.clone()));
+        }
+    }
+    let acc = right as f64 / set.len() as f64;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"questions": set.len(), "right": right,
+            "accuracy": acc, "stages": stages,
+            "misses": misses.iter().map(|(q, e, g, s)| serde_json::json!({"question": q, "expected": e, "got": g, "stage": s})).collect::<Vec<_>>()})
+            )?
+        );
+        return Ok(());
+    }
+    let part_name = match part {
+        Part::Test => "held-out part (40%, by a hash of the question)",
+        Part::Tune => "tuning part",
+        Part::All => "all questions",
+    };
+    println!(
+        "routing on the {part_name} of {source}: {right}/{} right, accuracy {acc:.3}",
+        set.len()
+    );
+    println!(
+        "stages: {}",
+        stages
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("\nper tool (expected → routed):");
+    println!("{:<20} {:>5} {:>6}  misrouted to", "tool", "n", "right");
+    for name in dongcha::tools::NAMES {
+        let n: usize = confusion
+            .iter()
+            .filter(|((e, _), _)| e == name)
+            .map(|(_, c)| c)
+            .sum();
+        if n == 0 {
+            continue;
+        }
+        let ok = confusion
+            .get(&(name.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0);
+        let wrong: Vec<String> = confusion
+            .iter()
+            .filter(|((e, g), _)| e == name && g != name)
+            .map(|((_, g), c)| format!("{g} {c}"))
+            .collect();
+        println!("{name:<20} {n:>5} {ok:>6}  {}", wrong.join(", "));
+    }
+    if !misses.is_empty() {
+        println!("\nmisses:");
+        for (q, e, g, s) in &misses {
+            println!("  {q:?}: expected {e}, got {g} ({s})");
+        }
+    }
+    Ok(())
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i]
+}
+
+/// `dongcha bench ask`: latency of `ask` over `n` questions of the routing set (route / tool / compose),
+/// and the LLM's speed next to llama.cpp's raw pp/tg figures for the same GGUF.
+pub async fn bench_ask(cfg: &Config, n: usize, llm: bool) -> Result<()> {
+    let agent = Agent::open(cfg, llm).await?;
+    let questions: Vec<(String, String)> = parse_routing(ROUTING_TSV, "routing.tsv")?
+        .into_iter()
+        .filter(|(_, t)| t != "none")
+        .take(n)
+        .collect();
+    // Warm the shared caches (shop summaries, churn, segments) once, as a running bot would have.
+    for q in [
+        "上个月的销售额是多少？",
+        "Which customers are about to churn?",
+    ] {
+        agent.ask(q, &mut Vec::new()).await?;
+    }
+    let (mut route, mut tool, mut compose, mut total) = (vec![], vec![], vec![], vec![]);
+    let (mut llm_calls, mut gen_tokens, mut gen_ms, mut prompt_tokens, mut prompt_ms) =
+        (0, 0usize, 0.0, 0usize, 0.0);
+    for (q, _) in &questions {
+        let a = agent.ask(q, &mut Vec::new()).await?;
+        route.push(a.timings_ms.route);
+        tool.push(a.timings_ms.tool);
+        compose.push(a.timings_ms.compose);
+        total.push(a.timings_ms.total);
+        if let Some(c) = &a.route.llm {
+            llm_calls += 1;
+            gen_tokens += c.generated_tokens;
+            gen_ms += c.generate_ms;
+            prompt_tokens += c.prompt_tokens;
+            prompt_ms += c.prompt_ms;
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!(
+        "ask latency over {} questions ({} cores, LLM {}):",
+        questions.len(),
+        threads,
+        if agent.has_llm() { "on" } else { "off" }
+    );
+    println!("{:<8} {:>9} {:>9}", "stage", "p50 ms", "p95 ms");
+    for (name, v) in [
+        ("route", &mut route),
+        ("tool", &mut tool),
+        ("compose", &mut compose),
+        ("total", &mut total),
+    ] {
+        let p50 = percentile(v, 0.5);
+        let p95 = percentile(v, 0.95);
+        println!("{name:<8} {p50:>9.1} {p95:>9.1}");
+    }
+    println!(
+        "LLM consulted on {llm_calls} of {} questions",
+        questions.len()
+    );
+    if llm_calls > 0 {
+        println!(
+            "dongcha's LLM calls: prompt {:.1} tok/s ({} tokens), generation under grammar {:.1} tok/s ({} tokens)",
+            prompt_tokens as f64 / (prompt_ms / 1e3).max(1e-9),
+            prompt_tokens,
+            gen_tokens as f64 / (gen_ms / 1e3).max(1e-9),
+            gen_tokens
+        );
+    }
+    if agent.has_llm() && cfg.agent.backend == dongcha::config::LlmBackend::Local {
+        let assets = dongcha::assets::Assets::from_config(cfg)?;
+        let model = dongcha::agent::gguf_in(&assets.asset_dir(&cfg.models.llm))
+            .context("no GGUF in the LLM asset")?;
+        drop(agent);
+        let raw = tokio::task::block_in_place(|| {
+            dongcha::agent::llm::raw_speed(&model, threads, 128, 32)
+        })?;
+        println!(
+            "llama.cpp's own counters, same GGUF, llama-bench style: pp128 {:.1} tok/s, tg32 {:.1} tok/s",
+            raw.prompt_tokens_per_s, raw.generate_tokens_per_s
+        );
+    }
+    Ok(())
+}
+
+/// `dongcha insight sales`: what `sales_summary` returns, as a table.
+pub async fn insight_sales(
+    cfg: &Config,
+    args: dongcha::tools::sales_summary::Args,
+    json: bool,
+) -> Result<()> {
+    let ctx = dongcha::tools::Context::open(cfg).await?;
+    let out = dongcha::tools::sales_summary::run(&ctx, args).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let scope = out
+        .product
+        .as_deref()
+        .or(out.category.as_deref())
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    println!("{}{scope}", out.period);
+    println!(
+        "{:<24} {:>16} {:>8} {:>8} {:>10} {:>12}",
+        "", "revenue", "orders", "units", "customers", "aov"
+    );
+    let row = |name: &str, t: &dongcha::tools::sales_summary::Totals| {
+        println!(
+            "{name:<24} {:>16.2} {:>8} {:>8} {:>10} {:>12.2}",
+            t.revenue, t.orders, t.units, t.customers, t.aov
+        )
+    };
+    row("this period", &out.totals);
+    row(&format!("before ({})", out.previous_period), &out.previous);
+    if let Some(c) = out.revenue_change_pct {
+        println!("revenue change: {c:+.1}%");
+    }
+    for g in &out.groups {
+        row(&g.key, &g.totals);
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `customer_profile`: one customer by the shop's id: purchase history, spend, segment, churn risk,
+//! expected value and what their reviews say (with review ids).
+
+use std::collections::{BTreeMap, HashSet};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Context, ToolError, WEEK, round2, round4};
+use crate::insight::bgnbd::BgNbd;
+use crate::insight::clv::{GammaGamma, lifetime_value};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// The customer's id as the shop knows it (e.g. "00042").
+    pub customer_id: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductBought {
+    pub product: String,
+    pub units: i64,
+    pub spent: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Output {
+    pub customer: String,
+    pub as_of: chrono::NaiveDate,
+    pub orders: usize,
+    pub total_spent: f64,
+    pub first_purchase: chrono::NaiveDate,
+    pub last_purchase: chrono::NaiveDate,
+    pub days_since_last: i64,
+    pub products: Vec<ProductBought>,
+    pub segment: Option<String>,
+    /// Percent, next quarter.
+    pub churn_probability_pct: Option<f64>,
+    pub p_alive: f64,
+    /// Expected value over `clv_months` months.
+    pub clv_months: u32,
+    pub clv: f64,
+    pub reviews: usize,
+    pub negative_reviews: usize,
+    pub recent_review_ids: Vec<i64>,
+}
+
+pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
+    let want = args.customer_id.trim().trim_start_matches('#').to_string();
+    let lines = ctx
+        .store
+        .customer_lines(&want)
+        .await?
+        .ok_or_else(|| ToolError::NotFound(format!("no customer {want:?}")))?;
+    let shop = ctx.shop().await?;
+    let idx = shop
+        .ids
+        .iter()
+        .position(|x| *x == want)
+        .ok_or_else(|| ToolError::NotFound(format!("no customer {want:?}")))?;
+    let row_i = shop
+        .rows
+        .iter()
+        .position(|c| c.customer as usize == idx)
+        .ok_or_else(|| ToolError::NotFound(format!("customer {want:?} has no purchases")))?;
+    let c = shop.rows[row_i];
+    let mut products: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for l in &lines {
+        let e = products
+            .entry(l.product.clone().unwrap_or_else(|| "(unnamed)".into()))
+            .or_default();
+        e.0 += l.quantity;
+        e.1 += l.amount_cents;
+    }
+    let mut products: Vec<ProductBought> = products
+        .into_iter()
+        .map(|(product, (units, cents))| ProductBought {
+            product,
+            units,
+            spent: round2(cents as f64 / 100.0),
+        })
+        .collect();
+    products.sort_by(|a, b| b.spent.total_cmp(&a.spent));
+    let churn = ctx.churn().await?;
+    let seg = ctx.segments().await?;
+    let (bg, gg) = tokio::task::block_in_place(|| {
+        Ok::<_, crate::insight::InsightError>((
+            BgNbd::fit(&shop.rows)?.params,
+            GammaGamma::fit(&shop.rows)?,
+        ))
+    })?;
+    let reviews = ctx.store.customer_reviews(&want).await?;
+    let first = lines.iter().map(|l| l.date).min().unwrap_or(shop.as_of);
+    let last = lines.iter().map(|l| l.date).max().unwrap_or(shop.as_of);
+    Ok(Output {
+        customer: want,
+        as_of: shop.as_of,
+        orders: lines
+            .iter()
+            .map(|l| (l.date, l.order_key.as_str()))
+            .collect::<HashSet<_>>()
+            .len(),
+        total_spent: round2(lines.iter().map(|l| l.amount_cents).sum::<i64>() as f64 / 100.0),
+        first_purchase: first,
+        last_purchase: last,
+        days_since_last: (shop.as_of - last).num_days(),
+        products,
+        segment: seg
+            .assignment
+            .get(row_i)
+            .map(|k| seg.segments[*k].name.clone()),
+        churn_probability_pct: churn
+            .iter()
+            .find(|(i, _)| *i == row_i)
+            .map(|(_, r)| round4(r.probability * 100.0)),
+        p_alive: round4(bg.p_alive(c.frequency, c.recency, c.t)),
+        clv_months: 12,
+        clv: round2(lifetime_value(&bg, &gg.params, &c, 12, 0.01, WEEK)),
+        reviews: reviews.len(),
+        negative_reviews: reviews
+            .iter()
+            .filter(|r| r.sentiment.as_deref() == Some("negative"))
+            .count(),
+        recent_review_ids: reviews.iter().take(3).map(|r| r.id).collect(),
+    })
+}

@@ -1,0 +1,91 @@
+//! `promotion_plan`: whom to target for a goal — retain (likely to leave, worth keeping), reactivate
+//! (lapsed) or upsell (active, room to spend more) — with the incentive and the value at stake, as
+//! `dongcha insight promote` ranks them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Context, ToolError, WEEK, round2, round4};
+use crate::insight::bgnbd::BgNbd;
+use crate::insight::clv::GammaGamma;
+use crate::insight::recommend::{ClvTerms, Goal, promotion_targets};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanGoal {
+    #[default]
+    Retain,
+    Reactivate,
+    Upsell,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// What the promotion is for.
+    pub goal: PlanGoal,
+    /// How many customers to target (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Targeted {
+    pub customer: String,
+    pub p_alive: f64,
+    pub clv: f64,
+    pub value_at_stake: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Output {
+    pub goal: PlanGoal,
+    pub as_of: chrono::NaiveDate,
+    pub incentive: Option<String>,
+    pub targets: usize,
+    pub total_value_at_stake: f64,
+    pub top: Vec<Targeted>,
+}
+
+pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
+    let shop = ctx.shop().await?;
+    let goal = match args.goal {
+        PlanGoal::Retain => Goal::Retain,
+        PlanGoal::Reactivate => Goal::Reactivate,
+        PlanGoal::Upsell => Goal::Upsell,
+    };
+    let rows = &shop.rows;
+    let targets = tokio::task::block_in_place(|| {
+        let bg = BgNbd::fit(rows)?.params;
+        let gg = GammaGamma::fit(rows)?.params;
+        let terms = ClvTerms {
+            months: 12,
+            monthly_discount: 0.01,
+            period_days: WEEK,
+        };
+        Ok::<_, crate::insight::InsightError>(promotion_targets(
+            rows,
+            &bg,
+            &gg,
+            goal,
+            terms,
+            args.top_k.unwrap_or(10).clamp(1, 100),
+        ))
+    })?;
+    Ok(Output {
+        goal: args.goal,
+        as_of: shop.as_of,
+        incentive: targets.first().map(|t| t.incentive.to_string()),
+        targets: targets.len(),
+        total_value_at_stake: round2(targets.iter().map(|t| t.value_at_stake).sum()),
+        top: targets
+            .iter()
+            .map(|t| Targeted {
+                customer: shop.ids[t.customer as usize].clone(),
+                p_alive: round4(t.p_alive),
+                clv: round2(t.clv),
+                value_at_stake: round2(t.value_at_stake),
+            })
+            .collect(),
+    })
+}

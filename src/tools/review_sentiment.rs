@@ -1,0 +1,139 @@
+//! `review_sentiment`: how reviews feel in a period (default: the last 30 days of data), optionally for
+//! one product: counts and shares of negative / neutral / positive (labels from `dongcha enrich`), mean
+//! rating, and the change against the period before.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Context, Period, ToolError, round2};
+use crate::store::LabelledText;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// Only reviews of this product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// The days to look at (resolved from the question; default: the last 30 days of data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Mood {
+    pub reviews: usize,
+    /// Reviews not labelled yet (run `dongcha enrich`).
+    pub unlabelled: usize,
+    pub negative: usize,
+    pub neutral: usize,
+    pub positive: usize,
+    /// Percent of the labelled reviews.
+    pub negative_pct: f64,
+    pub positive_pct: f64,
+    pub mean_rating: Option<f64>,
+}
+
+pub fn mood(rows: &[&LabelledText]) -> Mood {
+    let count = |s: &str| {
+        rows.iter()
+            .filter(|r| r.sentiment.as_deref() == Some(s))
+            .count()
+    };
+    let (neg, neu, pos) = (count("negative"), count("neutral"), count("positive"));
+    let labelled = neg + neu + pos;
+    let pct = |n: usize| {
+        if labelled > 0 {
+            round2(n as f64 / labelled as f64 * 100.0)
+        } else {
+            0.0
+        }
+    };
+    let ratings: Vec<f64> = rows.iter().filter_map(|r| r.rating).collect();
+    Mood {
+        reviews: rows.len(),
+        unlabelled: rows.len() - labelled,
+        negative: neg,
+        neutral: neu,
+        positive: pos,
+        negative_pct: pct(neg),
+        positive_pct: pct(pos),
+        mean_rating: (!ratings.is_empty())
+            .then(|| round2(ratings.iter().sum::<f64>() / ratings.len() as f64)),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Output {
+    pub period: Period,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    #[serde(flatten)]
+    pub now: Mood,
+    pub previous_period: Period,
+    pub previous: Mood,
+    /// Change of the negative share, in percentage points.
+    pub negative_change_pts: f64,
+    /// The most negative reviews of the period (ids and texts, lowest P(positive) first).
+    pub most_negative: Vec<Quote>,
+}
+
+/// A review quoted as evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quote {
+    pub id: i64,
+    pub text: String,
+}
+
+pub fn quote(r: &LabelledText) -> Quote {
+    let text: String = r.text_raw.chars().take(80).collect();
+    Quote { id: r.id, text }
+}
+
+pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
+    let today = ctx.today().await?;
+    let period = args
+        .period
+        .clone()
+        .unwrap_or_else(|| super::sales_summary::default_period(today));
+    let product = match &args.product {
+        Some(p) => Some(ctx.find_product(p).await?),
+        None => None,
+    };
+    let previous_period = period.previous();
+    let rows = ctx
+        .store
+        .labelled_reviews(
+            previous_period.from,
+            period.to,
+            product.as_ref().map(|p| p.0),
+        )
+        .await?;
+    let now: Vec<&LabelledText> = rows
+        .iter()
+        .filter(|r| r.date.is_some_and(|d| period.contains(d)))
+        .collect();
+    let before: Vec<&LabelledText> = rows
+        .iter()
+        .filter(|r| r.date.is_some_and(|d| previous_period.contains(d)))
+        .collect();
+    let (m, p) = (mood(&now), mood(&before));
+    let mut negative: Vec<&&LabelledText> = now
+        .iter()
+        .filter(|r| r.sentiment.as_deref() == Some("negative"))
+        .collect();
+    negative.sort_by(|a, b| {
+        a.p_positive
+            .unwrap_or(0.5)
+            .total_cmp(&b.p_positive.unwrap_or(0.5))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(Output {
+        period,
+        product: product.map(|p| p.1),
+        negative_change_pts: round2(m.negative_pct - p.negative_pct),
+        now: m,
+        previous_period,
+        previous: p,
+        most_negative: negative.iter().take(3).map(|r| quote(r)).collect(),
+    })
+}

@@ -129,7 +129,13 @@ pub async fn eval_routing(
             .cloned()
             .collect()
     };
-    let mut agent = Agent::open(cfg, llm && !tune).await?;
+    let mut agent = Agent::open(cfg, llm).await?;
+    let configured = RouterSettings {
+        k: cfg.agent.neighbours,
+        lexical_weight: cfg.agent.lexical_weight,
+        confident_margin: cfg.agent.confident_margin,
+        shortlist: cfg.agent.shortlist.max(2),
+    };
     if tune {
         // Encoder-router settings by accuracy on the tuning part (the held-out part is never read).
         let set = pick(Part::Tune);
@@ -176,6 +182,74 @@ pub async fn eval_routing(
                     below.iter().filter(|(_, ok)| !ok).count(),
                     wrong_above
                 );
+            }
+        }
+        agent.set_router_settings(configured);
+        if let Some(llm) = agent.llm() {
+            // The LLM's re-ranking, with the configured router: its log-probabilities over each question's
+            // shortlist, then accuracy for each (margin, weight).
+            let mut rows = Vec::new();
+            for (q, expected) in &set {
+                let r = agent.rank(q)?;
+                let short: Vec<(&str, f32)> = r
+                    .scores
+                    .iter()
+                    .take(configured.shortlist)
+                    .copied()
+                    .collect();
+                let names: Vec<&str> = short.iter().map(|(t, _)| *t).collect();
+                let (lp, _) = agent.llm_scores(llm, q, &names).await?;
+                rows.push((short, lp, r.margin(), expected.clone()));
+            }
+            let llm_alone = rows
+                .iter()
+                .filter(|(short, lp, _, e)| {
+                    let i = (0..lp.len())
+                        .max_by(|a, b| lp[*a].total_cmp(&lp[*b]))
+                        .unwrap_or(0);
+                    short[i].0 == e
+                })
+                .count();
+            println!(
+                "LLM alone among the router's top {}: {llm_alone}/{} right",
+                configured.shortlist,
+                set.len()
+            );
+            println!("re-ranking accuracy (rows: confident_margin, columns: llm_weight):");
+            let weights = [0.0f32, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1];
+            println!(
+                "{:>8} {}",
+                "",
+                weights
+                    .iter()
+                    .map(|w| format!("{w:>7}"))
+                    .collect::<String>()
+            );
+            for m in [0.01f32, 0.02, 0.04, 0.06, 0.1, 1.0] {
+                let accs: String = weights
+                    .iter()
+                    .map(|w| {
+                        let right = rows
+                            .iter()
+                            .filter(|(short, lp, margin, e)| {
+                                let pick = if *margin < m {
+                                    short
+                                        .iter()
+                                        .zip(lp)
+                                        .map(|((t, s), l)| (*t, s + w * *l as f32))
+                                        .max_by(|a, b| a.1.total_cmp(&b.1))
+                                        .map(|x| x.0)
+                                        .unwrap_or("")
+                                } else {
+                                    short[0].0
+                                };
+                                pick == e
+                            })
+                            .count();
+                        format!("{:>7.3}", right as f64 / set.len() as f64)
+                    })
+                    .collect();
+                println!("{m:>8.2} {accs}");
             }
         }
         return Ok(());

@@ -48,6 +48,7 @@ pub struct Config {
 #[serde(rename_all = "lowercase")]
 pub enum LlmUse {
     Auto,
+    Generate,
     Always,
     Off,
 }
@@ -71,6 +72,7 @@ pub struct AgentConfig {
     pub queue: usize,
     pub timeout_ms: u64,
     pub confident_margin: f32,
+    pub llm_weight: f32,
     pub lexical_weight: f32,
     pub neighbours: usize,
     pub shortlist: usize,

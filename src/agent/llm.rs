@@ -35,6 +35,9 @@ pub struct Completion {
     pub generated_tokens: usize,
     pub prompt_ms: f64,
     pub generate_ms: f64,
+    /// For scoring: the log-probability of each continuation asked about, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<f64>,
 }
 
 /// Where the model runs.
@@ -54,17 +57,56 @@ impl Llm {
         max_tokens: usize,
     ) -> Result<Completion, LlmError> {
         match self {
-            Llm::Local(l) => l.complete(user, reply_prefix, grammar, max_tokens).await,
+            Llm::Local(l) => {
+                l.submit(
+                    user,
+                    reply_prefix,
+                    Task::Complete {
+                        grammar: grammar.into(),
+                        max_tokens,
+                    },
+                )
+                .await
+            }
             Llm::Http(h) => h.complete(user, reply_prefix, grammar, max_tokens).await,
         }
     }
+
+    /// The model's log-probability of each continuation after the system prompt + `user` + the start of
+    /// its reply `reply_prefix` (teacher-forced: one forward pass over the prompt, a few tokens each).
+    pub async fn score(
+        &self,
+        user: &str,
+        reply_prefix: &str,
+        continuations: &[String],
+    ) -> Result<Completion, LlmError> {
+        match self {
+            Llm::Local(l) => {
+                l.submit(
+                    user,
+                    reply_prefix,
+                    Task::Score {
+                        continuations: continuations.to_vec(),
+                    },
+                )
+                .await
+            }
+            Llm::Http(_) => Err(LlmError::Run(
+                "scoring needs the in-process model (use llm = \"generate\" with a server)".into(),
+            )),
+        }
+    }
+}
+
+enum Task {
+    Complete { grammar: String, max_tokens: usize },
+    Score { continuations: Vec<String> },
 }
 
 struct Job {
     user: String,
     reply_prefix: String,
-    grammar: String,
-    max_tokens: usize,
+    task: Task,
     deadline: Instant,
     reply: tokio::sync::oneshot::Sender<Result<Completion, LlmError>>,
 }
@@ -81,7 +123,9 @@ pub struct LocalSettings {
 
 /// One model instance on a worker thread; questions wait in a bounded queue.
 pub struct LocalLlm {
-    jobs: mpsc::SyncSender<Job>,
+    /// None only while dropping.
+    jobs: Option<mpsc::SyncSender<Job>>,
+    worker: Option<std::thread::JoinHandle<()>>,
     queue: usize,
     timeout: Duration,
     /// Tokens of the cached system prompt.
@@ -95,7 +139,7 @@ impl LocalLlm {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, LlmError>>();
         let system = system.to_string();
         let s = settings.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("dongcha-llm".into())
             .spawn(move || worker(s, system, rx, ready_tx))
             .map_err(|e| LlmError::Run(e.to_string()))?;
@@ -103,30 +147,33 @@ impl LocalLlm {
             .recv()
             .map_err(|_| LlmError::Run("the LLM worker stopped while loading".into()))??;
         Ok(Self {
-            jobs: tx,
+            jobs: Some(tx),
+            worker: Some(handle),
             queue: settings.queue,
             timeout: settings.timeout,
             system_tokens,
         })
     }
 
-    async fn complete(
+    async fn submit(
         &self,
         user: &str,
         reply_prefix: &str,
-        grammar: &str,
-        max_tokens: usize,
+        task: Task,
     ) -> Result<Completion, LlmError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job = Job {
             user: user.to_string(),
             reply_prefix: reply_prefix.to_string(),
-            grammar: grammar.to_string(),
-            max_tokens,
+            task,
             deadline: Instant::now() + self.timeout,
             reply: tx,
         };
-        self.jobs.try_send(job).map_err(|e| match e {
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| LlmError::Run("the LLM is shutting down".into()))?;
+        jobs.try_send(job).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => LlmError::Busy(self.queue),
             mpsc::TrySendError::Disconnected(_) => LlmError::Run("the LLM worker stopped".into()),
         })?;
@@ -134,6 +181,17 @@ impl LocalLlm {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(LlmError::Run("the LLM worker dropped the question".into())),
             Err(_) => Err(LlmError::Timeout(self.timeout)),
+        }
+    }
+}
+
+impl Drop for LocalLlm {
+    /// Closes the queue and waits for the worker, so the model and llama.cpp's backend are freed before
+    /// anything else starts one.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(h) = self.worker.take() {
+            let _ = h.join();
         }
     }
 }
@@ -243,14 +301,13 @@ fn worker(
                 .map_err(|e| LlmError::Run(e.to_string()))?;
             let text = format!("{}{suffix}{}", job.user, job.reply_prefix);
             let tokens = vocab.tokenize(text.as_bytes(), false, false);
-            if n_prefix + tokens.len() + job.max_tokens >= s.context as usize {
+            let max_tokens = match &job.task {
+                Task::Complete { max_tokens, .. } => *max_tokens,
+                Task::Score { .. } => 16,
+            };
+            if n_prefix + tokens.len() + max_tokens >= s.context as usize {
                 return Err(LlmError::Run("question too long".into()));
             }
-            let mut sampler = LlamaSampler::chain_simple([
-                LlamaSampler::grammar(&model, &job.grammar, "root")
-                    .map_err(|e| LlmError::Run(format!("grammar: {e}")))?,
-                LlamaSampler::greedy(),
-            ]);
             let started = Instant::now();
             batch.clear();
             for (i, t) in tokens.iter().enumerate() {
@@ -262,7 +319,54 @@ fn worker(
                 .map_err(|e| LlmError::Run(e.to_string()))?;
             let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
             let gen_start = Instant::now();
-            let mut pos = n_prefix + tokens.len();
+            let pos0 = n_prefix + tokens.len();
+            let grammar = match job.task {
+                Task::Score { continuations } => {
+                    let last = log_softmax(ctx.get_logits_ith(batch.n_tokens() - 1));
+                    let mut logprobs = Vec::with_capacity(continuations.len());
+                    let mut scored = 0;
+                    for c in &continuations {
+                        let ct = vocab.tokenize(c.as_bytes(), false, false);
+                        let Some(first) = ct.first() else {
+                            logprobs.push(f64::NEG_INFINITY);
+                            continue;
+                        };
+                        let mut lp = last[first.0 as usize];
+                        if ct.len() > 1 {
+                            ctx.clear_kv_cache_seq(Some(0), Some(pos0 as u32), None)
+                                .map_err(|e| LlmError::Run(e.to_string()))?;
+                            batch.clear();
+                            for (i, t) in ct[..ct.len() - 1].iter().enumerate() {
+                                batch
+                                    .add(*t, (pos0 + i) as i32, &[0], true)
+                                    .map_err(|e| LlmError::Run(e.to_string()))?;
+                            }
+                            ctx.decode(&mut batch)
+                                .map_err(|e| LlmError::Run(e.to_string()))?;
+                            for (i, t) in ct[1..].iter().enumerate() {
+                                lp += log_softmax(ctx.get_logits_ith(i as i32))[t.0 as usize];
+                            }
+                        }
+                        scored += ct.len();
+                        logprobs.push(lp);
+                    }
+                    return Ok(Completion {
+                        text: String::new(),
+                        prompt_tokens: tokens.len(),
+                        generated_tokens: scored,
+                        prompt_ms,
+                        generate_ms: gen_start.elapsed().as_secs_f64() * 1e3,
+                        logprobs,
+                    });
+                }
+                Task::Complete { grammar, .. } => grammar,
+            };
+            let mut sampler = LlamaSampler::chain_simple([
+                LlamaSampler::grammar(&model, &grammar, "root")
+                    .map_err(|e| LlmError::Run(format!("grammar: {e}")))?,
+                LlamaSampler::greedy(),
+            ]);
+            let mut pos = pos0;
             let mut out = Vec::new();
             let mut generated = 0;
             loop {
@@ -273,10 +377,9 @@ fn worker(
                 }
                 out.extend(vocab.token_to_piece(token, false, None));
                 generated += 1;
-                if generated >= job.max_tokens {
+                if generated >= max_tokens {
                     return Err(LlmError::Run(format!(
-                        "no complete call within {} tokens",
-                        job.max_tokens
+                        "no complete call within {max_tokens} tokens"
                     )));
                 }
                 if Instant::now() > job.deadline {
@@ -296,10 +399,18 @@ fn worker(
                 generated_tokens: generated,
                 prompt_ms,
                 generate_ms: gen_start.elapsed().as_secs_f64() * 1e3,
+                logprobs: Vec::new(),
             })
         })();
         let _ = job.reply.send(result);
     }
+}
+
+fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|x| (*x as f64 - max).exp()).sum();
+    let log_z = max + sum.ln();
+    logits.iter().map(|x| *x as f64 - log_z).collect()
 }
 
 /// Raw decoding speed of a GGUF on this machine, measured the way llama.cpp's `llama-bench` does
@@ -441,6 +552,7 @@ impl HttpLlm {
             generated_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0) as usize,
             prompt_ms: 0.0,
             generate_ms: started.elapsed().as_secs_f64() * 1e3,
+            logprobs: Vec::new(),
         })
     }
 }

@@ -7,8 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, ToolError, WEEK, round2, round4};
-use crate::insight::bgnbd::BgNbd;
-use crate::insight::clv::{GammaGamma, lifetime_value};
+use crate::insight::clv::lifetime_value;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,12 +83,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     products.sort_by(|a, b| b.spent.total_cmp(&a.spent));
     let churn = ctx.churn().await?;
     let seg = ctx.segments().await?;
-    let (bg, gg) = tokio::task::block_in_place(|| {
-        Ok::<_, crate::insight::InsightError>((
-            BgNbd::fit(&shop.rows)?.params,
-            GammaGamma::fit(&shop.rows)?,
-        ))
-    })?;
+    let models = ctx.value_models().await?;
+    let (bg, gg) = (&models.bgnbd, &models.gamma_gamma);
     let reviews = ctx.store.customer_reviews(&want).await?;
     let first = lines.iter().map(|l| l.date).min().unwrap_or(shop.as_of);
     let last = lines.iter().map(|l| l.date).max().unwrap_or(shop.as_of);
@@ -116,7 +111,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             .map(|(_, r)| round4(r.probability * 100.0)),
         p_alive: round4(bg.p_alive(c.frequency, c.recency, c.t)),
         clv_months: 12,
-        clv: round2(lifetime_value(&bg, &gg.params, &c, 12, 0.01, WEEK)),
+        clv: round2(lifetime_value(bg, &gg.params, &c, 12, 0.01, WEEK)),
         reviews: reviews.len(),
         negative_reviews: reviews
             .iter()

@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, ToolError, WEEK, round2, round4};
-use crate::insight::bgnbd::BgNbd;
-use crate::insight::clv::{GammaGamma, lifetime_value};
+use crate::insight::clv::lifetime_value;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,13 +45,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let months = args.months.unwrap_or(12).clamp(1, 60);
     let top_k = args.top_k.unwrap_or(10).clamp(1, 100);
     let rows = &shop.rows;
-    let (bg, gg) = tokio::task::block_in_place(|| {
-        Ok::<_, crate::insight::InsightError>((BgNbd::fit(rows)?.params, GammaGamma::fit(rows)?))
-    })?;
+    let models = ctx.value_models().await?;
+    let (bg, gg) = (&models.bgnbd, &models.gamma_gamma);
     let mut values: Vec<(usize, f64)> = rows
         .iter()
         .enumerate()
-        .map(|(i, c)| (i, lifetime_value(&bg, &gg.params, c, months, 0.01, WEEK)))
+        .map(|(i, c)| (i, lifetime_value(bg, &gg.params, c, months, 0.01, WEEK)))
         .filter(|(_, v)| v.is_finite())
         .collect();
     values.sort_by(|a, b| b.1.total_cmp(&a.1));

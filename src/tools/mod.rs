@@ -152,6 +152,13 @@ pub struct Context {
     churn: OnceCell<Arc<Vec<(usize, crate::insight::churn::ChurnRisk)>>>,
     segments: OnceCell<Arc<crate::insight::segment::Segmentation>>,
     searcher: OnceCell<Arc<crate::enrich::Searcher>>,
+    value_models: OnceCell<Arc<ValueModels>>,
+}
+
+/// BG/NBD and Gamma-Gamma fitted on the shop's summaries (for value, profiles and promotions).
+pub struct ValueModels {
+    pub bgnbd: crate::insight::bgnbd::BgNbd,
+    pub gamma_gamma: crate::insight::clv::GammaGammaFit,
 }
 
 impl Context {
@@ -163,6 +170,7 @@ impl Context {
             churn: OnceCell::new(),
             segments: OnceCell::new(),
             searcher: OnceCell::new(),
+            value_models: OnceCell::new(),
         })
     }
 
@@ -204,6 +212,23 @@ impl Context {
                     crate::insight::churn::score_shop(&shop.purchases, &shop.rows, shop.as_of, WEEK)
                 })?;
                 Ok::<_, ToolError>(Arc::new(scored))
+            })
+            .await
+            .cloned()
+    }
+
+    /// BG/NBD and Gamma-Gamma on the shop, fitted once.
+    pub async fn value_models(&self) -> Result<Arc<ValueModels>, ToolError> {
+        let shop = self.shop().await?;
+        self.value_models
+            .get_or_try_init(|| async {
+                let m = tokio::task::block_in_place(|| {
+                    Ok::<_, crate::insight::InsightError>(ValueModels {
+                        bgnbd: crate::insight::bgnbd::BgNbd::fit(&shop.rows)?.params,
+                        gamma_gamma: crate::insight::clv::GammaGamma::fit(&shop.rows)?,
+                    })
+                })?;
+                Ok::<_, ToolError>(Arc::new(m))
             })
             .await
             .cloned()

@@ -6,8 +6,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, ToolError, WEEK, round2, round4};
-use crate::insight::bgnbd::BgNbd;
-use crate::insight::clv::GammaGamma;
 use crate::insight::recommend::{ClvTerms, Goal, promotion_targets};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -55,9 +53,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         PlanGoal::Upsell => Goal::Upsell,
     };
     let rows = &shop.rows;
+    let models = ctx.value_models().await?;
     let targets = tokio::task::block_in_place(|| {
-        let bg = BgNbd::fit(rows)?.params;
-        let gg = GammaGamma::fit(rows)?.params;
+        let (bg, gg) = (&models.bgnbd, &models.gamma_gamma.params);
         let terms = ClvTerms {
             months: 12,
             monthly_discount: 0.01,
@@ -65,8 +63,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         };
         Ok::<_, crate::insight::InsightError>(promotion_targets(
             rows,
-            &bg,
-            &gg,
+            bg,
+            gg,
             goal,
             terms,
             args.top_k.unwrap_or(10).clamp(1, 100),

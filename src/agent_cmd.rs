@@ -419,7 +419,7 @@ pub async fn bench_ask(cfg: &Config, n: usize, llm: bool) -> Result<()> {
             dongcha::agent::llm::raw_speed(&model, threads, 128, 32)
         })?;
         println!(
-            "llama.cpp's own counters, same GGUF, llama-bench style: pp128 {:.1} tok/s, tg32 {:.1} tok/s",
+            "in-process llama.cpp, same GGUF, llama-bench style: pp128 {:.1} tok/s, tg32 {:.1} tok/s (compare scripts/bench-ask.sh's llama-bench)",
             raw.prompt_tokens_per_s, raw.generate_tokens_per_s
         );
     }

@@ -403,7 +403,7 @@ pub async fn bench_ask(cfg: &Config, n: usize, llm: bool) -> Result<()> {
     );
     if llm_calls > 0 {
         println!(
-            "dongcha's LLM calls: prompt {:.1} tok/s ({} tokens), generation under grammar {:.1} tok/s ({} tokens)",
+            "dongcha's LLM calls: prompt {:.1} tok/s ({} tokens), reply tokens (generated under the grammar, or scored when re-ranking) {:.1} tok/s ({} tokens)",
             prompt_tokens as f64 / (prompt_ms / 1e3).max(1e-9),
             prompt_tokens,
             gen_tokens as f64 / (gen_ms / 1e3).max(1e-9),

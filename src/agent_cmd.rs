@@ -185,7 +185,8 @@ pub async fn eval_routing(
             }
         }
         agent.set_router_settings(configured);
-        if let Some(llm) = agent.llm() {
+        if agent.llm_enabled() {
+            let llm = agent.llm().await?;
             // The LLM's re-ranking, with the configured router: its log-probabilities over each question's
             // shortlist, then accuracy for each (margin, weight).
             let mut rows = Vec::new();
@@ -384,7 +385,7 @@ pub async fn bench_ask(cfg: &Config, n: usize, llm: bool) -> Result<()> {
         "ask latency over {} questions ({} cores, LLM {}):",
         questions.len(),
         threads,
-        if agent.has_llm() { "on" } else { "off" }
+        if agent.llm_enabled() { "on" } else { "off" }
     );
     println!("{:<8} {:>9} {:>9}", "stage", "p50 ms", "p95 ms");
     for (name, v) in [
@@ -410,7 +411,7 @@ pub async fn bench_ask(cfg: &Config, n: usize, llm: bool) -> Result<()> {
             gen_tokens
         );
     }
-    if agent.has_llm() && cfg.agent.backend == dongcha::config::LlmBackend::Local {
+    if agent.llm_enabled() && cfg.agent.backend == dongcha::config::LlmBackend::Local {
         let assets = dongcha::assets::Assets::from_config(cfg)?;
         let model = dongcha::agent::gguf_in(&assets.asset_dir(&cfg.models.llm))
             .context("no GGUF in the LLM asset")?;

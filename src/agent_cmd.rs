@@ -269,6 +269,11 @@ pub async fn eval_routing(
             r.stage.clone()
         };
         *stages.entry(stage).or_default() += 1;
+        if r.clarify.is_some() {
+            *stages
+                .entry("of which a clarifying question".into())
+                .or_default() += 1;
+        }
         *confusion
             .entry((expected.clone(), r.tool.clone()))
             .or_default() += 1;

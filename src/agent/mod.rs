@@ -44,6 +44,11 @@ pub enum AgentError {
 /// The fixed system prompt (the tool list is appended from `prompts/tools.toml`).
 pub const SYSTEM_PROMPT: &str = include_str!("../../prompts/system.txt");
 
+/// Below this router margin and this LLM probability for its pick, the agent asks which of the two
+/// best tools is meant instead of answering.
+pub const CLARIFY_MARGIN: f32 = 0.01;
+pub const CLARIFY_PROBABILITY: f64 = 0.4;
+
 /// The longest question taken, in characters (the rest is cut).
 pub const MAX_QUESTION: usize = 400;
 
@@ -225,6 +230,7 @@ impl Agent {
             .iter()
             .filter_map(|(t, _)| tools::NAMES.iter().find(|n| *n == t).copied())
             .collect();
+        let mut unsure: Option<(String, String)> = None;
         let llm = if consult {
             match self.llm().await {
                 Ok(l) => Some(l),
@@ -242,13 +248,23 @@ impl Agent {
         {
             match self.llm_scores(llm, &question, &candidates).await {
                 Ok((logp, completion)) => {
-                    let best = shortlist
+                    let mut combined: Vec<(&String, f32, f64)> = shortlist
                         .iter()
                         .zip(&logp)
-                        .map(|((t, s), lp)| (t, s + self.llm_weight * *lp as f32))
-                        .max_by(|a, b| a.1.total_cmp(&b.1));
-                    if let Some((t, _)) = best {
-                        route.tool = t.clone();
+                        .map(|((t, s), lp)| (t, s + self.llm_weight * *lp as f32, *lp))
+                        .collect();
+                    combined.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    if let Some((t, _, lp)) = combined.first() {
+                        route.tool = (*t).clone();
+                        // Neither the router nor the LLM can tell: ask instead of guessing.
+                        let second = combined.get(1).map(|c| c.0.as_str());
+                        if margin < CLARIFY_MARGIN
+                            && lp.exp() < CLARIFY_PROBABILITY
+                            && route.tool != "none"
+                            && second.is_some_and(|s| s != "none")
+                        {
+                            unsure = second.map(|s| (route.tool.clone(), s.to_string()));
+                        }
                     }
                     route.stage = "llm".into();
                     route.llm = Some(completion);
@@ -277,8 +293,35 @@ impl Agent {
         let llm_args = std::mem::take(&mut route.args);
         route.args = self.checked_llm_args(&route.tool, &question, llm_args);
         route.args.extend(code);
-        route.clarify = router::missing_required(&route.tool, &route.args, zh);
+        route.clarify = router::missing_required(&route.tool, &route.args, zh)
+            .or_else(|| unsure.map(|(a, b)| self.clarifying_question(&a, &b, zh)));
         Ok(route)
+    }
+
+    /// "Do you mean A or B?" in the asker's language.
+    fn clarifying_question(&self, a: &str, b: &str, zh: bool) -> String {
+        let label = |name: &str| {
+            self.specs
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| {
+                    if zh {
+                        t.label_zh.clone()
+                    } else {
+                        t.label_en.clone()
+                    }
+                })
+                .unwrap_or_else(|| name.to_string())
+        };
+        if zh {
+            format!("你是想看{}，还是{}？请再说具体一点。", label(a), label(b))
+        } else {
+            format!(
+                "Do you mean {} or {}? Please say a little more.",
+                label(a),
+                label(b)
+            )
+        }
     }
 
     /// The prompt the LLM routes from: the question quoted as data, the candidates named by code.
@@ -435,6 +478,13 @@ fn open_llm(cfg: &Config, system: &str) -> Result<Llm, AgentError> {
         LlmBackend::Local => {
             let assets = crate::assets::Assets::from_config(cfg)?;
             let name = cfg.models.llm.as_str();
+            if !assets.is_cached(assets.manifest.get(name)?) {
+                // Only the first unsure question on a machine gets here: say why it waits.
+                tracing::info!(
+                    "fetching the LLM {name} once (see `dongcha setup --list` for its size); \
+                     `dongcha setup` fetches it ahead"
+                );
+            }
             assets.ensure(&[name], &indicatif::ProgressBar::hidden())?;
             let model = gguf_in(&assets.asset_dir(name))
                 .ok_or_else(|| AgentError::Prompts(format!("no .gguf file in the {name} asset")))?;

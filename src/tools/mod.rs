@@ -84,6 +84,9 @@ pub const CODE_ARGS: [&str; 2] = ["period", "horizon_days"];
 pub struct ToolSpec {
     pub name: &'static str,
     pub description: String,
+    /// What a clarifying question calls it, in Chinese and English.
+    pub label_zh: String,
+    pub label_en: String,
     /// The `Args` JSON schema (schemars).
     pub schema: Value,
 }
@@ -100,31 +103,38 @@ pub fn catalogue() -> Vec<ToolSpec> {
     let descriptions: toml::Table = toml::from_str(TOOLS_TOML).unwrap_or_default();
     NAMES
         .iter()
-        .map(|&name| ToolSpec {
-            name,
-            description: descriptions
-                .get(name)
-                .and_then(|t| t.get("description"))
-                .and_then(|d| d.as_str())
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            schema: match name {
-                "sales_summary" => schema_of::<sales_summary::Args>(),
-                "sales_forecast" => schema_of::<sales_forecast::Args>(),
-                "customer_segments" => schema_of::<customer_segments::Args>(),
-                "churn_risk" => schema_of::<churn_risk::Args>(),
-                "customer_profile" => schema_of::<customer_profile::Args>(),
-                "customer_value" => schema_of::<customer_value::Args>(),
-                "review_sentiment" => schema_of::<review_sentiment::Args>(),
-                "top_complaints" => schema_of::<top_complaints::Args>(),
-                "search_reviews" => schema_of::<search_reviews::Args>(),
-                "purchase_intent" => schema_of::<purchase_intent::Args>(),
-                "product_report" => schema_of::<product_report::Args>(),
-                "recommend_products" => schema_of::<recommend_products::Args>(),
-                "promotion_plan" => schema_of::<promotion_plan::Args>(),
-                _ => schema_of::<NoArgs>(),
-            },
+        .map(|&name| {
+            let text = |key: &str| {
+                descriptions
+                    .get(name)
+                    .and_then(|t| t.get(key))
+                    .and_then(|d| d.as_str())
+                    .unwrap_or(name)
+                    .trim()
+                    .to_string()
+            };
+            ToolSpec {
+                name,
+                description: text("description"),
+                label_zh: text("label_zh"),
+                label_en: text("label_en"),
+                schema: match name {
+                    "sales_summary" => schema_of::<sales_summary::Args>(),
+                    "sales_forecast" => schema_of::<sales_forecast::Args>(),
+                    "customer_segments" => schema_of::<customer_segments::Args>(),
+                    "churn_risk" => schema_of::<churn_risk::Args>(),
+                    "customer_profile" => schema_of::<customer_profile::Args>(),
+                    "customer_value" => schema_of::<customer_value::Args>(),
+                    "review_sentiment" => schema_of::<review_sentiment::Args>(),
+                    "top_complaints" => schema_of::<top_complaints::Args>(),
+                    "search_reviews" => schema_of::<search_reviews::Args>(),
+                    "purchase_intent" => schema_of::<purchase_intent::Args>(),
+                    "product_report" => schema_of::<product_report::Args>(),
+                    "recommend_products" => schema_of::<recommend_products::Args>(),
+                    "promotion_plan" => schema_of::<promotion_plan::Args>(),
+                    _ => schema_of::<NoArgs>(),
+                },
+            }
         })
         .collect()
 }
@@ -401,6 +411,9 @@ mod tests {
                 t.name
             );
             assert_eq!(t.schema["type"], "object", "{}", t.name);
+            // Clarifying questions name tools in words, not identifiers.
+            assert_ne!(t.label_zh, t.name, "{} has no Chinese label", t.name);
+            assert_ne!(t.label_en, t.name, "{} has no English label", t.name);
         }
         // The schemas are generated from the types: a field renamed in code shows up here.
         let churn = &cat.iter().find(|t| t.name == "churn_risk").unwrap().schema;

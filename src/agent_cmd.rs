@@ -139,10 +139,6 @@ pub async fn eval_routing(
     if tune {
         // Encoder-router settings by accuracy on the tuning part (the held-out part is never read).
         let set = pick(Part::Tune);
-        let mut rankings = Vec::new();
-        for (q, _) in &set {
-            rankings.push(q.clone());
-        }
         let base = RouterSettings::default();
         let mut results = Vec::new();
         for lexical_weight in [0.0, 0.25, 0.5, 0.75, 1.0, 1.5] {

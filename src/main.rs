@@ -122,8 +122,8 @@ enum InsightCommand {
     /// `--eval` checks the models on AirPassengers and wineind instead.
     Forecast {
         /// Total per day (weekly season), week (yearly season, 52) or month (yearly season, 12).
-        #[arg(long, value_enum, default_value_t = Freq::Day)]
-        freq: Freq,
+        #[arg(long, value_enum, default_value_t = dongcha::tools::sales_forecast::Freq::Day)]
+        freq: dongcha::tools::sales_forecast::Freq,
         /// Periods ahead.
         #[arg(long, default_value_t = 30)]
         horizon: usize,
@@ -170,13 +170,6 @@ enum GroupBy {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum TrendPeriod {
-    Week,
-    Month,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Freq {
-    Day,
     Week,
     Month,
 }
@@ -939,7 +932,7 @@ mod insight_cmd {
     use dongcha::insight::rfm::{CustomerSummary, Purchase, summarize};
     use dongcha::store::Store;
 
-    use super::{Freq, InsightArgs, InsightCommand, TrendPeriod};
+    use super::{InsightArgs, InsightCommand, TrendPeriod};
     use dongcha::insight::forecast;
 
     const WEEK: f64 = 7.0;
@@ -1474,11 +1467,6 @@ mod insight_cmd {
                 if purchases.is_empty() && (product.is_some() || category.is_some()) {
                     anyhow::bail!("no sales of that product or category in the store");
                 }
-                let freq = match freq {
-                    Freq::Day => dongcha::tools::sales_forecast::Freq::Day,
-                    Freq::Week => dongcha::tools::sales_forecast::Freq::Week,
-                    Freq::Month => dongcha::tools::sales_forecast::Freq::Month,
-                };
                 let f = dongcha::tools::sales_forecast::compute(
                     cfg, &purchases, freq, horizon, method, !no_events,
                 )?;

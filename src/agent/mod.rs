@@ -128,7 +128,12 @@ impl Agent {
         let examples = router::parse_examples(router::EXAMPLES_TSV).map_err(AgentError::Prompts)?;
         let (encoder, vectors) = tokio::task::block_in_place(|| {
             let encoder = crate::heads::review_encoder(cfg)?;
-            let mut cache = crate::heads::vector_cache(cfg, &encoder)?;
+            // A cache of its own: the training cache holds ~17k vectors that every start would read.
+            let path = cfg
+                .data_dir()
+                .join("cache")
+                .join(format!("router-{}.vectors", cfg.models.review_encoder));
+            let mut cache = crate::heads::VectorCache::open(path, encoder.dim())?;
             let texts: Vec<&str> = examples.iter().map(|(_, q)| q.as_str()).collect();
             let v = cache.vectors(&encoder, &texts, 32, &indicatif::ProgressBar::hidden())?;
             Ok::<_, AgentError>((encoder, v))
@@ -291,7 +296,7 @@ impl Agent {
         // Code-read arguments win; the LLM's stay only where they check out.
         let code = router::extract_args(&route.tool, &question, today, &self.catalogue);
         let llm_args = std::mem::take(&mut route.args);
-        route.args = self.checked_llm_args(&route.tool, &question, llm_args);
+        route.args = self.checked_llm_args(&question, llm_args);
         route.args.extend(code);
         route.clarify = router::missing_required(&route.tool, &route.args, zh)
             .or_else(|| unsure.map(|(a, b)| self.clarifying_question(&a, &b, zh)));
@@ -378,12 +383,7 @@ impl Agent {
 
     /// Keeps the LLM's arguments that are checkable: a product the catalogue knows, an id the question
     /// contains; drops dates (code's job) and anything unknown.
-    fn checked_llm_args(
-        &self,
-        tool: &str,
-        question: &str,
-        args: Map<String, Value>,
-    ) -> Map<String, Value> {
+    fn checked_llm_args(&self, question: &str, args: Map<String, Value>) -> Map<String, Value> {
         let q = router::normalise(question);
         args.into_iter()
             .filter_map(|(k, v)| match k.as_str() {
@@ -397,7 +397,6 @@ impl Agent {
                         .is_some_and(|id| !id.is_empty() && q.contains(&id.to_lowercase()));
                     ok.then_some((k, v))
                 }
-                "query" if tool == "search_reviews" => Some((k, v)),
                 "period" | "horizon_days" => None,
                 _ => Some((k, v)),
             })

@@ -327,6 +327,10 @@ impl Catalogue {
     }
 }
 
+/// Model names outside the catalogue ("iPhone 13"): built once, not per question.
+static BUILTIN_GAZETTEER: LazyLock<crate::nlp::entities::Gazetteer> =
+    LazyLock::new(crate::nlp::entities::Gazetteer::builtin);
+
 static RE_CUSTOMER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:customer|client|user|buyer|member|客户|顾客|用户|会员|买家|id)\s*(?:id|号|编号)?\s*[#:：=]?\s*#?([a-z0-9_-]*\d[a-z0-9_-]*)")
         .expect("regex")
@@ -539,7 +543,7 @@ pub fn extract_args(
     let mut a = Map::new();
     let period = dates::resolve(question, today);
     let product = cat.product(question).or_else(|| {
-        crate::nlp::entities::Gazetteer::builtin()
+        BUILTIN_GAZETTEER
             .extract(question)
             .models
             .into_iter()

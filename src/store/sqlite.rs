@@ -19,6 +19,26 @@ use super::{BatchCounts, BatchId, BatchSummary, Stats, StoreError, TableStats};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The columns and joins of [`super::SaleLine`] rows; callers append the WHERE clause.
+macro_rules! sale_lines_from {
+    () => {
+        "SELECT o.order_date AS date, o.customer_id, p.name AS product, p.category, o.quantity, \
+         COALESCE(o.amount_cents, 0) AS amount_cents, \
+         COALESCE(o.order_ref, CAST(o.id AS TEXT)) AS order_key \
+         FROM orders o LEFT JOIN products p ON p.id = o.product_id "
+    };
+}
+
+/// The columns and joins of a review as [`super::LabelledText`]; callers append the WHERE clause.
+macro_rules! labelled_reviews_from {
+    () => {
+        "SELECT r.id, COALESCE(r.review_date, o.order_date) AS date, r.rating, r.text_raw, \
+         p.name AS product, n.sentiment, n.p_positive, n.intent FROM reviews r \
+         LEFT JOIN orders o ON o.id = r.order_id LEFT JOIN products p ON p.id = r.product_id \
+         LEFT JOIN review_nlp n ON n.review_id = r.id "
+    };
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
@@ -395,13 +415,11 @@ impl Store {
         product_id: Option<i64>,
         category: Option<&str>,
     ) -> Result<Vec<super::SaleLine>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT o.order_date AS date, o.customer_id, p.name AS product, p.category, o.quantity, \
-             COALESCE(o.amount_cents, 0) AS amount_cents, COALESCE(o.order_ref, CAST(o.id AS TEXT)) AS order_key \
-             FROM orders o LEFT JOIN products p ON p.id = o.product_id \
-             WHERE o.order_date BETWEEN $1 AND $2 AND ($3 IS NULL OR o.product_id = $3) \
-             AND ($4 IS NULL OR p.category = $4)",
-        )
+        Ok(sqlx::query_as(concat!(
+            sale_lines_from!(),
+            "WHERE o.order_date BETWEEN $1 AND $2 AND ($3 IS NULL OR o.product_id = $3) \
+                 AND ($4 IS NULL OR p.category = $4)"
+        ))
         .bind(from)
         .bind(to)
         .bind(product_id)
@@ -417,14 +435,11 @@ impl Store {
         to: chrono::NaiveDate,
         product_id: Option<i64>,
     ) -> Result<Vec<super::LabelledText>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT r.id, COALESCE(r.review_date, o.order_date) AS date, r.rating, r.text_raw, \
-             p.name AS product, n.sentiment, n.p_positive, n.intent FROM reviews r \
-             LEFT JOIN orders o ON o.id = r.order_id LEFT JOIN products p ON p.id = r.product_id \
-             LEFT JOIN review_nlp n ON n.review_id = r.id \
-             WHERE COALESCE(r.review_date, o.order_date) BETWEEN $1 AND $2 \
-             AND ($3 IS NULL OR r.product_id = $3) ORDER BY r.id",
-        )
+        Ok(sqlx::query_as(concat!(
+            labelled_reviews_from!(),
+            "WHERE COALESCE(r.review_date, o.order_date) BETWEEN $1 AND $2 \
+                 AND ($3 IS NULL OR r.product_id = $3) ORDER BY r.id"
+        ))
         .bind(from)
         .bind(to)
         .bind(product_id)
@@ -463,12 +478,10 @@ impl Store {
             .await?;
         let Some(id) = id else { return Ok(None) };
         Ok(Some(
-            sqlx::query_as(
-                "SELECT o.order_date AS date, o.customer_id, p.name AS product, p.category, o.quantity, \
-                 COALESCE(o.amount_cents, 0) AS amount_cents, COALESCE(o.order_ref, CAST(o.id AS TEXT)) AS order_key \
-                 FROM orders o LEFT JOIN products p ON p.id = o.product_id WHERE o.customer_id = ? \
-                 ORDER BY o.order_date",
-            )
+            sqlx::query_as(concat!(
+                sale_lines_from!(),
+                "WHERE o.customer_id = ? ORDER BY o.order_date"
+            ))
             .bind(id)
             .fetch_all(&self.pool)
             .await?,
@@ -480,14 +493,11 @@ impl Store {
         &self,
         external_id: &str,
     ) -> Result<Vec<super::LabelledText>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT r.id, COALESCE(r.review_date, o.order_date) AS date, r.rating, r.text_raw, \
-             p.name AS product, n.sentiment, n.p_positive, n.intent FROM reviews r \
-             JOIN customers c ON c.id = r.customer_id \
-             LEFT JOIN orders o ON o.id = r.order_id LEFT JOIN products p ON p.id = r.product_id \
-             LEFT JOIN review_nlp n ON n.review_id = r.id WHERE c.external_id = ? \
-             ORDER BY date DESC, r.id DESC",
-        )
+        Ok(sqlx::query_as(concat!(
+            labelled_reviews_from!(),
+            "WHERE r.customer_id = (SELECT id FROM customers WHERE external_id = ?) \
+                 ORDER BY date DESC, r.id DESC"
+        ))
         .bind(external_id)
         .fetch_all(&self.pool)
         .await?)

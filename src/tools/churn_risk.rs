@@ -45,17 +45,17 @@ pub struct Output {
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let shop = ctx.shop().await?;
     let scored = ctx.churn().await?;
+    // Segments (k-means) are computed only when the question names one.
     let segment = match &args.segment {
-        Some(name) => Some(ctx.find_segment(name).await?),
+        Some(name) => Some((ctx.find_segment(name).await?, ctx.segments().await?)),
         None => None,
     };
-    let seg = ctx.segments().await?;
     let members: Vec<&(usize, crate::insight::churn::ChurnRisk)> = scored
         .iter()
         .filter(|(i, _)| {
             segment
                 .as_ref()
-                .is_none_or(|(k, _)| seg.assignment[*i] == *k)
+                .is_none_or(|((k, _), seg)| seg.assignment[*i] == *k)
         })
         .collect();
     let likely: Vec<&&(usize, crate::insight::churn::ChurnRisk)> = members
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     Ok(Output {
         as_of: shop.as_of,
         horizon_days: crate::insight::churn::QUARTER_DAYS,
-        segment: segment.map(|s| s.1),
+        segment: segment.map(|((_, name), _)| name),
         customers: members.len(),
         threshold_pct: 50.0,
         likely_to_churn: likely.len(),

@@ -138,8 +138,8 @@ fn args_rule(schema: &Value, rule_prefix: &str, extra: &mut Vec<String>) -> Stri
     }
 }
 
-/// A grammar for a call to one of `allowed` (names from the catalogue; others are ignored). The call
-/// starts after `prefix_done` characters of `{"tool":"` when the prompt already ends with them.
+/// A grammar for a call to one of `allowed` (names from the catalogue; others are ignored). It produces
+/// what follows [`CALL_PREFIX`], which the prompt already ends with.
 pub fn for_calls(tools: &[ToolSpec], allowed: &[&str]) -> String {
     let mut rules = Vec::new();
     let mut extra = Vec::new();

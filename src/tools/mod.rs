@@ -309,6 +309,25 @@ impl Context {
         }
     }
 
+    /// The period asked for, or the last 30 days of data.
+    pub async fn period_or_default(&self, period: &Option<Period>) -> Result<Period, ToolError> {
+        Ok(match period {
+            Some(p) => p.clone(),
+            None => sales_summary::default_period(self.today().await?),
+        })
+    }
+
+    /// [`Context::find_product`] when a product is named.
+    pub async fn find_product_opt(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Option<(i64, String)>, ToolError> {
+        match name {
+            Some(p) => Ok(Some(self.find_product(p).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The catalogue product a name refers to (name, model, brand; case and width ignored).
     pub async fn find_product(&self, name: &str) -> Result<(i64, String), ToolError> {
         let found = self.store.find_products(name.trim()).await?;

@@ -176,10 +176,10 @@ pub struct Output {
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let horizon = args.horizon_days.unwrap_or(30).clamp(1, 366);
     let events = args.events.unwrap_or(true);
-    let product = match &args.product {
-        Some(p) => Some(ctx.find_product(p).await?.1),
-        None => None,
-    };
+    let product = ctx
+        .find_product_opt(args.product.as_deref())
+        .await?
+        .map(|p| p.1);
     let purchases = ctx
         .store
         .sales(product.as_deref(), args.category.as_deref())

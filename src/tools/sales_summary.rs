@@ -109,10 +109,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             reason: format!("period starts after it ends ({period})"),
         });
     }
-    let product = match &args.product {
-        Some(p) => Some(ctx.find_product(p).await?),
-        None => None,
-    };
+    let product = ctx.find_product_opt(args.product.as_deref()).await?;
     let pid = product.as_ref().map(|p| p.0);
     let previous_period = period.previous();
     let lines = ctx

@@ -67,10 +67,10 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         });
     }
     let searcher = ctx.searcher().await?;
-    let product = match &args.product {
-        Some(p) => Some(ctx.find_product(p).await?.1),
-        None => None,
-    };
+    let product = ctx
+        .find_product_opt(args.product.as_deref())
+        .await?
+        .map(|p| p.1);
     let q = SearchQuery {
         text: args.query.clone(),
         product: product.clone(),

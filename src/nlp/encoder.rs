@@ -50,13 +50,17 @@ pub enum Precision {
     Int8,
 }
 
+/// The forward pass an encoder runs (only one is held in memory).
+enum Engine {
+    F32(BertModel),
+    Int8(super::int8::Int8Bert),
+}
+
 /// File name of the packed 4-bit multilingual-e5-small weights inside its asset folder.
 pub const E5_Q4_FILE: &str = "e5-small-q4.bin";
 
 pub struct Encoder {
-    model: BertModel,
-    /// The int8 forward pass, when chosen.
-    int8: Option<super::int8::Int8Bert>,
+    engine: Engine,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -102,24 +106,19 @@ impl Encoder {
             reason,
         };
         let packed = dir.join(E5_Q4_FILE);
-        let want_int8 = device.is_cpu() && precision.int8_here();
-        let int8 = |tensors: &std::collections::HashMap<String, Tensor>,
-                    config: &Config|
-         -> Result<Option<super::int8::Int8Bert>, EncoderError> {
-            Ok(if want_int8 {
-                Some(super::int8::Int8Bert::from_tensors(tensors, config)?)
-            } else {
-                None
-            })
-        };
-        let (model, config, max_tokens, prefix, int8) = if packed.exists() {
+        let int8 = device.is_cpu() && precision.int8_here();
+        let (engine, config, max_tokens, prefix) = if packed.exists() {
             let q = super::q4::load(&packed, &device)?;
-            let fast = int8(&q.tensors, &q.config)?;
-            let vb = VarBuilder::from_tensors(q.tensors, DType::F32, &device);
-            let model =
-                BertModel::load(vb, &q.config).map_err(|e| fail(format!("weights: {e}")))?;
+            let engine = if int8 {
+                Engine::Int8(super::int8::Int8Bert::from_tensors(&q.tensors, &q.config)?)
+            } else {
+                let vb = VarBuilder::from_tensors(q.tensors, DType::F32, &device);
+                Engine::F32(
+                    BertModel::load(vb, &q.config).map_err(|e| fail(format!("weights: {e}")))?,
+                )
+            };
             let max = q.config.max_position_embeddings;
-            (model, q.config, max, "query: ", fast)
+            (engine, q.config, max, "query: ")
         } else {
             let max_tokens = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
                 .ok()
@@ -132,20 +131,22 @@ impl Encoder {
             )
             .map_err(|e| fail(format!("config.json: {e}")))?;
             let weights = dir.join("model.safetensors");
-            // SAFETY: the weights file is memory-mapped read-only; the asset cache never rewrites a
-            // completed asset in place (a new version is unpacked beside it and renamed).
-            let vb =
-                unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
-                    .map_err(|e| fail(format!("model.safetensors: {e}")))?;
-            let model = BertModel::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?;
-            let fast = if want_int8 {
+            let engine = if int8 {
                 let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
                     .map_err(|e| fail(format!("model.safetensors: {e}")))?;
-                int8(&tensors, &config)?
+                Engine::Int8(super::int8::Int8Bert::from_tensors(&tensors, &config)?)
             } else {
-                None
+                // SAFETY: the weights file is memory-mapped read-only; the asset cache never
+                // rewrites a completed asset in place (a new version is unpacked beside it and
+                // renamed).
+                let vb =
+                    unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+                        .map_err(|e| fail(format!("model.safetensors: {e}")))?;
+                Engine::F32(
+                    BertModel::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?,
+                )
             };
-            (model, config, max_tokens, "", fast)
+            (engine, config, max_tokens, "")
         };
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| fail(format!("tokenizer.json: {e}")))?;
@@ -166,8 +167,7 @@ impl Encoder {
             }))
             .map_err(|e| fail(format!("truncation: {e}")))?;
         Ok(Self {
-            model,
-            int8,
+            engine,
             tokenizer,
             device,
             dim: config.hidden_size,
@@ -182,15 +182,18 @@ impl Encoder {
     /// Suffix that tells vectors of the int8 path from the f32 ones in cache names and head metadata:
     /// "-int8" or "".
     pub fn tag(&self) -> &'static str {
-        if self.int8.is_some() { "-int8" } else { "" }
+        match self.engine {
+            Engine::Int8(_) => "-int8",
+            Engine::F32(_) => "",
+        }
     }
 
     /// Which forward pass runs: "int8 (AVX-512 VNNI)", "int8 (portable)" or "f32".
     pub fn engine(&self) -> &'static str {
-        match &self.int8 {
-            Some(m) if m.fast() => "int8 (AVX-512 VNNI)",
-            Some(_) => "int8 (portable)",
-            None => "f32",
+        match &self.engine {
+            Engine::Int8(m) if m.fast() => "int8 (AVX-512 VNNI)",
+            Engine::Int8(_) => "int8 (portable)",
+            Engine::F32(_) => "f32",
         }
     }
 
@@ -217,17 +220,20 @@ impl Encoder {
             .tokenizer
             .encode_batch(inputs, true)
             .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
-        if let Some(fast) = &self.int8 {
-            // Padding is right-hand: the real tokens are the first `mask sum` ids.
-            let seqs: Vec<&[u32]> = enc
-                .iter()
-                .map(|e| {
-                    let real = e.get_attention_mask().iter().filter(|m| **m != 0).count();
-                    &e.get_ids()[..real]
-                })
-                .collect();
-            return Ok(fast.embed(&seqs));
-        }
+        let model = match &self.engine {
+            Engine::F32(model) => model,
+            Engine::Int8(fast) => {
+                // Padding is right-hand: the real tokens are the first `mask sum` ids.
+                let seqs: Vec<&[u32]> = enc
+                    .iter()
+                    .map(|e| {
+                        let real = e.get_attention_mask().iter().filter(|m| **m != 0).count();
+                        &e.get_ids()[..real]
+                    })
+                    .collect();
+                return Ok(fast.embed(&seqs));
+            }
+        };
         let n = enc.len();
         let len = enc.first().map_or(0, |e| e.get_ids().len());
         let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
@@ -236,7 +242,7 @@ impl Encoder {
         let ids = Tensor::from_vec(flat(&|e| e.get_ids()), (n, len), &self.device)?;
         let types = Tensor::from_vec(flat(&|e| e.get_type_ids()), (n, len), &self.device)?;
         let mask = Tensor::from_vec(flat(&|e| e.get_attention_mask()), (n, len), &self.device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (n, len, dim)
+        let hidden = model.forward(&ids, &types, Some(&mask))?; // (n, len, dim)
         // Mean over real tokens, then unit length.
         let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
         let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)

@@ -40,7 +40,7 @@ pub enum Int8Error {
     Unsupported(String),
 }
 
-/// Whether this CPU runs the int8 kernels natively (AVX-512 F/BW + VNNI).
+/// Whether this CPU runs the int8 kernels natively (AVX-512 F/BW + VNNI, with AVX2 and FMA).
 pub fn fast_on_this_cpu() -> bool {
     #[cfg(target_arch = "x86_64")]
     return vnni::available();
@@ -123,7 +123,10 @@ impl QLinear {
 
     /// `out[r][0..n] = dequant(a[r] · W^T) + bias` for `rows` rows of `a` (u8, row length k).
     fn forward(&self, a: &[u8], row_scale: &[f32], rows: usize, out: &mut [f32], fast: bool) {
-        debug_assert!(a.len() >= rows * self.k && out.len() >= rows * self.n);
+        assert!(
+            a.len() >= rows * self.k && out.len() >= rows * self.n && row_scale.len() >= rows,
+            "int8 matmul: buffers shorter than {rows} rows"
+        );
         #[cfg(target_arch = "x86_64")]
         if fast {
             // SAFETY: `fast` is only true when the CPU reports AVX-512 F/BW and VNNI
@@ -164,9 +167,13 @@ mod vnni {
     use super::{MR, PANEL, QLinear};
 
     pub fn available() -> bool {
+        // AVX2 and FMA come with every AVX-512 CPU, but a virtual machine may mask features one by
+        // one: the fast paths also compile code for those two, so check them too.
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
     }
 
     /// One tile: `R` rows × one 64-column panel, over the whole input width.

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
 cargo build --release --locked
-dc=./target/release/dongcha
+dc="${CARGO_TARGET_DIR:-target}/release/dongcha"
 threads=$(nproc)
 $dc setup --with qwen2.5-coder-0.5b-instruct >/dev/null
 small=(env DONGCHA__MODELS__LLM=qwen2.5-coder-0.5b-instruct)

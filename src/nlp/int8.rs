@@ -876,6 +876,63 @@ mod tests {
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
+    /// Plain softmax attention, head by head, in f64.
+    fn naive_attention(rows: &[f32], ld: usize, len: usize, h: usize, heads: usize) -> Vec<f32> {
+        let dh = h / heads;
+        let mut out = vec![0f32; len * h];
+        for hd in 0..heads {
+            for i in 0..len {
+                let q = |d: usize| rows[i * ld + hd * dh + d] as f64;
+                let scores: Vec<f64> = (0..len)
+                    .map(|j| {
+                        (0..dh)
+                            .map(|d| q(d) * rows[j * ld + h + hd * dh + d] as f64)
+                            .sum::<f64>()
+                            / (dh as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = w.iter().sum();
+                for d in 0..dh {
+                    let v: f64 = (0..len)
+                        .map(|j| w[j] * rows[j * ld + 2 * h + hd * dh + d] as f64)
+                        .sum();
+                    out[i * h + hd * dh + d] = (v / total) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_matches_plain_softmax_attention_for_both_head_widths() {
+        let mut seed = 11;
+        // Lengths around the 16-key and 4-query blocks; head widths 32 (MiniLM, e5) and 64 (BERT-base).
+        for (h, heads) in [(64, 2), (128, 2)] {
+            for len in [1, 3, 16, 17, 37] {
+                let ld = 3 * h + 64;
+                let rows: Vec<f32> = (0..len * ld).map(|_| lcg(&mut seed) * 2.0).collect();
+                let want = naive_attention(&rows, ld, len, h, heads);
+                let mut paths = vec![false];
+                if fast_on_this_cpu() {
+                    paths.push(true);
+                }
+                for fast in paths {
+                    let mut out = vec![f32::NAN; len * h];
+                    let mut buf = Vec::new();
+                    attend(&rows, ld, len, h, heads, &mut out, &mut buf, fast);
+                    for (k, (a, b)) in out.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() < 1e-4,
+                            "h {h} heads {heads} len {len} fast {fast} at {k}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn int8_product_is_close_to_the_float_product_and_both_kernels_agree() {
         let (n, k, rows) = (100, 96, 13);

@@ -4,8 +4,9 @@
 //!   (`[nlp] encoder_precision = "auto"`: the int8 path on a CPU with AVX-512 VNNI);
 //!   `scripts/bench-encoder.sh` runs sentence-transformers on the same sentences in the same run and
 //!   prints the ratio;
-//! - `minilm_..._f32`: candle-transformers' BERT in f32 (the reference path);
-//! - `e5_...`: multilingual-e5-small (the review encoder) by default, and `e5_..._f32`.
+//! - `minilm_..._f32`: dongcha's forward pass with f32 products (what `auto` runs without VNNI);
+//! - `minilm_..._candle`: candle-transformers' BERT in f32 (the reference path);
+//! - `e5_...`: multilingual-e5-small (the review encoder), the same three ways.
 //!
 //!     cargo bench --bench encoder [-- FILTER]
 
@@ -50,15 +51,19 @@ fn bench_encoder(c: &mut Criterion) {
         ("multilingual-e5-small", "e5_2000_sentences_batch32"),
     ] {
         let dir = assets.path(model, "").expect("cached");
-        for (precision, suffix) in [(Precision::Auto, ""), (Precision::F32, "_f32")] {
+        for (precision, suffix) in [
+            (Precision::Auto, ""),
+            (Precision::F32, "_f32"),
+            (Precision::Candle, "_candle"),
+        ] {
             let encoder =
                 Encoder::load_with(&dir, candle_core::Device::Cpu, precision).expect("encoder");
             eprintln!("{name}{suffix}: {}", encoder.engine());
-            // The f32 path takes ~40 s (MiniLM) and ~75 s (e5) per pass here.
-            group.measurement_time(std::time::Duration::from_secs(if suffix.is_empty() {
-                60
-            } else {
-                600
+            // candle's path takes ~45 s (MiniLM) and ~75 s (e5) per pass here.
+            group.measurement_time(std::time::Duration::from_secs(match suffix {
+                "" => 60,
+                "_f32" => 300,
+                _ => 600,
             }));
             group.bench_function(format!("{name}{suffix}"), |b| {
                 b.iter(|| {

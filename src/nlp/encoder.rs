@@ -3,10 +3,11 @@
 //! batched (so padding stays short), mean-pooled over real tokens and L2-normalised — what
 //! sentence-transformers does for all-MiniLM-L6-v2. CPU by default; the `cuda` feature adds the GPU.
 //!
-//! Two ways to run it on the CPU ([`Precision`]): candle-transformers' BERT in f32 (the reference), or
-//! [`super::int8`]'s forward pass with 8-bit matrix products and no padding (several times faster on a
-//! CPU with AVX-512 VNNI; its vectors are within cosine ~0.99 of the float ones — measured in
-//! tests/encoder.rs).
+//! Ways to run it ([`Precision`]): candle-transformers' BERT in f32 (the reference, and the GPU path),
+//! or [`super::int8`]'s own forward pass for the CPU — tokens packed without padding, fused per block
+//! of tokens — with 8-bit matrix products (several times faster on a CPU with AVX-512 VNNI; vectors
+//! within cosine ~0.99 of the float ones) or f32 ones (the reference's vectors up to rounding). Measured
+//! in tests/encoder.rs.
 //!
 //! Two weight formats: `model.safetensors` (all-MiniLM-L6-v2) and the packed 4-bit container of
 //! multilingual-e5-small (`e5-small-q4.bin`, see [`super::q4`]). e5 models expect every input to start
@@ -44,16 +45,19 @@ pub enum Precision {
     /// int8 where the CPU has AVX-512 VNNI (where it is fast), else f32.
     #[default]
     Auto,
-    /// candle-transformers' BERT in f32: the reference.
+    /// dongcha's forward pass with f32 matrix products.
     F32,
-    /// The int8 forward pass everywhere (portable code, slow, where the CPU lacks VNNI).
+    /// dongcha's forward pass with int8 matrix products everywhere (portable code, slow, where the CPU
+    /// lacks VNNI).
     Int8,
+    /// candle-transformers' BERT in f32: the reference (and what a GPU device runs).
+    Candle,
 }
 
 /// The forward pass an encoder runs (only one is held in memory).
 enum Engine {
-    F32(BertModel),
-    Int8(super::int8::Int8Bert),
+    Candle(BertModel),
+    Own(super::int8::Int8Bert),
 }
 
 /// File name of the packed 4-bit multilingual-e5-small weights inside its asset folder.
@@ -80,7 +84,7 @@ impl Precision {
     /// Whether this precision runs the int8 path on this machine's CPU.
     pub fn int8_here(self) -> bool {
         match self {
-            Precision::F32 => false,
+            Precision::F32 | Precision::Candle => false,
             Precision::Int8 => true,
             Precision::Auto => super::int8::fast_on_this_cpu(),
         }
@@ -88,9 +92,9 @@ impl Precision {
 }
 
 impl Encoder {
-    /// Loads a BERT-family sentence encoder from `dir` in f32 (the reference path).
+    /// Loads a BERT-family sentence encoder from `dir` on candle's f32 path (the reference).
     pub fn load(dir: &Path, device: Device) -> Result<Self, EncoderError> {
-        Self::load_with(dir, device, Precision::F32)
+        Self::load_with(dir, device, Precision::Candle)
     }
 
     /// Loads a BERT-family sentence encoder from `dir`. Inputs are truncated to the model's
@@ -106,14 +110,18 @@ impl Encoder {
             reason,
         };
         let packed = dir.join(E5_Q4_FILE);
-        let int8 = device.is_cpu() && precision.int8_here();
+        // dongcha's own pass is for the CPU; a GPU device runs candle's.
+        let own = device.is_cpu() && precision != Precision::Candle;
+        let int8 = precision.int8_here();
         let (engine, config, max_tokens, prefix) = if packed.exists() {
             let q = super::q4::load(&packed, &device)?;
-            let engine = if int8 {
-                Engine::Int8(super::int8::Int8Bert::from_tensors(&q.tensors, &q.config)?)
+            let engine = if own {
+                Engine::Own(super::int8::Int8Bert::from_tensors(
+                    &q.tensors, &q.config, int8,
+                )?)
             } else {
                 let vb = VarBuilder::from_tensors(q.tensors, DType::F32, &device);
-                Engine::F32(
+                Engine::Candle(
                     BertModel::load(vb, &q.config).map_err(|e| fail(format!("weights: {e}")))?,
                 )
             };
@@ -131,10 +139,12 @@ impl Encoder {
             )
             .map_err(|e| fail(format!("config.json: {e}")))?;
             let weights = dir.join("model.safetensors");
-            let engine = if int8 {
+            let engine = if own {
                 let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
                     .map_err(|e| fail(format!("model.safetensors: {e}")))?;
-                Engine::Int8(super::int8::Int8Bert::from_tensors(&tensors, &config)?)
+                Engine::Own(super::int8::Int8Bert::from_tensors(
+                    &tensors, &config, int8,
+                )?)
             } else {
                 // SAFETY: the weights file is memory-mapped read-only; the asset cache never
                 // rewrites a completed asset in place (a new version is unpacked beside it and
@@ -142,7 +152,7 @@ impl Encoder {
                 let vb =
                     unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
                         .map_err(|e| fail(format!("model.safetensors: {e}")))?;
-                Engine::F32(
+                Engine::Candle(
                     BertModel::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?,
                 )
             };
@@ -182,18 +192,20 @@ impl Encoder {
     /// Suffix that tells vectors of the int8 path from the f32 ones in cache names and head metadata:
     /// "-int8" or "".
     pub fn tag(&self) -> &'static str {
-        match self.engine {
-            Engine::Int8(_) => "-int8",
-            Engine::F32(_) => "",
+        match &self.engine {
+            Engine::Own(m) if m.int8() => "-int8",
+            _ => "",
         }
     }
 
-    /// Which forward pass runs: "int8 (AVX-512 VNNI)", "int8 (portable)" or "f32".
+    /// Which forward pass runs: "int8 (AVX-512 VNNI)", "int8 (portable)", "f32" (dongcha's) or
+    /// "f32 (candle)".
     pub fn engine(&self) -> &'static str {
         match &self.engine {
-            Engine::Int8(m) if m.fast() => "int8 (AVX-512 VNNI)",
-            Engine::Int8(_) => "int8 (portable)",
-            Engine::F32(_) => "f32",
+            Engine::Own(m) if m.int8() && m.fast() => "int8 (AVX-512 VNNI)",
+            Engine::Own(m) if m.int8() => "int8 (portable)",
+            Engine::Own(_) => "f32",
+            Engine::Candle(_) => "f32 (candle)",
         }
     }
 
@@ -221,8 +233,8 @@ impl Encoder {
             .encode_batch(inputs, true)
             .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
         let model = match &self.engine {
-            Engine::F32(model) => model,
-            Engine::Int8(fast) => {
+            Engine::Candle(model) => model,
+            Engine::Own(fast) => {
                 // Padding is right-hand: the real tokens are the first `mask sum` ids.
                 let seqs: Vec<&[u32]> = enc
                     .iter()

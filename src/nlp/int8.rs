@@ -59,8 +59,6 @@ const ROW_BLOCK: usize = 48;
 struct QLinear {
     /// Output features (a multiple of [`PANEL`]; the padding columns have zero weights).
     n: usize,
-    /// Output features the model has.
-    n_real: usize,
     /// Input features (a multiple of 4).
     k: usize,
     /// Panels of 64 columns; within a panel, for every 4 inputs, 4 × 16 columns × 4 bytes.
@@ -112,7 +110,6 @@ impl QLinear {
         b.resize(n, 0.0);
         Ok(Self {
             n,
-            n_real,
             k,
             packed,
             scale,
@@ -380,34 +377,136 @@ fn quantize_row(row: &[f32], q: &mut [u8]) -> f32 {
     scale
 }
 
-/// Quantises each row of `x` (width k) to u8 = round(x / s) + 128 with s = max|x| / 127.
-fn quantize_rows(x: &[f32], k: usize, q: &mut [u8], scales: &mut [f32], fast: bool) {
-    multiversion!(fast, quantize(x: &[f32], k: usize, q: &mut [u8], scales: &mut [f32]) {
-        for ((row, qrow), s) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(scales.iter_mut()) {
-            *s = quantize_row(row, qrow);
+/// Quantises the first `k` values of each row of `x` (row stride `ld`) to u8 = round(x / s) + 128 with
+/// s = max|x| / 127, into rows of width `k`.
+fn quantize_rows(x: &[f32], ld: usize, k: usize, q: &mut [u8], scales: &mut [f32], fast: bool) {
+    multiversion!(fast, quantize(x: &[f32], ld: usize, k: usize, q: &mut [u8], scales: &mut [f32]) {
+        for ((row, qrow), s) in x.chunks(ld).zip(q.chunks_exact_mut(k)).zip(scales.iter_mut()) {
+            *s = quantize_row(&row[..k], qrow);
         }
     })
 }
 
-/// GELU over each row of `x` (width `n`, of which `k` are real), then quantises it like
-/// [`quantize_rows`] into rows of width `k`.
-fn gelu_quantize_rows(
-    x: &mut [f32],
-    n: usize,
-    k: usize,
-    q: &mut [u8],
-    scales: &mut [f32],
-    fast: bool,
-) {
-    multiversion!(fast, gq(x: &mut [f32], n: usize, k: usize, q: &mut [u8], scales: &mut [f32]) {
-        for ((row, qrow), s) in x.chunks_exact_mut(n).zip(q.chunks_exact_mut(k)).zip(scales.iter_mut()) {
-            let row = &mut row[..k];
-            for v in row.iter_mut() {
+/// GELU over the first `k` values of each row of `x` (row stride `ld`), in place.
+fn gelu_rows(x: &mut [f32], ld: usize, k: usize, fast: bool) {
+    multiversion!(fast, gr(x: &mut [f32], ld: usize, k: usize) {
+        for row in x.chunks_exact_mut(ld) {
+            for v in row[..k].iter_mut() {
                 *v = gelu(*v);
             }
-            *s = quantize_row(row, qrow);
         }
     })
+}
+
+/// A linear layer with f32 weights: the product by the `gemm` crate (the kernels candle uses), one
+/// thread per call — the callers already run one block of tokens per thread.
+struct FLinear {
+    n: usize,
+    k: usize,
+    /// (n, k) row-major, as PyTorch's `Linear.weight`.
+    w: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl FLinear {
+    /// `out[r][0..n] = x[r][0..k] · Wᵀ + bias` for `rows` rows of `x` (row stride `ld`).
+    fn forward(&self, x: &[f32], ld: usize, rows: usize, out: &mut [f32]) {
+        let (n, k) = (self.n, self.k);
+        if rows == 0 {
+            return;
+        }
+        assert!(
+            ld >= k && x.len() >= (rows - 1) * ld + k && out.len() >= rows * n,
+            "f32 matmul: buffers shorter than {rows} rows"
+        );
+        // SAFETY: dst is rows × n with row stride n, lhs rows × k with row stride ld, rhs k × n read
+        // from the (n, k) weights (row stride 1, column stride k): all within the slices (asserted).
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                x.as_ptr(),
+                1,
+                ld as isize,
+                self.w.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for row in out.chunks_exact_mut(n).take(rows) {
+            for (v, b) in row.iter_mut().zip(&self.bias) {
+                *v += b;
+            }
+        }
+    }
+}
+
+/// A linear layer in int8 or f32.
+enum Linear {
+    Int8(QLinear),
+    F32(FLinear),
+}
+
+/// Per-thread buffers for quantised activations.
+#[derive(Default)]
+struct Quant {
+    q: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+impl Linear {
+    fn new(w: &[f32], bias: &[f32], n: usize, k: usize, int8: bool) -> Result<Self, Int8Error> {
+        Ok(if int8 {
+            Linear::Int8(QLinear::new(w, bias, n, k)?)
+        } else {
+            Linear::F32(FLinear {
+                n,
+                k,
+                w: w.to_vec(),
+                bias: bias.to_vec(),
+            })
+        })
+    }
+
+    /// Output row width (int8: padded to a multiple of 64 with zero columns).
+    fn n(&self) -> usize {
+        match self {
+            Linear::Int8(l) => l.n,
+            Linear::F32(l) => l.n,
+        }
+    }
+
+    /// `out[r] = x[r][0..k] · Wᵀ + bias` for `rows` rows of `x` (row stride `ld`).
+    fn forward(
+        &self,
+        x: &[f32],
+        ld: usize,
+        rows: usize,
+        out: &mut [f32],
+        qb: &mut Quant,
+        fast: bool,
+    ) {
+        match self {
+            Linear::Int8(l) => {
+                qb.q.resize(rows * l.k, 0);
+                qb.scales.resize(rows, 0.0);
+                quantize_rows(x, ld, l.k, &mut qb.q, &mut qb.scales, fast);
+                l.forward(&qb.q, &qb.scales, rows, out, fast);
+            }
+            Linear::F32(l) => l.forward(x, ld, rows, out),
+        }
+    }
 }
 
 /// `x[r] = LayerNorm(x[r] + y[r][..h])` for each row (`y` rows have width `ny`).
@@ -444,12 +543,14 @@ fn add_layer_norm(
 }
 
 struct Layer {
-    qkv: QLinear,
-    out: QLinear,
+    qkv: Linear,
+    out: Linear,
     ln1: (Vec<f32>, Vec<f32>),
-    up: QLinear,
-    down: QLinear,
+    up: Linear,
+    down: Linear,
     ln2: (Vec<f32>, Vec<f32>),
+    /// The feed-forward width.
+    ffn: usize,
 }
 
 /// A BERT encoder (embeddings + layers; no pooler) with int8 linear layers.
@@ -463,22 +564,24 @@ pub struct Int8Bert {
     emb_ln: (Vec<f32>, Vec<f32>),
     layers: Vec<Layer>,
     fast: bool,
+    int8: bool,
 }
 
 /// Per-thread scratch for the row-local part of a layer.
 #[derive(Default)]
 struct Scratch {
-    q: Vec<u8>,
-    qs: Vec<f32>,
+    quant: Quant,
     tmp: Vec<f32>,
     ffn: Vec<f32>,
 }
 
 impl Int8Bert {
-    /// Builds the model from BERT-named float tensors (what candle's `BertModel` loads).
+    /// Builds the model from BERT-named float tensors (what candle's `BertModel` loads), with int8 or
+    /// f32 linear layers.
     pub fn from_tensors(
         tensors: &HashMap<String, Tensor>,
         config: &candle_transformers::models::bert::Config,
+        int8: bool,
     ) -> Result<Self, Int8Error> {
         let (h, ffn) = (config.hidden_size, config.intermediate_size);
         let heads = config.num_attention_heads;
@@ -520,12 +623,13 @@ impl Int8Bert {
                 get(&format!("{p}.bias"), h)?,
             ))
         };
-        let linear = |p: &str, n: usize, k: usize| -> Result<QLinear, Int8Error> {
-            QLinear::new(
+        let linear = |p: &str, n: usize, k: usize| -> Result<Linear, Int8Error> {
+            Linear::new(
                 &get(&format!("{p}.weight"), n * k)?,
                 &get(&format!("{p}.bias"), n)?,
                 n,
                 k,
+                int8,
             )
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -538,12 +642,13 @@ impl Int8Bert {
                 b.extend(get(&format!("{p}.attention.self.{part}.bias"), h)?);
             }
             layers.push(Layer {
-                qkv: QLinear::new(&w, &b, 3 * h, h)?,
+                qkv: Linear::new(&w, &b, 3 * h, h, int8)?,
                 out: linear(&format!("{p}.attention.output.dense"), h, h)?,
                 ln1: ln(&format!("{p}.attention.output.LayerNorm"))?,
                 up: linear(&format!("{p}.intermediate.dense"), ffn, h)?,
                 down: linear(&format!("{p}.output.dense"), h, ffn)?,
                 ln2: ln(&format!("{p}.output.LayerNorm"))?,
+                ffn,
             });
         }
         let fast = fast_on_this_cpu();
@@ -563,12 +668,19 @@ impl Int8Bert {
             emb_ln: ln("embeddings.LayerNorm")?,
             layers,
             fast,
+            int8,
         })
     }
 
-    /// Whether the AVX-512 VNNI kernels run (else the portable code: same results, much slower).
+    /// Whether the AVX-512 kernels run (VNNI for int8; the elementwise code either way), else the
+    /// portable code (same integers, f32 within rounding; much slower for int8).
     pub fn fast(&self) -> bool {
         self.fast
+    }
+
+    /// Whether the linear layers run in int8 (else f32).
+    pub fn int8(&self) -> bool {
+        self.int8
     }
 
     /// Forces the portable code (for tests comparing the two).
@@ -613,19 +725,15 @@ impl Int8Bert {
                 add_layer_norm(row, &zeros, h, h, &self.emb_ln, self.eps, fast);
             }
         });
-        let qkv_n = self.layers.first().map_or(3 * h, |l| l.qkv.n);
+        let qkv_n = self.layers.first().map_or(3 * h, |l| l.qkv.n());
         let mut qkv = vec![0f32; m * qkv_n];
         let mut ctx = vec![0f32; m * h];
         // Q/K/V of the first layer.
         if let Some(first) = self.layers.first() {
             x.par_chunks(ROW_BLOCK * h)
                 .zip(qkv.par_chunks_mut(ROW_BLOCK * qkv_n))
-                .for_each_init(Scratch::default, |s, (xr, out)| {
-                    let rows = xr.len() / h;
-                    s.q.resize(rows * h, 0);
-                    s.qs.resize(rows, 0.0);
-                    quantize_rows(xr, h, &mut s.q, &mut s.qs, fast);
-                    first.qkv.forward(&s.q, &s.qs, rows, out, fast);
+                .for_each_init(Quant::default, |qb, (xr, out)| {
+                    first.qkv.forward(xr, h, xr.len() / h, out, qb, fast);
                 });
         }
         for (li, layer) in self.layers.iter().enumerate() {
@@ -652,22 +760,18 @@ impl Int8Bert {
                 .zip(qkv.par_chunks_mut(ROW_BLOCK * qkv_n))
                 .for_each_init(Scratch::default, |s, ((xr, cr), qkv_out)| {
                     let rows = xr.len() / h;
-                    s.q.resize(rows * layer.up.n.max(h), 0);
-                    s.qs.resize(rows, 0.0);
-                    s.tmp.resize(rows * layer.out.n.max(layer.down.n), 0.0);
-                    s.ffn.resize(rows * layer.up.n, 0.0);
-                    quantize_rows(cr, h, &mut s.q, &mut s.qs, fast);
-                    layer.out.forward(&s.q, &s.qs, rows, &mut s.tmp, fast);
-                    add_layer_norm(xr, &s.tmp, h, layer.out.n, &layer.ln1, self.eps, fast);
-                    quantize_rows(xr, h, &mut s.q, &mut s.qs, fast);
-                    layer.up.forward(&s.q, &s.qs, rows, &mut s.ffn, fast);
-                    let ffn = layer.up.n_real;
-                    gelu_quantize_rows(&mut s.ffn, layer.up.n, ffn, &mut s.q, &mut s.qs, fast);
-                    layer.down.forward(&s.q, &s.qs, rows, &mut s.tmp, fast);
-                    add_layer_norm(xr, &s.tmp, h, layer.down.n, &layer.ln2, self.eps, fast);
+                    let (out_n, up_n, down_n) = (layer.out.n(), layer.up.n(), layer.down.n());
+                    s.tmp.resize(rows * out_n.max(down_n), 0.0);
+                    s.ffn.resize(rows * up_n, 0.0);
+                    let q = &mut s.quant;
+                    layer.out.forward(cr, h, rows, &mut s.tmp, q, fast);
+                    add_layer_norm(xr, &s.tmp, h, out_n, &layer.ln1, self.eps, fast);
+                    layer.up.forward(xr, h, rows, &mut s.ffn, q, fast);
+                    gelu_rows(&mut s.ffn, up_n, layer.ffn, fast);
+                    layer.down.forward(&s.ffn, up_n, rows, &mut s.tmp, q, fast);
+                    add_layer_norm(xr, &s.tmp, h, down_n, &layer.ln2, self.eps, fast);
                     if let Some(next) = next {
-                        quantize_rows(xr, h, &mut s.q, &mut s.qs, fast);
-                        next.qkv.forward(&s.q, &s.qs, rows, qkv_out, fast);
+                        next.qkv.forward(xr, h, rows, qkv_out, q, fast);
                     }
                 });
         }
@@ -944,7 +1048,7 @@ mod tests {
         assert_eq!(lin.n, 128);
         let mut q = vec![0u8; rows * k];
         let mut qs = vec![0f32; rows];
-        quantize_rows(&x, k, &mut q, &mut qs, false);
+        quantize_rows(&x, k, k, &mut q, &mut qs, false);
         let mut portable = vec![0f32; rows * lin.n];
         lin.forward(&q, &qs, rows, &mut portable, false);
         for r in 0..rows {

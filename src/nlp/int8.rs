@@ -1,23 +1,24 @@
-//! A BERT encoder forward pass for the CPU with 8-bit matrix products — the fast path behind
-//! [`super::encoder::Encoder`] (`[nlp] encoder_precision`).
+//! dongcha's own BERT encoder forward pass for the CPU, with 8-bit or f32 matrix products — what
+//! [`super::encoder::Encoder`] runs unless `[nlp] encoder_precision = "candle"`.
 //!
 //! What it does differently from candle-transformers' BERT (which stays the reference path):
-//! - **int8 linear layers.** Weights are quantised once, per output channel (symmetric, ±127); each
-//!   token's activations are quantised on the fly, per token. The products run on AVX-512 VNNI
-//!   (`vpdpbusd`: 64 multiply-adds per instruction, four times an f32 FMA) in a 6 × 64 register tile,
-//!   with the scales, bias and the unsigned-offset correction applied as the tile is stored.
+//! - **int8 linear layers** (or f32 ones through the `gemm` crate). Weights are quantised once, per
+//!   output channel (symmetric, ±127); each token's activations are quantised on the fly, per token. The
+//!   products run on AVX-512 VNNI (`vpdpbusd`: 64 multiply-adds per instruction, four times an f32 FMA)
+//!   in a 6 × 64 register tile, with the scales, bias and the unsigned-offset correction applied as the
+//!   tile is stored.
 //! - **no padding.** The tokens of a batch are packed end to end; linear layers see only real tokens
 //!   and attention runs per sequence over its own length.
 //! - **row-local fusion.** Everything but attention is per token, so one thread takes a block of tokens
-//!   through output projection, residual, layer norm, feed-forward (GELU fused with the quantisation of
-//!   its output), the second residual and layer norm, and on into the next layer's Q/K/V projection,
-//!   while the block is still in cache. Two parallel phases per layer: rows, then sequences.
+//!   through output projection, residual, layer norm, feed-forward, the second residual and layer norm,
+//!   and on into the next layer's Q/K/V projection, while the block is still in cache. Two parallel
+//!   phases per layer: rows, then sequences.
 //!
-//! On a CPU without VNNI the same arithmetic runs in portable code (exact same integers, so identical
-//! vectors, only slower); [`Int8Bert::fast`] says which one runs, and the encoder only picks this path
-//! by default when it is fast.
+//! On a CPU without VNNI the int8 arithmetic runs in portable code (the same integers, so the same
+//! vectors up to float rounding, only much slower); [`Int8Bert::fast`] says which one runs, and the
+//! encoder's `auto` picks int8 only where it is fast (f32 products elsewhere).
 //!
-//! Accuracy is measured, not assumed: `tests/encoder.rs` pins cosine against the float path.
+//! Accuracy is measured, not assumed: `tests/encoder.rs` pins cosine against candle's f32 path.
 
 use std::collections::HashMap;
 

@@ -274,24 +274,51 @@ mod vnni {
     }
 }
 
-/// Compiles `$body` twice: once for AVX-512 (so the compiler vectorises 16 wide) and once portable,
-/// picking at run time by `$fast`.
+/// Compiles `$body` three times — for AVX-512 (so the compiler vectorises 16 wide), for AVX2 + FMA
+/// (8 wide) and portable — and picks at run time: AVX-512 when `$fast`, else AVX2 + FMA when the CPU has
+/// them. The body sees a `const FMA: bool`, true where fused multiply-add is an instruction (in the
+/// portable build `f32::mul_add` would be a library call per element).
 macro_rules! multiversion {
     ($fast:expr, $name:ident($($arg:ident : $ty:ty),*) $body:block) => {{
         #[inline(always)]
-        fn $name($($arg: $ty),*) $body
+        fn $name<const FMA: bool>($($arg: $ty),*) $body
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-        unsafe fn wide($($arg: $ty),*) { $name($($arg),*) }
+        unsafe fn wide($($arg: $ty),*) { $name::<true>($($arg),*) }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($arg: $ty),*) { $name::<true>($($arg),*) }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if $fast {
+                // SAFETY: `$fast` is only true when the CPU has AVX-512 F/BW, AVX2 and FMA (checked
+                // at load).
+                unsafe { wide($($arg),*) }
+            } else if avx2_fma() {
+                // SAFETY: the CPU reports AVX2 and FMA.
+                unsafe { avx2($($arg),*) }
+            } else {
+                $name::<false>($($arg),*)
+            }
+        }
         #[cfg(not(target_arch = "x86_64"))]
-        unsafe fn wide($($arg: $ty),*) { $name($($arg),*) }
-        if $fast {
-            // SAFETY: `$fast` is only true when the CPU has AVX-512 F/BW (checked at load).
-            unsafe { wide($($arg),*) }
-        } else {
-            $name($($arg),*)
+        {
+            let _ = $fast;
+            $name::<false>($($arg),*)
         }
     }};
+}
+
+/// Whether the CPU has AVX2 and FMA (the result is cached by the standard library).
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// `a · b + c`, fused where FMA is an instruction.
+#[inline(always)]
+fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
 /// e^x as 2^n · e^r (Cody–Waite reduction, |r| ≤ ln2/2) with a degree-6 polynomial for e^r,
@@ -808,11 +835,11 @@ fn attend(
 ) {
     if h / heads == 64 {
         multiversion!(fast, att64(rows: &[f32], ld: usize, len: usize, h: usize, out: &mut [f32], buf: &mut Vec<f32>) {
-            attend_heads::<64>(rows, ld, len, h, out, buf)
+            attend_heads::<64, FMA>(rows, ld, len, h, out, buf)
         })
     } else {
         multiversion!(fast, att32(rows: &[f32], ld: usize, len: usize, h: usize, out: &mut [f32], buf: &mut Vec<f32>) {
-            attend_heads::<32>(rows, ld, len, h, out, buf)
+            attend_heads::<32, FMA>(rows, ld, len, h, out, buf)
         })
     }
 }
@@ -821,7 +848,7 @@ fn attend(
 /// 16 keys × up to 4 queries at a time with all the sums in registers; the context likewise for up to 4
 /// queries, so that every loop has independent chains of fused multiply-adds.
 #[inline(always)]
-fn attend_heads<const DH: usize>(
+fn attend_heads<const DH: usize, const FMA: bool>(
     rows: &[f32],
     ld: usize,
     len: usize,
@@ -854,10 +881,10 @@ fn attend_heads<const DH: usize>(
         while i < len {
             let r = (len - i).min(4);
             match r {
-                4 => at.queries::<DH, 4>(i, kt, p, out),
-                3 => at.queries::<DH, 3>(i, kt, p, out),
-                2 => at.queries::<DH, 2>(i, kt, p, out),
-                _ => at.queries::<DH, 1>(i, kt, p, out),
+                4 => at.queries::<DH, 4, FMA>(i, kt, p, out),
+                3 => at.queries::<DH, 3, FMA>(i, kt, p, out),
+                2 => at.queries::<DH, 2, FMA>(i, kt, p, out),
+                _ => at.queries::<DH, 1, FMA>(i, kt, p, out),
             }
             i += r;
         }
@@ -879,7 +906,7 @@ struct Head<'a> {
 impl Head<'_> {
     /// Attention output of queries `i0 .. i0 + R`.
     #[inline(always)]
-    fn queries<const DH: usize, const R: usize>(
+    fn queries<const DH: usize, const R: usize, const FMA: bool>(
         &self,
         i0: usize,
         kt: &[f32],
@@ -899,7 +926,7 @@ impl Head<'_> {
                 for (a, q) in acc.iter_mut().zip(&q) {
                     let qd = q[d];
                     for (a, k) in a.iter_mut().zip(k) {
-                        *a = qd.mul_add(*k, *a);
+                        *a = fmadd::<FMA>(qd, *k, *a);
                     }
                 }
             }
@@ -926,7 +953,7 @@ impl Head<'_> {
             for (r, a) in acc.iter_mut().enumerate() {
                 let w = p[r * lp + j];
                 for (a, v) in a.iter_mut().zip(v) {
-                    *a = w.mul_add(*v, *a);
+                    *a = fmadd::<FMA>(w, *v, *a);
                 }
             }
         }

@@ -700,8 +700,8 @@ impl Int8Bert {
         })
     }
 
-    /// Whether the AVX-512 kernels run (VNNI for int8; the elementwise code either way), else the
-    /// portable code (same integers, f32 within rounding; much slower for int8).
+    /// Whether the AVX-512 kernels run (VNNI for int8; the elementwise code either way), else the AVX2 +
+    /// FMA or portable builds (same integers, f32 within rounding; much slower for int8).
     pub fn fast(&self) -> bool {
         self.fast
     }
@@ -709,11 +709,6 @@ impl Int8Bert {
     /// Whether the linear layers run in int8 (else f32).
     pub fn int8(&self) -> bool {
         self.int8
-    }
-
-    /// Forces the portable code (for tests comparing the two).
-    pub fn set_portable(&mut self) {
-        self.fast = false;
     }
 
     /// Mean-pooled, L2-normalised sentence vectors for token sequences (token type 0).

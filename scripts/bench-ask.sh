@@ -6,8 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
-cargo build --release --locked
-dc="${CARGO_TARGET_DIR:-target}/release/dongcha"
+build_dongcha
 threads=$(nproc)
 $dc setup --with qwen2.5-coder-0.5b-instruct >/dev/null
 small=(env DONGCHA__MODELS__LLM=qwen2.5-coder-0.5b-instruct)

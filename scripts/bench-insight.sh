@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
 python=$(ensure_venv "${DONGCHA_BENCH_VENV:-$HOME/.cache/dongcha/bench-venv}" lifetimes==0.11.3 "numpy<2" "pandas<2.2" scipy)
-cargo build --release --locked
-summary="$("${CARGO_TARGET_DIR:-target}/release/dongcha" setup --print-path cdnow cdnow_customers_summary.csv)"
+build_dongcha
+summary="$($dc setup --print-path cdnow cdnow_customers_summary.csv)"
 echo "lifetimes BetaGeoFitter on $summary:"
 py=$("$python" benches/lifetimes_bgnbd.py "$summary" 20)
 echo "  $py"

@@ -38,6 +38,12 @@ ensure_all() {
     ensure_system_packages && ensure_rust
 }
 
+# Builds the release binary (incremental) and sets $dc to its path (cargo's target dir may be elsewhere).
+build_dongcha() {
+    cargo build --release --locked
+    dc="${CARGO_TARGET_DIR:-target}/release/dongcha"
+}
+
 # A Python venv at $1 (made once) with the packages $2...; prints its python. For the benchmark scripts'
 # reference implementations, never for the tests.
 ensure_venv() {

@@ -6,8 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
-cargo build --release --locked
-dc="${CARGO_TARGET_DIR:-target}/release/dongcha"
+build_dongcha
 $dc setup --demo
 # The sentiment head is trained once (about 2 minutes on 2 cores with AVX-512 VNNI, 20 without, mostly
 # encoding 17k sentences); a later run finds it under data/heads and goes straight on.

@@ -181,12 +181,21 @@ impl VectorCache {
     }
 }
 
-pub fn vector_cache(cfg: &Config, encoder: &Encoder) -> Result<VectorCache, HeadsError> {
-    let path = cfg.data_dir().join("cache").join(format!(
-        "{}{}.vectors",
+/// The review encoder's name with its engine's tag (`multilingual-e5-small-int8`): what vector caches
+/// and trained heads are keyed by.
+pub fn encoder_id(cfg: &Config) -> String {
+    format!(
+        "{}{}",
         cfg.models.review_encoder,
-        encoder.tag()
-    ));
+        cfg.nlp.encoder_precision.tag()
+    )
+}
+
+pub fn vector_cache(cfg: &Config, encoder: &Encoder) -> Result<VectorCache, HeadsError> {
+    let path = cfg
+        .data_dir()
+        .join("cache")
+        .join(format!("{}.vectors", encoder_id(cfg)));
     VectorCache::open(path, encoder.dim())
 }
 
@@ -246,14 +255,13 @@ pub fn train_sentiment(
         .collect();
     let data_hash = xxhash_rust::xxh3::xxh3_64(texts.join("\n").as_bytes());
     let meta = HeadMeta {
-        encoder: format!("{}{}", cfg.models.review_encoder, encoder.tag()),
+        encoder: encoder_id(cfg),
         dim: encoder.dim(),
         hidden: opts.hidden,
         neutral_band: cfg.nlp.neutral_band,
         version: format!(
-            "sentiment-{}{}-h{}-{:08x}",
-            cfg.models.review_encoder,
-            encoder.tag(),
+            "sentiment-{}-h{}-{:08x}",
+            encoder_id(cfg),
             opts.hidden,
             data_hash as u32
         ),
@@ -324,12 +332,7 @@ pub fn sentiment_head(cfg: &Config) -> Result<SentimentHead, HeadsError> {
     }
     let mut head = SentimentHead::load(&stem, &Device::Cpu)?;
     head.meta.neutral_band = cfg.nlp.neutral_band;
-    let tag = if cfg.nlp.encoder_precision.int8_here() {
-        "-int8"
-    } else {
-        ""
-    };
-    let here = format!("{}{tag}", cfg.models.review_encoder);
+    let here = encoder_id(cfg);
     if head.meta.encoder != here {
         tracing::warn!(
             head = %head.meta.encoder,

@@ -129,11 +129,10 @@ impl Agent {
         let (encoder, vectors) = tokio::task::block_in_place(|| {
             let encoder = crate::heads::review_encoder(cfg)?;
             // A cache of its own: the training cache holds ~17k vectors that every start would read.
-            let path = cfg.data_dir().join("cache").join(format!(
-                "router-{}{}.vectors",
-                cfg.models.review_encoder,
-                encoder.tag()
-            ));
+            let path = cfg
+                .data_dir()
+                .join("cache")
+                .join(format!("router-{}.vectors", crate::heads::encoder_id(cfg)));
             let mut cache = crate::heads::VectorCache::open(path, encoder.dim())?;
             let texts: Vec<&str> = examples.iter().map(|(_, q)| q.as_str()).collect();
             let v = cache.vectors(&encoder, &texts, 32, &indicatif::ProgressBar::hidden())?;

@@ -80,7 +80,15 @@ pub fn default_device() -> Device {
     Device::Cpu
 }
 
+/// Suffix of int8 vectors in cache names and head metadata (f32 vectors have none).
+const INT8_TAG: &str = "-int8";
+
 impl Precision {
+    /// [`INT8_TAG`] when this precision runs the int8 path on this machine's CPU, else "".
+    pub fn tag(self) -> &'static str {
+        if self.int8_here() { INT8_TAG } else { "" }
+    }
+
     /// Whether this precision runs the int8 path on this machine's CPU.
     pub fn int8_here(self) -> bool {
         match self {
@@ -193,7 +201,7 @@ impl Encoder {
     /// "-int8" or "".
     pub fn tag(&self) -> &'static str {
         match &self.engine {
-            Engine::Own(m) if m.int8() => "-int8",
+            Engine::Own(m) if m.int8() => INT8_TAG,
             _ => "",
         }
     }

@@ -85,7 +85,7 @@ impl QLinear {
         let mut offset = vec![0i32; n];
         for row in 0..n_real {
             let src = &w[row * k..(row + 1) * k];
-            let max = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let max = max_abs(src);
             let s = if max > 0.0 { max / 127.0 } else { 1.0 };
             scale[row] = s;
             let mut sum = 0i32;

@@ -57,23 +57,49 @@ pub enum ToolError {
     Enrich(#[from] crate::enrich::EnrichError),
 }
 
-/// The catalogue, in the order the prompt lists it. `none` is the answer for everything else.
-pub const NAMES: [&str; 14] = [
-    "sales_summary",
-    "sales_forecast",
-    "customer_segments",
-    "churn_risk",
-    "customer_profile",
-    "customer_value",
-    "review_sentiment",
-    "top_complaints",
-    "search_reviews",
-    "purchase_intent",
-    "product_report",
-    "recommend_products",
-    "promotion_plan",
-    "none",
-];
+/// The tools, each listed once, in the order the prompt lists them: this makes [`NAMES`], each tool's
+/// schema and the dispatch in [`run`]. Each module has `Args` (serde + schemars) and
+/// `async fn run(&Context, Args) -> Result<impl Serialize, ToolError>`.
+macro_rules! tools {
+    ($($tool:ident),* $(,)?) => {
+        /// The catalogue, in the order the prompt lists it. `none` is the answer for everything else.
+        pub const NAMES: [&str; [$(stringify!($tool)),*].len() + 1] = [$(stringify!($tool),)* "none"];
+
+        fn schema_for(name: &str) -> Value {
+            match name {
+                $(stringify!($tool) => schema_of::<$tool::Args>(),)*
+                _ => schema_of::<NoArgs>(),
+            }
+        }
+
+        /// Runs a tool by name on JSON arguments; the output as JSON (what compose quotes).
+        pub async fn run(ctx: &Context, tool: &str, args: Value) -> Result<Value, ToolError> {
+            Ok(match tool {
+                $(stringify!($tool) => {
+                    to_value($tool::run(ctx, parse(stringify!($tool), args)?).await?)
+                })*
+                "none" => Value::Object(Default::default()),
+                other => return Err(ToolError::Unknown(other.to_string())),
+            })
+        }
+    };
+}
+
+tools!(
+    sales_summary,
+    sales_forecast,
+    customer_segments,
+    churn_risk,
+    customer_profile,
+    customer_value,
+    review_sentiment,
+    top_complaints,
+    search_reviews,
+    purchase_intent,
+    product_report,
+    recommend_products,
+    promotion_plan,
+);
 
 /// Arguments that code fills from the question (dates against the data's clock), never the LLM: they
 /// are left out of the grammar the LLM decodes under.
@@ -118,22 +144,7 @@ pub fn catalogue() -> Vec<ToolSpec> {
                 description: text("description"),
                 label_zh: text("label_zh"),
                 label_en: text("label_en"),
-                schema: match name {
-                    "sales_summary" => schema_of::<sales_summary::Args>(),
-                    "sales_forecast" => schema_of::<sales_forecast::Args>(),
-                    "customer_segments" => schema_of::<customer_segments::Args>(),
-                    "churn_risk" => schema_of::<churn_risk::Args>(),
-                    "customer_profile" => schema_of::<customer_profile::Args>(),
-                    "customer_value" => schema_of::<customer_value::Args>(),
-                    "review_sentiment" => schema_of::<review_sentiment::Args>(),
-                    "top_complaints" => schema_of::<top_complaints::Args>(),
-                    "search_reviews" => schema_of::<search_reviews::Args>(),
-                    "purchase_intent" => schema_of::<purchase_intent::Args>(),
-                    "product_report" => schema_of::<product_report::Args>(),
-                    "recommend_products" => schema_of::<recommend_products::Args>(),
-                    "promotion_plan" => schema_of::<promotion_plan::Args>(),
-                    _ => schema_of::<NoArgs>(),
-                },
+                schema: schema_for(name),
             }
         })
         .collect()
@@ -361,49 +372,6 @@ fn parse<A: DeserializeOwned>(tool: &'static str, args: Value) -> Result<A, Tool
 
 fn to_value<T: Serialize>(v: T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-/// Runs a tool by name on JSON arguments; the output as JSON (what compose quotes).
-pub async fn run(ctx: &Context, tool: &str, args: Value) -> Result<Value, ToolError> {
-    Ok(match tool {
-        "sales_summary" => to_value(sales_summary::run(ctx, parse("sales_summary", args)?).await?),
-        "sales_forecast" => {
-            to_value(sales_forecast::run(ctx, parse("sales_forecast", args)?).await?)
-        }
-        "customer_segments" => {
-            to_value(customer_segments::run(ctx, parse("customer_segments", args)?).await?)
-        }
-        "churn_risk" => to_value(churn_risk::run(ctx, parse("churn_risk", args)?).await?),
-        "customer_profile" => {
-            to_value(customer_profile::run(ctx, parse("customer_profile", args)?).await?)
-        }
-        "customer_value" => {
-            to_value(customer_value::run(ctx, parse("customer_value", args)?).await?)
-        }
-        "review_sentiment" => {
-            to_value(review_sentiment::run(ctx, parse("review_sentiment", args)?).await?)
-        }
-        "top_complaints" => {
-            to_value(top_complaints::run(ctx, parse("top_complaints", args)?).await?)
-        }
-        "search_reviews" => {
-            to_value(search_reviews::run(ctx, parse("search_reviews", args)?).await?)
-        }
-        "purchase_intent" => {
-            to_value(purchase_intent::run(ctx, parse("purchase_intent", args)?).await?)
-        }
-        "product_report" => {
-            to_value(product_report::run(ctx, parse("product_report", args)?).await?)
-        }
-        "recommend_products" => {
-            to_value(recommend_products::run(ctx, parse("recommend_products", args)?).await?)
-        }
-        "promotion_plan" => {
-            to_value(promotion_plan::run(ctx, parse("promotion_plan", args)?).await?)
-        }
-        "none" => Value::Object(Default::default()),
-        other => return Err(ToolError::Unknown(other.to_string())),
-    })
 }
 
 /// Rounds to cents / 4 decimals so outputs (and the replies quoting them) carry no float noise.

@@ -6,8 +6,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Debian packages from scripts/system-packages.txt: installed with apt-get when running as root,
 # otherwise the missing ones are named with the command to install them.
 ensure_system_packages() {
-    local wanted missing=()
-    wanted=$(grep -vE '^\s*(#|$)' "$here/system-packages.txt")
+    local list="${1:-$here/system-packages.txt}" wanted missing=()
+    wanted=$(grep -vE '^\s*(#|$)' "$list")
     for p in $wanted; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
@@ -36,6 +36,14 @@ ensure_rust() {
 
 ensure_all() {
     ensure_system_packages && ensure_rust
+}
+
+# What only the tests need: a browser and the driver of tests/web (pinned in its package-lock.json).
+ensure_test_tools() {
+    ensure_system_packages "$here/test-packages.txt" || return 1
+    if [ ! -d "$here/../tests/web/node_modules/playwright-core" ]; then
+        (cd "$here/../tests/web" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
 }
 
 # Builds the release binary (incremental) and sets $dc to its path (cargo's target dir may be elsewhere).

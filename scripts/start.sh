@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: install what is missing, build, fetch the pinned models and data
-# (`dongcha setup`), build the demo shop into the default store (data/dongcha.db) and show what is in it.
-# Arguments are passed to `dongcha stats`.
+# (`dongcha setup`), build the demo shop into the default store (data/dongcha.db), show what is in it, and
+# serve the bot: the web chat on localhost ([serve] listen), Telegram too when DONGCHA_TELEGRAM_TOKEN is
+# set. Arguments are passed to `dongcha stats`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -13,3 +14,11 @@ $dc setup --demo
 $dc train sentiment --if-missing
 $dc enrich
 $dc stats "$@"
+# Operators sign in to the web chat with a token from DONGCHA_OPERATOR_TOKENS; a local run without one gets
+# a fresh token, shown here once.
+if [ -z "${DONGCHA_OPERATOR_TOKENS:-}" ]; then
+    DONGCHA_OPERATOR_TOKENS="local-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+    export DONGCHA_OPERATOR_TOKENS
+    echo "operator token for this run (sign in to the web chat with it): $DONGCHA_OPERATOR_TOKENS"
+fi
+exec $dc serve

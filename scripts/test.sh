@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
+ensure_test_tools
 cargo test --release --locked "$@"

@@ -42,6 +42,43 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub forecast: ForecastConfig,
     pub agent: AgentConfig,
+    pub serve: ServeConfig,
+    pub telegram: TelegramConfig,
+    pub roles: RolesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub question_timeout_ms: u64,
+    pub queue: usize,
+    pub workers: usize,
+    pub rate_per_minute: u32,
+    pub rate_burst: u32,
+    pub refresh_secs: u64,
+    pub history_turns: i64,
+    chart_font: RelativePathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    pub api_url: String,
+    pub webhook_url: String,
+    pub webhook_listen: String,
+    pub poll_timeout_secs: u32,
+    pub bot_username: String,
+    pub messages_per_sec_overall: u32,
+    pub messages_per_sec_chat: u32,
+    pub messages_per_min_chat: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesConfig {
+    pub telegram_operators: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -209,6 +246,27 @@ impl Config {
         if self.ingest.max_future_days < 0 {
             return Err(bad("ingest.max_future_days", "must not be negative"));
         }
+        if self.serve.queue == 0 || self.serve.workers == 0 {
+            return Err(bad(
+                "serve.queue",
+                "serve.queue and serve.workers must be at least 1",
+            ));
+        }
+        if self.serve.rate_per_minute == 0 || self.serve.rate_burst == 0 {
+            return Err(bad(
+                "serve.rate_per_minute",
+                "serve.rate_per_minute and serve.rate_burst must be at least 1",
+            ));
+        }
+        if self.serve.max_body_bytes < 256 {
+            return Err(bad("serve.max_body_bytes", "must be at least 256"));
+        }
+        if self.serve.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "serve.listen",
+                "must be an address with a port, e.g. 127.0.0.1:8080",
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| bad("log_level", &format!("not a valid log filter: {e}")))?;
         Ok(())
@@ -251,6 +309,11 @@ impl Config {
         } else {
             resolve(&self.ingest.rejects_dir)
         }
+    }
+
+    /// The TTF/OTF font charts are drawn with (it must cover Chinese).
+    pub fn chart_font(&self) -> PathBuf {
+        resolve(&self.serve.chart_font)
     }
 
     /// Points every state path at `dir` (tests and `--data-dir`).

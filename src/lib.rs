@@ -3,7 +3,9 @@
 //! See ARCHITECTURE.md for the bird's-eye view and the code map.
 
 pub mod agent;
+pub mod app;
 pub mod assets;
+pub mod chat;
 pub mod config;
 pub mod datasets;
 pub mod demo;
@@ -14,5 +16,6 @@ pub mod ingest;
 pub mod insight;
 pub mod nlp;
 pub mod progress;
+pub mod reply;
 pub mod store;
 pub mod tools;

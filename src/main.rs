@@ -13,6 +13,7 @@ use dongcha::store::Store;
 use dongcha::{demo, progress};
 
 mod agent_cmd;
+mod serve_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -278,6 +279,16 @@ enum BenchCommand {
         #[arg(long)]
         no_llm: bool,
     },
+    /// Replies/s and p50/p99 through the Telegram adapter (a Bot-API stand-in on 127.0.0.1) for a cheap
+    /// message, next to the application layer alone: the adapter's overhead.
+    Serve {
+        /// How many messages.
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+        /// Spread over this many chats.
+        #[arg(long, default_value_t = 20)]
+        chats: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -395,6 +406,14 @@ enum Command {
         #[arg(long)]
         no_llm: bool,
     },
+    /// Serve the bot: the HTTP API and web chat at [serve] listen (operators sign in with a token from
+    /// DONGCHA_OPERATOR_TOKENS), and Telegram when DONGCHA_TELEGRAM_TOKEN is set. Runs until SIGINT or
+    /// SIGTERM, then finishes the replies in flight.
+    Serve {
+        /// Route with the encoder router alone (no LLM).
+        #[arg(long)]
+        no_llm: bool,
+    },
     /// Benchmarks that need the whole system.
     Bench {
         #[command(subcommand)]
@@ -504,6 +523,10 @@ fn run(cli: Cli) -> Result<()> {
             Command::Bench {
                 what: BenchCommand::Ask { n, no_llm },
             } => agent_cmd::bench_ask(&cfg, n, !no_llm).await,
+            Command::Bench {
+                what: BenchCommand::Serve { n, chats },
+            } => serve_cmd::bench(&cfg, n, chats.max(1)).await,
+            Command::Serve { no_llm } => serve_cmd::serve(&cfg, !no_llm).await,
         }
     })
 }

@@ -4,6 +4,7 @@
 //! Writes happen only through ingestion ([`Store::begin_import`]) and admin commands; everything else
 //! reads.
 
+pub mod conversations;
 pub mod records;
 mod sqlite;
 mod sqlite_bulk;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use conversations::{AuditEntry, DataVersion, StoredTurn, TurnRecord};
 pub use records::{
     KeyedRecord, ProductRef, Purchase, RejectRow, ReviewPart, SearchPart, ShopRecord, SocialPart,
 };

@@ -72,15 +72,27 @@ macro_rules! tools {
             }
         }
 
-        /// Runs a tool by name on JSON arguments; the output as JSON (what compose quotes).
+        /// Runs a tool by name on JSON arguments; the output as JSON (what compose quotes). Outputs are
+        /// kept per (tool, arguments) for the context's life: tools are read-only and a context sees one
+        /// data version, so the same call gives the same output (a forecast is fitted once, not per ask).
         pub async fn run(ctx: &Context, tool: &str, args: Value) -> Result<Value, ToolError> {
-            Ok(match tool {
+            let key = format!("{tool} {args}");
+            if let Some(v) = ctx.memo.lock().expect("memo lock").get(&key) {
+                return Ok(v.clone());
+            }
+            let out = match tool {
                 $(stringify!($tool) => {
                     to_value($tool::run(ctx, parse(stringify!($tool), args)?).await?)
                 })*
                 "none" => Value::Object(Default::default()),
                 other => return Err(ToolError::Unknown(other.to_string())),
-            })
+            };
+            let mut memo = ctx.memo.lock().expect("memo lock");
+            if memo.len() >= MEMO_ENTRIES {
+                memo.clear();
+            }
+            memo.insert(key, out.clone());
+            Ok(out)
         }
     };
 }
@@ -100,6 +112,9 @@ tools!(
     recommend_products,
     promotion_plan,
 );
+
+/// Tool outputs kept per context before the memo starts afresh.
+const MEMO_ENTRIES: usize = 512;
 
 /// Arguments that code fills from the question (dates against the data's clock), never the LLM: they
 /// are left out of the grammar the LLM decodes under.
@@ -174,6 +189,8 @@ pub struct Context {
     segments: OnceCell<Arc<crate::insight::segment::Segmentation>>,
     searcher: OnceCell<Arc<crate::enrich::Searcher>>,
     value_models: OnceCell<Arc<ValueModels>>,
+    /// Outputs by "tool arguments" (see [`run`]).
+    memo: std::sync::Mutex<std::collections::HashMap<String, Value>>,
 }
 
 /// BG/NBD and Gamma-Gamma fitted on the shop's summaries (for value, profiles and promotions).
@@ -192,6 +209,7 @@ impl Context {
             segments: OnceCell::new(),
             searcher: OnceCell::new(),
             value_models: OnceCell::new(),
+            memo: Default::default(),
         })
     }
 

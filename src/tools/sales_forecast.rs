@@ -171,6 +171,33 @@ pub struct Output {
     pub method: String,
     pub event_effects: Vec<EventEffect>,
     pub daily: Vec<Step>,
+    /// Daily totals of the last 12 weeks before the forecast (what a chart draws before the forecast).
+    pub recent: Vec<DayTotal>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DayTotal {
+    pub day: NaiveDate,
+    pub total: f64,
+}
+
+/// Daily totals of `purchases` over the `days` days ending on `last` (days without sales are 0).
+fn recent_totals(purchases: &[Purchase], last: NaiveDate, days: i64) -> Vec<DayTotal> {
+    let first = last - Duration::days(days - 1);
+    let mut totals = vec![0.0; days as usize];
+    for p in purchases {
+        if p.date >= first && p.date <= last {
+            totals[(p.date - first).num_days() as usize] += p.amount;
+        }
+    }
+    totals
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| DayTotal {
+            day: first + Duration::days(i as i64),
+            total: round2(t),
+        })
+        .collect()
 }
 
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
@@ -214,5 +241,6 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         method: f.method.name().to_string(),
         event_effects: f.event_effects,
         daily: f.forecast,
+        recent: recent_totals(&purchases, f.last, 84),
     })
 }

@@ -1,0 +1,597 @@
+//! The application layer: one [`App`] per process, shared by the CLI's long-running commands and every
+//! front end (HTTP, web chat, Telegram). It holds the config, the store, the agent (encoders, heads,
+//! router, tools' shared results) and the service's cross-cutting rules, applied in this order around
+//! one handler ([`App::handle`]):
+//!
+//! 1. exactly once: an update the platform redelivers (after a crash or restart) is recognised and skipped;
+//! 2. commands (`/reset`, `/help`, `/forecast` …) become questions or answers;
+//! 3. roles: only operators reach the tools — a customer gets the customer-service reply, whatever they type;
+//! 4. a per-user token bucket, then a bounded queue ("busy, please retry", never a silent drop), then a
+//!    per-question timeout (an apology);
+//! 5. the agent answers with the conversation's stored turns (follow-ups work across restarts);
+//! 6. the turn, and the update it answers, are stored in one transaction; operator questions are audited.
+//!
+//! Front ends only parse, call [`App::handle`] and render the [`Reply`]. Shared results are tied to the
+//! store's [`DataVersion`]: [`App::refresh_if_changed`] rebuilds them when another process imported or
+//! enriched data.
+
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, Quota};
+use serde_json::{Map, Value};
+use tokio::sync::{RwLock, Semaphore};
+
+use crate::agent::{Agent, AgentError, Turn};
+use crate::config::Config;
+use crate::reply::{Chart, Reply, args_json, chart};
+use crate::store::{AuditEntry, DataVersion, Store, StoreError, TurnRecord};
+pub use metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tool(#[from] crate::tools::ToolError),
+}
+
+/// Who is asking. Operators reach the insight tools; everyone else is a customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Operator,
+    Customer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Customer => "customer",
+        }
+    }
+}
+
+/// One incoming message, as a front end parsed it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// "telegram", "http", "web", ...
+    pub platform: &'static str,
+    pub chat_id: String,
+    pub user_id: String,
+    pub role: Role,
+    pub text: String,
+    /// The platform's update id, when the platform redelivers unconfirmed updates.
+    pub update_id: Option<i64>,
+    /// The user's interface language (Telegram's `language_code`), for commands without words.
+    pub lang_hint: Option<String>,
+}
+
+/// What happened to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Answered,
+    Customer,
+    Command,
+    Busy,
+    Timeout,
+    Limited,
+    Error,
+    /// Already answered (a redelivered update): nothing is sent.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Customer => "customer",
+            Outcome::Command => "command",
+            Outcome::Busy => "busy",
+            Outcome::Timeout => "timeout",
+            Outcome::Limited => "limited",
+            Outcome::Error => "error",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// The answer to one message.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub outcome: Outcome,
+    pub reply: Reply,
+    pub tool: String,
+    pub args: Map<String, Value>,
+    pub result: Value,
+    pub timings_ms: Option<crate::agent::Timings>,
+}
+
+/// The commands the chat front ends register (Telegram's setMyCommands), with their descriptions.
+pub const COMMANDS: [(&str, &str); 9] = [
+    ("start", "What dongcha can do / 功能介绍"),
+    ("help", "How to ask / 怎么提问"),
+    ("ask", "Ask a question / 提问"),
+    ("sales", "Sales of a period / 销售额"),
+    ("forecast", "Sales forecast with a chart / 销售预测"),
+    ("churn", "Customers likely to churn / 流失风险"),
+    ("segments", "Customer segments / 客户分群"),
+    ("complaints", "Top complaint topics / 差评话题"),
+    ("reset", "Forget this conversation / 清空对话"),
+];
+
+/// Charts kept for `GET /v1/charts/{id}.png` (the oldest go first).
+const CHARTS_KEPT: usize = 256;
+
+pub struct App {
+    pub cfg: Config,
+    pub store: Store,
+    agent: RwLock<Arc<Agent>>,
+    version: Mutex<DataVersion>,
+    llm: bool,
+    pub metrics: Metrics,
+    font: Option<chart::Font>,
+    charts: Mutex<(HashMap<String, Chart>, std::collections::VecDeque<String>)>,
+    limiter: DefaultKeyedRateLimiter<String>,
+    /// Workers plus the waiting room: a question that finds it full is told the service is busy.
+    admitted: Semaphore,
+    workers: Semaphore,
+}
+
+impl App {
+    /// Opens the store and the agent (encoders and heads loaded once), the chart font, the limits.
+    /// `llm`: whether the LLM may take part in routing (`[agent] llm` still decides how).
+    pub async fn open(cfg: &Config, llm: bool) -> Result<Arc<Self>, AppError> {
+        let agent = Agent::open(cfg, llm).await?;
+        let store = agent.ctx.store.clone();
+        let version = store.data_version().await?;
+        let font = match chart::Font::load(&cfg.chart_font()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!("replies go without charts: {e}");
+                None
+            }
+        };
+        let s = &cfg.serve;
+        let quota =
+            Quota::per_minute(NonZeroU32::new(s.rate_per_minute).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(s.rate_burst).unwrap_or(NonZeroU32::MIN));
+        Ok(Arc::new(Self {
+            cfg: cfg.clone(),
+            store,
+            agent: RwLock::new(Arc::new(agent)),
+            version: Mutex::new(version),
+            llm,
+            metrics: Metrics::new(),
+            font,
+            charts: Mutex::new(Default::default()),
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            admitted: Semaphore::new(s.workers + s.queue),
+            workers: Semaphore::new(s.workers),
+        }))
+    }
+
+    /// The agent as of the current data version.
+    pub async fn agent(&self) -> Arc<Agent> {
+        self.agent.read().await.clone()
+    }
+
+    /// Rebuilds the agent's shared results when the store's data version changed (another process
+    /// imported or enriched). Returns whether it did.
+    pub async fn refresh_if_changed(&self) -> Result<bool, AppError> {
+        let now = self.store.data_version().await?;
+        if *self.version.lock().expect("version lock") == now {
+            return Ok(false);
+        }
+        tracing::info!(version = %now.0, "the shop's data changed: recomputing shared results");
+        let fresh = Agent::open(&self.cfg, self.llm).await?;
+        *self.agent.write().await = Arc::new(fresh);
+        *self.version.lock().expect("version lock") = now;
+        self.metrics.data_refreshes.inc();
+        Ok(true)
+    }
+
+    /// Checks the data version every `[serve] refresh_secs` until the process ends.
+    pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_secs(app.cfg.serve.refresh_secs.max(1));
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = app.refresh_if_changed().await {
+                    tracing::warn!("checking for new data: {e}");
+                }
+            }
+        })
+    }
+
+    /// A chart of a recent reply, by id.
+    pub fn chart(&self, id: &str) -> Option<Chart> {
+        self.charts.lock().expect("charts lock").0.get(id).cloned()
+    }
+
+    fn keep_chart(&self, c: &Chart) {
+        let mut g = self.charts.lock().expect("charts lock");
+        let (map, order) = &mut *g;
+        if map.insert(c.id.clone(), c.clone()).is_none() {
+            order.push_back(c.id.clone());
+        }
+        while order.len() > CHARTS_KEPT {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    /// Answers one message (see the module's doc for the order of the rules).
+    pub async fn handle(&self, msg: Message) -> Result<Handled, AppError> {
+        let t0 = Instant::now();
+        let platform = msg.platform;
+        if let Some(u) = msg.update_id
+            && self.store.update_answered(platform, u).await?
+        {
+            return Ok(self.count(platform, plain(Outcome::Duplicate, Reply::text("", false))));
+        }
+        let text = msg.text.trim();
+        // The language of the words; a bare command ("/forecast") has none, so the user's interface
+        // language decides.
+        let words = command_rest(text).unwrap_or(text);
+        let hint_zh = msg
+            .lang_hint
+            .as_deref()
+            .is_some_and(|l| l.starts_with("zh"));
+        let zh = crate::agent::router::is_chinese(words)
+            || (!words.chars().any(char::is_alphabetic) && hint_zh);
+        let (command, question) = parse_command(text, zh);
+        let handled = match (command.as_deref(), msg.role) {
+            // A photo or a sticker: say what the bot reads, never stay silent.
+            _ if text.is_empty() => {
+                let t = if zh {
+                    "我只能读文字消息，请用文字提问。"
+                } else {
+                    "I can only read text: please type your question."
+                };
+                plain(Outcome::Command, Reply::text(t, zh))
+            }
+            (Some("start" | "help"), role) => {
+                plain(Outcome::Command, Reply::text(help(role, zh), zh))
+            }
+            (Some("reset"), _) => {
+                self.store
+                    .reset_conversation(platform, &msg.chat_id)
+                    .await?;
+                let t = if zh {
+                    "好的，之前的对话已清空。"
+                } else {
+                    "Done: this conversation starts afresh."
+                };
+                plain(Outcome::Command, Reply::text(t, zh))
+            }
+            (Some(other), _) if !COMMANDS.iter().any(|(c, _)| *c == other) => {
+                let t = if zh {
+                    format!("没有 /{other} 这个命令。发送 /help 查看可用命令。")
+                } else {
+                    format!("There is no /{other} command. Send /help for the list.")
+                };
+                plain(Outcome::Command, Reply::text(t, zh))
+            }
+            (_, Role::Customer) => plain(Outcome::Customer, Reply::text(customer_reply(zh), zh)),
+            (_, Role::Operator) if question.is_empty() => {
+                plain(Outcome::Command, Reply::text(help(Role::Operator, zh), zh))
+            }
+            (_, Role::Operator) => self.answer(&msg, &question, zh).await?,
+        };
+        let elapsed = t0.elapsed().as_secs_f64() * 1000.0;
+        let args = args_json(&handled.args);
+        let stored = self
+            .store
+            .record_turn(&TurnRecord {
+                platform,
+                chat_id: &msg.chat_id,
+                user_id: &msg.user_id,
+                role: msg.role.as_str(),
+                question: text,
+                tool: &handled.tool,
+                args: &args,
+                reply: &handled.reply.text,
+                lang: if zh { "zh" } else { "en" },
+                update_id: msg.update_id,
+            })
+            .await?;
+        if !stored {
+            // Answered by a concurrent delivery of the same update in the meantime.
+            return Ok(self.count(platform, plain(Outcome::Duplicate, Reply::text("", zh))));
+        }
+        if msg.role == Role::Operator {
+            self.store
+                .audit(&AuditEntry {
+                    platform,
+                    user_id: &msg.user_id,
+                    chat_id: &msg.chat_id,
+                    question: text,
+                    tool: &handled.tool,
+                    args: &args,
+                    latency_ms: elapsed,
+                    outcome: handled.outcome.as_str(),
+                })
+                .await?;
+        }
+        self.metrics
+            .stage_seconds
+            .with_label_values(&["total", platform])
+            .observe(elapsed / 1000.0);
+        Ok(self.count(platform, handled))
+    }
+
+    fn count(&self, platform: &str, h: Handled) -> Handled {
+        self.metrics
+            .questions
+            .with_label_values(&[platform, h.outcome.as_str()])
+            .inc();
+        h
+    }
+
+    /// An operator's question through the limits to the agent.
+    async fn answer(&self, msg: &Message, question: &str, zh: bool) -> Result<Handled, AppError> {
+        if self
+            .limiter
+            .check_key(&format!("{}:{}", msg.platform, msg.user_id))
+            .is_err()
+        {
+            let t = if zh {
+                "提问太频繁了，请稍等一分钟再问。"
+            } else {
+                "You are asking faster than I can take: please wait a minute and ask again."
+            };
+            return Ok(plain(Outcome::Limited, Reply::text(t, zh)));
+        }
+        let Ok(_admitted) = self.admitted.try_acquire() else {
+            let t = if zh {
+                "现在太忙了，请稍后重试。"
+            } else {
+                "I'm busy right now, please retry in a moment."
+            };
+            return Ok(plain(Outcome::Busy, Reply::text(t, zh)));
+        };
+        self.metrics.queue_depth.inc();
+        let _depth = Decrement(&self.metrics.queue_depth);
+        let history = self.history(msg).await?;
+        let timeout = Duration::from_millis(self.cfg.serve.question_timeout_ms.max(100));
+        let agent = self.agent().await;
+        let asked = tokio::time::timeout(timeout, async {
+            let _worker = self
+                .workers
+                .acquire()
+                .await
+                .expect("semaphore never closed");
+            let mut history = history;
+            agent.ask(question, &mut history).await
+        })
+        .await;
+        let a = match asked {
+            Err(_) => {
+                let t = if zh {
+                    "抱歉，这个问题算得太久了，请换个问法或稍后再试。"
+                } else {
+                    "Sorry, that took too long to work out. Please try again later or ask more narrowly."
+                };
+                return Ok(plain(Outcome::Timeout, Reply::text(t, zh)));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(platform = msg.platform, "answering failed: {e}");
+                let t = if zh {
+                    "抱歉，出错了，这个问题暂时答不了。"
+                } else {
+                    "Sorry, something went wrong and I can't answer that right now."
+                };
+                return Ok(plain(Outcome::Error, Reply::text(t, zh)));
+            }
+            Ok(Ok(a)) => a,
+        };
+        for (stage, ms) in [
+            ("route", a.timings_ms.route),
+            ("tool", a.timings_ms.tool),
+            ("compose", a.timings_ms.compose),
+        ] {
+            self.metrics
+                .stage_seconds
+                .with_label_values(&[stage, msg.platform])
+                .observe(ms / 1000.0);
+        }
+        if a.route.llm.is_some() {
+            self.metrics.llm_consultations.inc();
+        }
+        let reply = Reply::from_answer(&a, self.font.as_ref());
+        if let Some(c) = &reply.chart {
+            self.keep_chart(c);
+        }
+        Ok(Handled {
+            outcome: Outcome::Answered,
+            reply,
+            tool: a.tool,
+            args: a.args,
+            result: a.result,
+            timings_ms: Some(a.timings_ms),
+        })
+    }
+
+    /// The conversation's stored turns as the agent's history.
+    async fn history(&self, msg: &Message) -> Result<Vec<Turn>, AppError> {
+        let turns = self
+            .store
+            .recent_turns(msg.platform, &msg.chat_id, self.cfg.serve.history_turns)
+            .await?;
+        Ok(turns
+            .into_iter()
+            .filter(|t| crate::tools::NAMES.contains(&t.tool.as_str()))
+            .map(|t| Turn {
+                question: t.question,
+                tool: t.tool,
+                args: serde_json::from_str(&t.args).unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+struct Decrement<'a>(&'a prometheus::IntGauge);
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn plain(outcome: Outcome, reply: Reply) -> Handled {
+    Handled {
+        outcome,
+        tool: outcome.as_str().to_string(),
+        reply,
+        args: Map::new(),
+        result: Value::Null,
+        timings_ms: None,
+    }
+}
+
+/// What follows a leading `/command` (None when the text is not a command).
+fn command_rest(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('/')?;
+    let (_, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    Some(after.trim())
+}
+
+/// `/command@bot rest` → (command, the question it stands for). Plain text is a question.
+pub fn parse_command(text: &str, zh: bool) -> (Option<String>, String) {
+    let Some(rest) = text.strip_prefix('/') else {
+        return (None, text.to_string());
+    };
+    let (head, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let name = head.split('@').next().unwrap_or(head).to_lowercase();
+    let after = after.trim();
+    // A command without words stands for its usual question, in the asker's language.
+    let default = |zh_q: &str, en_q: &str| {
+        if zh {
+            zh_q.to_string()
+        } else {
+            en_q.to_string()
+        }
+    };
+    let question = match (name.as_str(), after.is_empty()) {
+        ("ask", _) => after.to_string(),
+        (_, false) => {
+            let prefix = match name.as_str() {
+                "sales" => {
+                    if zh {
+                        "销售额"
+                    } else {
+                        "sales"
+                    }
+                }
+                "forecast" => {
+                    if zh {
+                        "销售预测"
+                    } else {
+                        "sales forecast"
+                    }
+                }
+                "churn" => {
+                    if zh {
+                        "流失风险"
+                    } else {
+                        "churn risk"
+                    }
+                }
+                "segments" => {
+                    if zh {
+                        "客户分群"
+                    } else {
+                        "customer segments"
+                    }
+                }
+                "complaints" => {
+                    if zh {
+                        "差评话题"
+                    } else {
+                        "top complaints"
+                    }
+                }
+                _ => "",
+            };
+            format!("{prefix} {after}").trim().to_string()
+        }
+        ("sales", true) => default(
+            "最近30天的销售额是多少？",
+            "What were sales in the last 30 days?",
+        ),
+        ("forecast", true) => default(
+            "预测未来30天的销售额",
+            "Forecast sales for the next 30 days",
+        ),
+        ("churn", true) => default(
+            "哪些客户最可能流失？",
+            "Which customers are most likely to churn?",
+        ),
+        ("segments", true) => default("我们有哪些客户群？", "What customer segments do we have?"),
+        ("complaints", true) => default(
+            "最近差评最多的问题是什么？",
+            "What are the top complaints recently?",
+        ),
+        _ => String::new(),
+    };
+    (Some(name), question)
+}
+
+fn help(role: Role, zh: bool) -> String {
+    match (role, zh) {
+        (Role::Operator, true) => "你好，我是洞察。直接用中文或英文提问，例如“上个月的销售额是多少？”“预测下个月的销售额”“哪些高价值客户要流失了？”。\n命令：/sales 销售额，/forecast 销售预测（附图），/churn 流失风险，/segments 客户分群，/complaints 差评话题，/reset 清空对话。".into(),
+        (Role::Operator, false) => "Hi, I'm dongcha. Ask in English or Chinese, e.g. \"What were sales last month?\", \"Forecast next month's sales\", \"Which high-value customers are about to churn?\".\nCommands: /sales, /forecast (with a chart), /churn, /segments, /complaints, /reset to start afresh.".into(),
+        (Role::Customer, zh) => customer_reply(zh),
+    }
+}
+
+/// What a customer gets: the shop's service desk, never operator data.
+pub fn customer_reply(zh: bool) -> String {
+    if zh {
+        "您好！这里是店铺的客服助手。关于订单、物流、退换货等问题，我们的客服同事会尽快回复您。"
+            .into()
+    } else {
+        "Hello! This is the shop's service desk. Our team will get back to you about orders, delivery, returns and anything else as soon as possible.".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_become_questions_in_the_askers_language() {
+        let cases = [
+            ("/forecast", true, Some("forecast"), "预测未来30天的销售额"),
+            (
+                "/forecast",
+                false,
+                Some("forecast"),
+                "Forecast sales for the next 30 days",
+            ),
+            (
+                "/forecast@dongcha_bot next month",
+                false,
+                Some("forecast"),
+                "sales forecast next month",
+            ),
+            ("/ask 上个月的销售额", true, Some("ask"), "上个月的销售额"),
+            ("/RESET", false, Some("reset"), ""),
+            ("上个月的销售额", true, None, "上个月的销售额"),
+        ];
+        for (text, zh, cmd, q) in cases {
+            let (c, question) = parse_command(text, zh);
+            assert_eq!(c.as_deref(), cmd, "{text}");
+            assert_eq!(question, q, "{text}");
+        }
+    }
+}

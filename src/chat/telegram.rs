@@ -1,0 +1,474 @@
+//! Telegram (teloxide): long polling by default, a webhook when `[telegram] webhook_url` is set. A thin
+//! adapter: it parses an update into an [`app::Message`], calls [`App::handle`] and renders the reply
+//! (charts as photos, text as HTML split under Telegram's limit).
+//!
+//! Exactly once: the offset confirmed to Telegram is the store's; the fact that update N was answered is
+//! stored in the same transaction as its conversation turn ([`App::handle`]), so an update redelivered
+//! after a crash is recognised and skipped. A reply stored but not yet sent when the process died is sent
+//! at the next start. Sending limits are teloxide's Throttle adaptor (a 429 freezes the chat for its
+//! `retry_after`, then resends); network errors are retried with backoff.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use teloxide::adaptors::Throttle;
+use teloxide::adaptors::throttle::Limits;
+use teloxide::payloads::{GetUpdatesSetters, SendMessageSetters, SendPhotoSetters};
+use teloxide::prelude::*;
+use teloxide::types::{
+    AllowedUpdate, BotCommand, ChatAction, InputFile, MessageEntityKind, ParseMode, UpdateKind,
+};
+use teloxide::{ApiError, RequestError};
+use tokio::sync::watch;
+
+use crate::app::{self, App, Outcome, Role};
+use crate::reply::{self, Reply};
+
+pub const PLATFORM: &str = "telegram";
+
+/// The environment variable holding the bot token (never config).
+pub const TOKEN_ENV: &str = "DONGCHA_TELEGRAM_TOKEN";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramError {
+    #[error("telegram api_url {0:?} is not a URL")]
+    ApiUrl(String),
+    #[error("telegram: {0}")]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+type TgBot = Throttle<Bot>;
+
+/// The bot, configured from `[telegram]` (API base, sending limits).
+fn bot(app: &App, token: &str) -> Result<TgBot, TelegramError> {
+    let t = &app.cfg.telegram;
+    let mut bot = Bot::new(token);
+    if !t.api_url.trim().is_empty() {
+        let url = reqwest::Url::parse(t.api_url.trim())
+            .map_err(|_| TelegramError::ApiUrl(t.api_url.clone()))?;
+        bot = bot.set_api_url(url);
+    }
+    Ok(bot.throttle(Limits {
+        messages_per_sec_chat: t.messages_per_sec_chat.max(1),
+        messages_per_min_chat: t.messages_per_min_chat.max(1),
+        messages_per_min_channel_or_supergroup: t.messages_per_min_chat.max(1),
+        messages_per_sec_overall: t.messages_per_sec_overall.max(1),
+    }))
+}
+
+/// Waits 1, 2, 4 … 30 s between tries of a call that failed on the network; gives up when asked to stop.
+async fn backoff(attempt: u32, stop: &mut watch::Receiver<bool>) -> bool {
+    let secs = (1u64 << attempt.min(5)).min(30);
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(secs * 250 + 250)) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+/// Whether an error is worth trying again (network, server, rate limit), not a refusal.
+fn transient(e: &RequestError) -> bool {
+    matches!(
+        e,
+        RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_)
+    ) || matches!(e, RequestError::Api(ApiError::Unknown(s)) if s.contains("Internal Server Error") || s.contains("Bad Gateway"))
+}
+
+struct Bots {
+    bot: TgBot,
+    platform: &'static str,
+    operators: HashSet<u64>,
+    username: String,
+}
+
+/// Runs the Telegram front end until `stop` turns true; in-flight updates are finished first.
+pub async fn run(
+    app: Arc<App>,
+    token: String,
+    stop: watch::Receiver<bool>,
+) -> Result<(), TelegramError> {
+    run_as(app, token, stop, PLATFORM).await
+}
+
+/// [`run`], keeping its conversations and offsets under `platform` (benches use their own).
+pub async fn run_as(
+    app: Arc<App>,
+    token: String,
+    mut stop: watch::Receiver<bool>,
+    platform: &'static str,
+) -> Result<(), TelegramError> {
+    let bot = bot(&app, &token)?;
+    // getMe, retried while Telegram is unreachable.
+    let mut attempt = 0;
+    let me = loop {
+        match bot.get_me().await {
+            Ok(me) => break me,
+            Err(e) if transient(&e) => {
+                tracing::warn!("telegram getMe: {e}; retrying");
+                app.metrics
+                    .platform_retries
+                    .with_label_values(&[PLATFORM, "network"])
+                    .inc();
+                attempt += 1;
+                if !backoff(attempt, &mut stop).await {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let username = match app.cfg.telegram.bot_username.trim() {
+        "" => me.username.clone().unwrap_or_default(),
+        u => u.trim_start_matches('@').to_string(),
+    };
+    tracing::info!(bot = %username, "telegram connected");
+    let commands: Vec<BotCommand> = app::COMMANDS
+        .iter()
+        .map(|(c, d)| BotCommand::new(*c, *d))
+        .collect();
+    if let Err(e) = bot.set_my_commands(commands).await {
+        tracing::warn!("telegram setMyCommands: {e}");
+    }
+    let bots = Arc::new(Bots {
+        bot,
+        platform,
+        operators: app
+            .cfg
+            .roles
+            .telegram_operators
+            .iter()
+            .map(|i| *i as u64)
+            .collect(),
+        username,
+    });
+    // Replies stored but not sent before the last stop.
+    for (update, chat, text) in app.store.unsent_replies(platform).await? {
+        if let Ok(chat) = chat.parse::<i64>() {
+            tracing::info!(update, "sending a reply stored before the last stop");
+            deliver(&app, &bots, ChatId(chat), &Reply::text(text, false), update).await;
+        }
+    }
+    if !app.cfg.telegram.webhook_url.trim().is_empty() {
+        return webhook(app, bots, stop).await;
+    }
+    if let Err(e) = bots.bot.delete_webhook().await {
+        tracing::warn!("telegram deleteWebhook: {e}");
+    }
+    poll(app, bots, stop).await
+}
+
+async fn poll(
+    app: Arc<App>,
+    bots: Arc<Bots>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), TelegramError> {
+    let mut attempt = 0;
+    while !*stop.borrow() {
+        let offset = app.store.platform_offset(bots.platform).await?;
+        let req = bots
+            .bot
+            .inner()
+            .get_updates()
+            .offset(offset as i32)
+            .timeout(app.cfg.telegram.poll_timeout_secs)
+            .limit(100)
+            .allowed_updates(vec![AllowedUpdate::Message]);
+        let updates = tokio::select! {
+            r = req.send() => r,
+            _ = stop.changed() => break,
+        };
+        let updates = match updates {
+            Ok(u) => {
+                attempt = 0;
+                u
+            }
+            Err(RequestError::RetryAfter(s)) => {
+                app.metrics
+                    .platform_retries
+                    .with_label_values(&[PLATFORM, "retry_after"])
+                    .inc();
+                tokio::time::sleep(s.duration()).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("telegram getUpdates: {e}; retrying");
+                app.metrics
+                    .platform_retries
+                    .with_label_values(&[PLATFORM, "network"])
+                    .inc();
+                attempt += 1;
+                if !backoff(attempt, &mut stop).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(last) = updates.iter().map(|u| u.id.0 as i64).max() else {
+            continue;
+        };
+        // Chats in parallel, each chat's messages in order.
+        let mut by_chat: BTreeMap<i64, Vec<Update>> = BTreeMap::new();
+        for u in updates {
+            let chat = match &u.kind {
+                UpdateKind::Message(m) => m.chat.id.0,
+                _ => 0,
+            };
+            by_chat.entry(chat).or_default().push(u);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, ups) in by_chat {
+            let (app, bots) = (app.clone(), bots.clone());
+            tasks.spawn(async move {
+                for u in ups {
+                    on_update(&app, &bots, u).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        app.store
+            .set_platform_offset(bots.platform, last + 1)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Webhook mode: Telegram POSTs updates to `[telegram] webhook_url`, which reaches `webhook_listen`.
+async fn webhook(
+    app: Arc<App>,
+    bots: Arc<Bots>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), TelegramError> {
+    let url = reqwest::Url::parse(app.cfg.telegram.webhook_url.trim())
+        .map_err(|_| TelegramError::ApiUrl(app.cfg.telegram.webhook_url.clone()))?;
+    let secret = std::env::var("DONGCHA_TELEGRAM_WEBHOOK_SECRET").ok();
+    let mut set = bots
+        .bot
+        .set_webhook(url.clone())
+        .allowed_updates(vec![AllowedUpdate::Message]);
+    if let Some(s) = &secret {
+        set = teloxide::payloads::SetWebhookSetters::secret_token(set, s.clone());
+    }
+    set.await?;
+    let path = url.path().to_string();
+    let state = (app.clone(), bots.clone(), secret);
+    let router = axum::Router::new()
+        .route(
+            &path,
+            axum::routing::post(
+                |axum::extract::State((app, bots, secret)): axum::extract::State<(
+                    Arc<App>,
+                    Arc<Bots>,
+                    Option<String>,
+                )>,
+                 headers: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    if let Some(s) = &secret
+                        && headers
+                            .get("x-telegram-bot-api-secret-token")
+                            .and_then(|v| v.to_str().ok())
+                            != Some(s.as_str())
+                    {
+                        return axum::http::StatusCode::UNAUTHORIZED;
+                    }
+                    match serde_json::from_slice::<Update>(&body) {
+                        Ok(u) => {
+                            on_update(&app, &bots, u).await;
+                            axum::http::StatusCode::OK
+                        }
+                        Err(_) => axum::http::StatusCode::BAD_REQUEST,
+                    }
+                },
+            ),
+        )
+        .with_state(state);
+    let listen = app.cfg.telegram.webhook_listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| TelegramError::Request(RequestError::Io(Arc::new(e))))?;
+    tracing::info!(%listen, %path, "telegram webhook listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|e| TelegramError::Request(RequestError::Io(Arc::new(e))))?;
+    Ok(())
+}
+
+/// One update: parse, ask the application layer, send what it answers.
+async fn on_update(app: &App, bots: &Bots, u: Update) {
+    let id = u.id.0 as i64;
+    let UpdateKind::Message(m) = u.kind else {
+        return;
+    };
+    let Some(from) = m.from.as_ref() else { return };
+    if from.is_bot {
+        return;
+    }
+    let private = m.chat.is_private();
+    let text = m.text().or(m.caption()).map(str::to_string);
+    let addressed = private || addressed_in_group(&m, &bots.username);
+    if !addressed {
+        return;
+    }
+    let text = match text {
+        Some(t) => strip_mention(&t, &bots.username),
+        // A photo or sticker: say what the bot reads, never stay silent.
+        None if private => String::new(),
+        None => return,
+    };
+    let role = if bots.operators.contains(&from.id.0) {
+        Role::Operator
+    } else {
+        Role::Customer
+    };
+    let chat = m.chat.id;
+    let typing = bots.bot.send_chat_action(chat, ChatAction::Typing);
+    let _ = typing.await;
+    let msg = app::Message {
+        platform: bots.platform,
+        chat_id: chat.0.to_string(),
+        user_id: from.id.0.to_string(),
+        role,
+        text,
+        update_id: Some(id),
+        lang_hint: from.language_code.clone(),
+    };
+    match app.handle(msg).await {
+        Ok(h) if h.outcome == Outcome::Duplicate => {}
+        Ok(h) => deliver(app, bots, chat, &h.reply, id).await,
+        Err(e) => {
+            // The store failed: the update is not recorded, so it is redelivered and answered later.
+            tracing::error!(update = id, "telegram update not answered: {e}");
+        }
+    }
+}
+
+/// Commands, mentions of the bot and replies to the bot's messages; nothing else in a group.
+fn addressed_in_group(m: &teloxide::types::Message, username: &str) -> bool {
+    let text = m.text().unwrap_or_default();
+    if text.starts_with('/') {
+        // "/cmd@otherbot" is for another bot.
+        let head = text.split_whitespace().next().unwrap_or_default();
+        return match head.split_once('@') {
+            Some((_, to)) => to.eq_ignore_ascii_case(username),
+            None => true,
+        };
+    }
+    let mentioned = m.entities().unwrap_or_default().iter().any(|e| {
+        matches!(e.kind, MessageEntityKind::Mention)
+            && text
+                .encode_utf16()
+                .skip(e.offset)
+                .take(e.length)
+                .collect::<Vec<u16>>()
+                == format!("@{username}").encode_utf16().collect::<Vec<u16>>()
+    }) || (!username.is_empty()
+        && text
+            .to_lowercase()
+            .contains(&format!("@{}", username.to_lowercase())));
+    let reply_to_bot = m
+        .reply_to_message()
+        .and_then(|r| r.from.as_ref())
+        .is_some_and(|u| {
+            u.is_bot
+                && u.username
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(username))
+        });
+    mentioned || reply_to_bot
+}
+
+fn strip_mention(text: &str, username: &str) -> String {
+    if username.is_empty() {
+        return text.trim().to_string();
+    }
+    let at = format!("@{username}");
+    let lower = text.to_lowercase();
+    match lower.find(&at.to_lowercase()) {
+        Some(i) if !text.starts_with('/') => format!("{}{}", &text[..i], &text[i + at.len()..])
+            .trim()
+            .to_string(),
+        _ => text.trim().to_string(),
+    }
+}
+
+/// Sends a reply (chart first, then the text in pieces), retrying network errors; then marks the
+/// update's reply as sent.
+async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
+    let mut ok = true;
+    if let Some(c) = &r.chart {
+        let caption: String = c.title.chars().take(1000).collect();
+        ok &= send_with_retry(app, || {
+            bots.bot
+                .send_photo(
+                    chat,
+                    InputFile::memory(c.png.as_ref().clone()).file_name("chart.png"),
+                )
+                .caption(reply::escape_html(&caption))
+                .parse_mode(ParseMode::Html)
+                .send()
+        })
+        .await;
+    }
+    for piece in reply::telegram_html(r) {
+        ok &= send_with_retry(app, || {
+            bots.bot
+                .send_message(chat, piece.clone())
+                .parse_mode(ParseMode::Html)
+                .send()
+        })
+        .await;
+    }
+    if ok && let Err(e) = app.store.mark_sent(bots.platform, update).await {
+        tracing::warn!(update, "marking a reply as sent: {e}");
+    }
+}
+
+async fn send_with_retry<F, Fut, T>(app: &App, mut send: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RequestError>>,
+{
+    for attempt in 0..6u32 {
+        match send().await {
+            Ok(_) => return true,
+            Err(e) if transient(&e) && attempt < 5 => {
+                app.metrics
+                    .platform_retries
+                    .with_label_values(&[PLATFORM, "network"])
+                    .inc();
+                tracing::warn!("telegram send: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!("telegram send failed: {e}");
+                return false;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mention_is_taken_out_of_the_question() {
+        assert_eq!(
+            strip_mention("@dongcha_bot 上个月销售额", "dongcha_bot"),
+            "上个月销售额"
+        );
+        assert_eq!(
+            strip_mention("sales @Dongcha_Bot please", "dongcha_bot"),
+            "sales  please"
+        );
+        assert_eq!(
+            strip_mention("/sales@dongcha_bot", "dongcha_bot"),
+            "/sales@dongcha_bot"
+        );
+    }
+}

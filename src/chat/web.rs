@@ -1,0 +1,448 @@
+//! The HTTP front end (axum): the web chat page (`GET /`, compiled into the binary, no CDN), the
+//! operators' API (`POST /v1/ask`, `GET /v1/charts/{id}.png`), `GET /healthz`, `GET /metrics`
+//! (Prometheus text) and `GET /openapi.json` (generated from the handlers' types by utoipa).
+//!
+//! A thin adapter like the others: it checks the bearer token, validates the body (400 naming the
+//! field, 401 without a valid token, 413 over `[serve] max_body_bytes`), calls [`App::handle`] and returns
+//! the structured reply as JSON. Operator tokens come only from `DONGCHA_OPERATOR_TOKENS`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::app::{self, App, Outcome, Role};
+
+/// Comma-separated operator tokens for the HTTP API and the web page.
+pub const TOKENS_ENV: &str = "DONGCHA_OPERATOR_TOKENS";
+
+/// The longest question and conversation id taken, in characters.
+const MAX_QUESTION_CHARS: usize = 2000;
+const MAX_CONVERSATION_ID: usize = 128;
+
+const PAGE: &str = include_str!("web/index.html");
+
+#[derive(Clone)]
+struct Http {
+    app: Arc<App>,
+    /// (token, the operator id derived from it: a hash, never the token itself).
+    tokens: Arc<Vec<(String, String)>>,
+}
+
+/// Operator tokens from the environment (empty entries dropped).
+pub fn tokens_from_env() -> Vec<String> {
+    std::env::var(TOKENS_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The routes, over `app`, accepting `tokens` as operators.
+pub fn router(app: Arc<App>, tokens: Vec<String>) -> Router {
+    let limit = app.cfg.serve.max_body_bytes;
+    let tokens = tokens
+        .into_iter()
+        .map(|t| {
+            let id = format!("op-{:08x}", xxhash_rust::xxh3::xxh3_64(t.as_bytes()) as u32);
+            (t, id)
+        })
+        .collect();
+    let state = Http {
+        app,
+        tokens: Arc::new(tokens),
+    };
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/ask", post(ask))
+        .route("/v1/charts/{file}", get(chart))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// `POST /v1/ask` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AskRequest {
+    /// The operator's question, Chinese or English.
+    pub question: String,
+    /// Continue this conversation (follow-ups such as "那上个月呢？"); a new one when absent.
+    pub conversation_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableView {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChartView {
+    pub id: String,
+    pub title: String,
+    /// `GET` this (with the same bearer token) for the PNG.
+    pub url: String,
+}
+
+/// `POST /v1/ask` answer: the reply as text plus its structure, and the call behind it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AskResponse {
+    pub conversation_id: String,
+    /// The reply's text (every figure in it comes from `result`).
+    pub reply: String,
+    /// answered | command | busy | timeout | limited | error
+    pub outcome: String,
+    /// The tool called ("none" when the question is outside what dongcha answers).
+    pub tool: String,
+    #[schema(value_type = Object)]
+    pub args: Map<String, Value>,
+    /// The tool's output.
+    #[schema(value_type = Object)]
+    pub result: Value,
+    pub table: Option<TableView>,
+    pub chart: Option<ChartView>,
+    /// Ids of the reviews the reply cites.
+    pub cited_reviews: Vec<i64>,
+    /// A question asked back instead of an answer, when the question was ambiguous.
+    pub clarify: Option<String>,
+    pub lang: String,
+    #[schema(value_type = Object)]
+    pub timings_ms: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, naming the field.
+    pub error: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub data_version: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dongcha", description = "Customer insight for e-commerce operators, on demand."),
+    paths(ask, chart, healthz, metrics),
+    components(schemas(AskRequest, AskResponse, TableView, ChartView, ErrorBody, Health)),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+impl utoipa::Modify for Bearer {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = api.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "operator_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, axum::Json(ErrorBody { error: msg.into() })).into_response()
+}
+
+impl Http {
+    /// The operator behind the request's bearer token, or why there is none (a 401).
+    fn operator(&self, headers: &HeaderMap) -> Result<String, &'static str> {
+        let Some(v) = headers.get(header::AUTHORIZATION) else {
+            return Err(
+                "missing Authorization: Bearer <operator token> (tokens come from DONGCHA_OPERATOR_TOKENS)",
+            );
+        };
+        let token = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        // Compared without an early exit on the first differing byte.
+        let found = self.tokens.iter().find(|(t, _)| {
+            t.len() == token.len()
+                && t.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0
+        });
+        match found {
+            Some((_, id)) if !token.is_empty() => Ok(id.clone()),
+            _ => Err("invalid operator token"),
+        }
+    }
+
+    fn count(&self, route: &str, status: StatusCode) {
+        self.app
+            .metrics
+            .http
+            .with_label_values(&[route, status.as_str()])
+            .inc();
+    }
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such route (see /openapi.json)")
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+async fn healthz(State(h): State<Http>) -> Response {
+    match h.app.store.data_version().await {
+        Ok(v) => axum::Json(Health {
+            status: "ok".into(),
+            data_version: v.0,
+        })
+        .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(h): State<Http>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        h.app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    axum::Json(ApiDoc::openapi()).into_response()
+}
+
+/// The body as an [`AskRequest`], or a message naming the field that is wrong.
+pub fn parse_ask(body: &[u8]) -> Result<AskRequest, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let Value::Object(m) = v else {
+        return Err("body must be a JSON object with a `question` field".into());
+    };
+    if let Some(k) = m
+        .keys()
+        .find(|k| *k != "question" && *k != "conversation_id")
+    {
+        return Err(format!(
+            "unknown field `{k}` (fields: question, conversation_id)"
+        ));
+    }
+    let question = match m.get("question") {
+        None | Some(Value::Null) => return Err("missing field `question`".into()),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err("field `question` is empty".into());
+        }
+        Some(Value::String(s)) if s.chars().count() > MAX_QUESTION_CHARS => {
+            return Err(format!(
+                "field `question` is longer than {MAX_QUESTION_CHARS} characters"
+            ));
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("field `question` must be a string".into()),
+    };
+    let conversation_id = match m.get("conversation_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= MAX_CONVERSATION_ID
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            Some(s.clone())
+        }
+        Some(_) => {
+            return Err(format!(
+                "field `conversation_id` must be a string of 1–{MAX_CONVERSATION_ID} letters, digits, '-' or '_'"
+            ));
+        }
+    };
+    Ok(AskRequest {
+        question,
+        conversation_id,
+    })
+}
+
+fn new_conversation_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "c{:016x}",
+        xxhash_rust::xxh3::xxh3_64(format!("{t}-{n}-{}", std::process::id()).as_bytes())
+    )
+}
+
+#[utoipa::path(
+    post, path = "/v1/ask", request_body = AskRequest,
+    responses(
+        (status = 200, body = AskResponse),
+        (status = 400, body = ErrorBody, description = "a field is missing or wrong (the message names it)"),
+        (status = 401, body = ErrorBody, description = "missing or invalid operator token"),
+        (status = 413, body = ErrorBody, description = "body larger than [serve] max_body_bytes"),
+    ),
+    security(("operator_token" = []))
+)]
+async fn ask(
+    State(h): State<Http>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let r = ask_inner(&h, &headers, body).await;
+    h.count("/v1/ask", r.status());
+    r
+}
+
+async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let operator = match h.operator(headers) {
+        Ok(o) => o,
+        Err(why) => return error(StatusCode::UNAUTHORIZED, why),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {} bytes", h.app.cfg.serve.max_body_bytes),
+            );
+        }
+        Err(e) => return error(e.status(), e.body_text()),
+    };
+    let req = match parse_ask(&body) {
+        Ok(r) => r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let conversation_id = req.conversation_id.unwrap_or_else(new_conversation_id);
+    let msg = app::Message {
+        platform: "http",
+        // Conversations are per operator: another token cannot continue this one.
+        chat_id: format!("{operator}:{conversation_id}"),
+        user_id: operator,
+        role: Role::Operator,
+        text: req.question,
+        update_id: None,
+        lang_hint: None,
+    };
+    let handled = match h.app.handle(msg).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("http ask: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store failed; nothing was answered",
+            );
+        }
+    };
+    let status = match handled.outcome {
+        Outcome::Busy | Outcome::Limited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::OK,
+    };
+    let r = handled.reply;
+    let body = AskResponse {
+        conversation_id,
+        reply: r.text,
+        outcome: handled.outcome.as_str().into(),
+        tool: handled.tool,
+        args: handled.args,
+        result: handled.result,
+        table: r.table.map(|t| TableView {
+            columns: t.columns,
+            rows: t.rows,
+        }),
+        chart: r.chart.map(|c| ChartView {
+            url: format!("/v1/charts/{}.png", c.id),
+            id: c.id,
+            title: c.title,
+        }),
+        cited_reviews: r.cited_reviews,
+        clarify: r.clarify,
+        lang: if r.zh { "zh" } else { "en" }.into(),
+        timings_ms: serde_json::to_value(handled.timings_ms).unwrap_or(Value::Null),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+#[utoipa::path(
+    get, path = "/v1/charts/{file}",
+    params(("file" = String, Path, description = "the chart's id followed by .png")),
+    responses((status = 200, content_type = "image/png"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("operator_token" = []))
+)]
+async fn chart(State(h): State<Http>, headers: HeaderMap, Path(file): Path<String>) -> Response {
+    if let Err(why) = h.operator(&headers) {
+        return error(StatusCode::UNAUTHORIZED, why);
+    }
+    let id = file.strip_suffix(".png").unwrap_or(&file);
+    match h.app.chart(id) {
+        Some(c) => (
+            [(header::CONTENT_TYPE, "image/png")],
+            c.png.as_ref().clone(),
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no chart {id:?} (charts are kept for the latest replies)"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_bodies_are_refused_naming_the_field() {
+        let cases: [(&str, &str); 8] = [
+            ("", "not JSON"),
+            ("[1]", "JSON object"),
+            ("{}", "missing field `question`"),
+            (r#"{"question": 3}"#, "`question` must be a string"),
+            (r#"{"question": "  "}"#, "`question` is empty"),
+            (
+                r#"{"question": "q", "conversation_id": 5}"#,
+                "`conversation_id`",
+            ),
+            (
+                r#"{"question": "q", "conversation_id": "a b"}"#,
+                "`conversation_id`",
+            ),
+            (
+                r#"{"question": "q", "tool": "churn_risk"}"#,
+                "unknown field `tool`",
+            ),
+        ];
+        for (body, want) in cases {
+            let e = parse_ask(body.as_bytes()).unwrap_err();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        let ok = parse_ask(br#"{"question": "sales?", "conversation_id": "c-1"}"#).unwrap();
+        assert_eq!(ok.conversation_id.as_deref(), Some("c-1"));
+    }
+
+    #[test]
+    fn the_openapi_document_lists_the_api() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for p in ["/v1/ask", "/v1/charts/{file}", "/healthz", "/metrics"] {
+            assert!(doc["paths"][p].is_object(), "{p}");
+        }
+        assert!(doc["components"]["schemas"]["AskRequest"]["properties"]["question"].is_object());
+    }
+}

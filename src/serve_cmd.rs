@@ -1,0 +1,318 @@
+//! `dongcha serve`: the HTTP API and web chat always, Telegram when `DONGCHA_TELEGRAM_TOKEN` is set, the
+//! data-version refresher; SIGINT/SIGTERM stop taking new work, finish in-flight replies, then exit.
+//! `dongcha bench serve`: replies/s and latency through the Telegram adapter against a Bot-API stand-in
+//! on loopback, next to `App::handle` alone.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dongcha::app::App;
+use dongcha::chat::{telegram, web};
+use dongcha::config::Config;
+
+pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
+    let tokens = web::tokens_from_env();
+    let app = App::open(cfg, llm).await?;
+    let _refresher = app.spawn_refresher();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(&cfg.serve.listen)
+        .await
+        .with_context(|| format!("listening on {} ([serve] listen)", cfg.serve.listen))?;
+    let addr = listener.local_addr()?;
+    if tokens.is_empty() {
+        tracing::warn!(
+            "no operator tokens: set {} (comma-separated) to sign in to the web chat and the API",
+            web::TOKENS_ENV
+        );
+    }
+    // The address on stdout, alone on its line, for scripts and people.
+    println!("dongcha serve: web chat at http://{addr}/");
+    let mut http_stop = stop_rx.clone();
+    let http = tokio::spawn(
+        axum::serve(listener, web::router(app.clone(), tokens))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+
+    let tg = match std::env::var(telegram::TOKEN_ENV) {
+        Ok(token) if !token.trim().is_empty() => {
+            let app = app.clone();
+            let stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = telegram::run(app, token.trim().to_string(), stop).await {
+                    tracing::error!("telegram stopped: {e}");
+                }
+            }))
+        }
+        _ => {
+            tracing::info!("Telegram is off ({} is not set)", telegram::TOKEN_ENV);
+            None
+        }
+    };
+
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing replies in flight");
+    let _ = stop_tx.send(true);
+    if let Some(t) = tg {
+        let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), http).await;
+    app.store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// p50/p99 of `xs` (milliseconds).
+fn percentiles(xs: &mut [f64]) -> (f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let at = |q: f64| xs[((xs.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// `dongcha bench serve`: `n` cheap questions from `chats` chats through the Telegram adapter against a
+/// Bot-API stand-in on loopback, then the same questions through `App::handle` alone.
+pub async fn bench(cfg: &Config, n: usize, chats: usize) -> Result<()> {
+    // Cheap: routed by the encoder, its tool output shared after the first call.
+    let question = "What were sales last month?";
+    let mut cfg = cfg.clone();
+    let stand_in = dongcha_bench_stand_in::StandIn::start().await?;
+    cfg.telegram.api_url = stand_in.url();
+    cfg.telegram.poll_timeout_secs = 1;
+    cfg.telegram.messages_per_sec_overall = 100_000;
+    cfg.telegram.messages_per_sec_chat = 100_000;
+    cfg.telegram.messages_per_min_chat = 100_000;
+    cfg.serve.rate_per_minute = 1_000_000;
+    cfg.serve.rate_burst = 1_000_000;
+    cfg.roles.telegram_operators = vec![1];
+    let app = App::open(&cfg, false).await?;
+    // The bench's turns live under platforms of their own, never mixed with real conversations, and
+    // start afresh each run.
+    for p in ["bench", BENCH_PLATFORM] {
+        app.store.forget_platform(p).await?;
+    }
+
+    // Alone: App::handle for each message.
+    let mut alone = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        app.handle(dongcha::app::Message {
+            platform: "bench",
+            chat_id: format!("{}", i % chats),
+            user_id: "1".into(),
+            role: dongcha::app::Role::Operator,
+            text: question.into(),
+            update_id: Some(i as i64 + 1),
+            lang_hint: None,
+        })
+        .await?;
+        alone.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    // Through the adapter: updates queued at the stand-in, replies counted as they arrive.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tg = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            telegram::run_as(app, "1:bench".into(), stop_rx, BENCH_PLATFORM).await
+        })
+    };
+    stand_in.wait_ready().await;
+    let t0 = Instant::now();
+    for i in 0..n {
+        stand_in.push(i % chats, question);
+    }
+    let latencies = stand_in.wait_replies(n, Duration::from_secs(300)).await?;
+    let wall = t0.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let _ = tg.await;
+    let mut through: Vec<f64> = latencies;
+    let (p50, p99) = percentiles(&mut through);
+    let (a50, a99) = percentiles(&mut alone);
+    println!(
+        "bench serve: {n} replies to {question:?} from {chats} chats through the Telegram adapter (loopback Bot-API stand-in)"
+    );
+    println!(
+        "  through telegram: {:.0} replies/s, p50 {p50:.2} ms, p99 {p99:.2} ms (update queued -> reply received)",
+        n as f64 / wall
+    );
+    println!("  App::handle alone: p50 {a50:.2} ms, p99 {a99:.2} ms");
+    println!("  adapter overhead: p50 {:.2} ms", p50 - a50);
+    Ok(())
+}
+
+const BENCH_PLATFORM: &str = "telegram-bench";
+
+/// A Bot-API stand-in for the bench (getMe, getUpdates with offsets and long polling, sendMessage and
+/// friends), on 127.0.0.1.
+mod dongcha_bench_stand_in {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use anyhow::Result;
+    use axum::extract::{Path, State};
+    use axum::routing::post;
+    use serde_json::{Value, json};
+    use tokio::sync::Notify;
+
+    #[derive(Default)]
+    struct Inner {
+        queue: VecDeque<(i64, Value, Instant)>,
+        next_id: i64,
+        sent: Vec<(i64, Instant)>,
+        pushed: std::collections::HashMap<i64, Instant>,
+        polled: bool,
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared {
+        inner: Arc<Mutex<Inner>>,
+        updates: Arc<Notify>,
+        replies: Arc<Notify>,
+    }
+
+    pub struct StandIn {
+        addr: std::net::SocketAddr,
+        shared: Shared,
+    }
+
+    impl StandIn {
+        pub async fn start() -> Result<Self> {
+            let shared = Shared::default();
+            let app = axum::Router::new()
+                .route("/{bot}/{method}", post(handle))
+                .with_state(shared.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            Ok(Self { addr, shared })
+        }
+
+        pub fn url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+
+        pub async fn wait_ready(&self) {
+            while !self.shared.inner.lock().unwrap().polled {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        pub fn push(&self, chat: usize, text: &str) {
+            let mut g = self.shared.inner.lock().unwrap();
+            g.next_id += 1;
+            let id = g.next_id;
+            let chat = 1000 + chat as i64;
+            let m = json!({"update_id": id, "message": {"message_id": id, "date": 1_767_000_000,
+                "chat": {"id": chat, "type": "private", "first_name": "Op"},
+                "from": {"id": 1, "is_bot": false, "first_name": "Op"}, "text": text}});
+            g.queue.push_back((id, m, Instant::now()));
+            g.pushed.insert(chat * 1_000_000 + id, Instant::now());
+            drop(g);
+            self.shared.updates.notify_waiters();
+        }
+
+        /// Per reply: time from its update being queued to the reply arriving (replies matched to updates
+        /// per chat in order).
+        pub async fn wait_replies(&self, n: usize, limit: Duration) -> Result<Vec<f64>> {
+            let t = Instant::now();
+            loop {
+                {
+                    let g = self.shared.inner.lock().unwrap();
+                    if g.sent.len() >= n {
+                        let mut per_chat: std::collections::HashMap<i64, VecDeque<Instant>> =
+                            Default::default();
+                        let mut pushed: Vec<(&i64, &Instant)> = g.pushed.iter().collect();
+                        pushed.sort_by_key(|(k, _)| **k);
+                        for (k, at) in pushed {
+                            per_chat.entry(k / 1_000_000).or_default().push_back(*at);
+                        }
+                        return Ok(g
+                            .sent
+                            .iter()
+                            .filter_map(|(chat, at)| {
+                                let q = per_chat.get_mut(chat)?.pop_front()?;
+                                Some(at.duration_since(q).as_secs_f64() * 1000.0)
+                            })
+                            .collect());
+                    }
+                }
+                anyhow::ensure!(t.elapsed() < limit, "only some replies arrived in time");
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), self.shared.replies.notified())
+                        .await;
+            }
+        }
+    }
+
+    fn user() -> Value {
+        json!({"id": 99, "is_bot": true, "first_name": "dongcha", "username": "dongcha_bot",
+               "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false,
+               "can_connect_to_business": false, "has_main_web_app": false})
+    }
+
+    async fn handle(
+        State(s): State<Shared>,
+        Path((_bot, method)): Path<(String, String)>,
+        body: axum::body::Bytes,
+    ) -> axum::Json<Value> {
+        let params: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let ok = |r: Value| axum::Json(json!({"ok": true, "result": r}));
+        match method.to_lowercase().as_str() {
+            "getme" => ok(user()),
+            "getupdates" => {
+                let offset = params["offset"].as_i64().unwrap_or(0);
+                let deadline =
+                    Instant::now() + Duration::from_secs(params["timeout"].as_u64().unwrap_or(0));
+                loop {
+                    let notified = s.updates.notified();
+                    {
+                        let mut g = s.inner.lock().unwrap();
+                        g.polled = true;
+                        g.queue.retain(|(id, _, _)| *id >= offset);
+                        if !g.queue.is_empty() || Instant::now() >= deadline {
+                            let out: Vec<Value> = g
+                                .queue
+                                .iter()
+                                .take(100)
+                                .map(|(_, v, _)| v.clone())
+                                .collect();
+                            return ok(Value::Array(out));
+                        }
+                    }
+                    let _ = tokio::time::timeout_at(deadline.into(), notified).await;
+                }
+            }
+            "sendmessage" => {
+                let chat = params["chat_id"].as_i64().unwrap_or(0);
+                let mut g = s.inner.lock().unwrap();
+                g.sent.push((chat, Instant::now()));
+                drop(g);
+                s.replies.notify_waiters();
+                ok(json!({"message_id": 1, "date": 1_767_000_000,
+                    "chat": {"id": chat, "type": "private", "first_name": "Op"}, "from": user(),
+                    "text": params["text"]}))
+            }
+            _ => ok(json!(true)),
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! What `dongcha serve` keeps between restarts: conversation turns per (platform, chat), the updates a
+//! platform delivered and dongcha answered, the offset confirmed to the platform, the operators' audit
+//! trail, and the data version that tells a running service the shop's data changed.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// One question and what answered it, as [`Store::record_turn`] keeps it.
+#[derive(Debug, Clone)]
+pub struct TurnRecord<'a> {
+    pub platform: &'a str,
+    pub chat_id: &'a str,
+    pub user_id: &'a str,
+    /// "operator" or "customer".
+    pub role: &'a str,
+    pub question: &'a str,
+    pub tool: &'a str,
+    /// JSON object of the call's arguments.
+    pub args: &'a str,
+    pub reply: &'a str,
+    pub lang: &'a str,
+    /// The platform's update this turn answers; stored in the same transaction, so it is answered once.
+    pub update_id: Option<i64>,
+}
+
+/// A stored turn, for follow-ups.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredTurn {
+    pub seq: i64,
+    pub question: String,
+    pub tool: String,
+    pub args: String,
+    pub reply: String,
+}
+
+/// One line of the operators' audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    pub platform: &'a str,
+    pub user_id: &'a str,
+    pub chat_id: &'a str,
+    pub question: &'a str,
+    pub tool: &'a str,
+    pub args: &'a str,
+    pub latency_ms: f64,
+    pub outcome: &'a str,
+}
+
+/// What the shop's data is at: the last import batch and the last enrichment. Shared results computed
+/// from an older version are stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataVersion(pub String);
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// The data version: last finished import (id, time), review/post labels (count, last time).
+    pub async fn data_version(&self) -> Result<DataVersion, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM import_batches), \
+                    (SELECT COALESCE(MAX(finished_at), '') FROM import_batches), \
+                    (SELECT COUNT(*) FROM review_nlp), \
+                    (SELECT COALESCE(MAX(labelled_at), '') FROM review_nlp), \
+                    (SELECT COALESCE(MAX(labelled_at), '') FROM post_nlp)",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(DataVersion(format!(
+            "{}@{}/{}@{}/{}",
+            row.get::<i64, _>(0),
+            row.get::<String, _>(1),
+            row.get::<i64, _>(2),
+            row.get::<String, _>(3),
+            row.get::<String, _>(4)
+        )))
+    }
+
+    /// The last `limit` turns of a conversation since its last reset, oldest first.
+    pub async fn recent_turns(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredTurn>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.seq, t.question, t.tool, t.args, t.reply FROM conversation_turns t \
+             LEFT JOIN conversations c ON c.platform = t.platform AND c.chat_id = t.chat_id \
+             WHERE t.platform = ? AND t.chat_id = ? AND t.seq > COALESCE(c.reset_at, 0) \
+             ORDER BY t.seq DESC LIMIT ?",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<StoredTurn> = rows
+            .iter()
+            .map(|r| StoredTurn {
+                seq: r.get(0),
+                question: r.get(1),
+                tool: r.get(2),
+                args: r.get(3),
+                reply: r.get(4),
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Whether this platform update was already answered.
+    pub async fn update_answered(
+        &self,
+        platform: &str,
+        update_id: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM platform_updates WHERE platform = ? AND update_id = ?",
+        )
+        .bind(platform)
+        .bind(update_id)
+        .fetch_one(self.pool())
+        .await?
+            > 0)
+    }
+
+    /// Stores a turn, and the update it answers, in one transaction. Returns false (and stores nothing)
+    /// when that update was already answered.
+    pub async fn record_turn(&self, t: &TurnRecord<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let at = now();
+        if let Some(u) = t.update_id {
+            let done = sqlx::query(
+                "INSERT INTO platform_updates (platform, update_id, chat_id, answered_at, reply) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(t.platform)
+            .bind(u)
+            .bind(t.chat_id)
+            .bind(&at)
+            .bind(t.reply)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO conversations (platform, chat_id, lang) VALUES (?, ?, ?) \
+             ON CONFLICT (platform, chat_id) DO UPDATE SET lang = excluded.lang",
+        )
+        .bind(t.platform)
+        .bind(t.chat_id)
+        .bind(t.lang)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO conversation_turns \
+             (platform, chat_id, seq, user_id, role, question, tool, args, reply, created_at) \
+             SELECT ?, ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ? FROM conversation_turns \
+             WHERE platform = ? AND chat_id = ?",
+        )
+        .bind(t.platform)
+        .bind(t.chat_id)
+        .bind(t.user_id)
+        .bind(t.role)
+        .bind(t.question)
+        .bind(t.tool)
+        .bind(t.args)
+        .bind(t.reply)
+        .bind(&at)
+        .bind(t.platform)
+        .bind(t.chat_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The reply to an update reached the platform.
+    pub async fn mark_sent(&self, platform: &str, update_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE platform_updates SET sent_at = ? WHERE platform = ? AND update_id = ?")
+            .bind(now())
+            .bind(platform)
+            .bind(update_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Replies stored but never sent (the process died in between): (update id, chat, reply text).
+    pub async fn unsent_replies(
+        &self,
+        platform: &str,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT update_id, chat_id, reply FROM platform_updates \
+             WHERE platform = ? AND sent_at IS NULL ORDER BY update_id",
+        )
+        .bind(platform)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Forgets a conversation's turns for follow-ups (`/reset`); they stay in the store.
+    pub async fn reset_conversation(
+        &self,
+        platform: &str,
+        chat_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO conversations (platform, chat_id, reset_at) VALUES (?, ?, \
+             (SELECT COALESCE(MAX(seq), 0) FROM conversation_turns WHERE platform = ? AND chat_id = ?)) \
+             ON CONFLICT (platform, chat_id) DO UPDATE SET reset_at = excluded.reset_at",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(platform)
+        .bind(chat_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The offset last confirmed to a platform (0 when none).
+    pub async fn platform_offset(&self, platform: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(MAX(next_offset), 0) FROM platform_offsets WHERE platform = ?",
+        )
+        .bind(platform)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub async fn set_platform_offset(&self, platform: &str, next: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO platform_offsets (platform, next_offset) VALUES (?, ?) \
+             ON CONFLICT (platform) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+        )
+        .bind(platform)
+        .bind(next)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Drops everything kept for a platform (benches start afresh).
+    pub async fn forget_platform(&self, platform: &str) -> Result<(), StoreError> {
+        for table in [
+            "conversation_turns",
+            "conversations",
+            "platform_updates",
+            "platform_offsets",
+            "audit_log",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE platform = ?"
+            )))
+            .bind(platform)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, platform, user_id, chat_id, question, tool, args, latency_ms, outcome) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now())
+        .bind(e.platform)
+        .bind(e.user_id)
+        .bind(e.chat_id)
+        .bind(e.question)
+        .bind(e.tool)
+        .bind(e.args)
+        .bind(e.latency_ms)
+        .bind(e.outcome)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Audit lines, newest first (for tests and admins).
+    pub async fn audit_lines(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT platform, user_id, tool, outcome FROM audit_log ORDER BY rowid DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let s = Store::open(&url, 2).await.unwrap();
+        (dir, s)
+    }
+
+    fn turn<'a>(q: &'a str, update: Option<i64>) -> TurnRecord<'a> {
+        TurnRecord {
+            platform: "telegram",
+            chat_id: "42",
+            user_id: "7",
+            role: "operator",
+            question: q,
+            tool: "sales_summary",
+            args: "{}",
+            reply: "r",
+            lang: "zh",
+            update_id: update,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_update_is_recorded_once_and_reset_hides_earlier_turns() {
+        let (_d, s) = store().await;
+        assert!(s.record_turn(&turn("a", Some(10))).await.unwrap());
+        assert!(!s.record_turn(&turn("a again", Some(10))).await.unwrap());
+        assert!(s.update_answered("telegram", 10).await.unwrap());
+        assert_eq!(s.unsent_replies("telegram").await.unwrap().len(), 1);
+        s.mark_sent("telegram", 10).await.unwrap();
+        assert!(s.unsent_replies("telegram").await.unwrap().is_empty());
+        assert!(s.record_turn(&turn("b", Some(11))).await.unwrap());
+        let t = s.recent_turns("telegram", "42", 10).await.unwrap();
+        assert_eq!(
+            t.iter().map(|t| t.question.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(t[1].seq, 2);
+        s.reset_conversation("telegram", "42").await.unwrap();
+        assert!(
+            s.recent_turns("telegram", "42", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(s.record_turn(&turn("c", None)).await.unwrap());
+        let t = s.recent_turns("telegram", "42", 10).await.unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].seq, 3);
+    }
+
+    #[tokio::test]
+    async fn the_offset_only_moves_forward() {
+        let (_d, s) = store().await;
+        assert_eq!(s.platform_offset("telegram").await.unwrap(), 0);
+        s.set_platform_offset("telegram", 12).await.unwrap();
+        s.set_platform_offset("telegram", 5).await.unwrap();
+        assert_eq!(s.platform_offset("telegram").await.unwrap(), 12);
+    }
+}

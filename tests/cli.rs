@@ -63,7 +63,7 @@ fn a_token_in_the_config_file_is_refused() {
     );
     assert!(!out.status.success());
     let (_, stderr) = text(&out);
-    assert!(stderr.contains("`telegram`"), "{stderr}");
+    assert!(stderr.contains("`telegram.token`"), "{stderr}");
     assert!(stderr.contains("only from the environment"), "{stderr}");
     assert!(!stderr.contains("SECRET"), "{stderr}");
 }

@@ -70,6 +70,7 @@ pub struct TelegramConfig {
     pub webhook_listen: String,
     pub poll_timeout_secs: u32,
     pub bot_username: String,
+    pub throttle: bool,
     pub messages_per_sec_overall: u32,
     pub messages_per_sec_chat: u32,
     pub messages_per_min_chat: u32,

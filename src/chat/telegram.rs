@@ -40,10 +40,10 @@ pub enum TelegramError {
     Store(#[from] crate::store::StoreError),
 }
 
-type TgBot = Throttle<Bot>;
-
-/// The bot, configured from `[telegram]` (API base, sending limits).
-fn bot(app: &App, token: &str) -> Result<TgBot, TelegramError> {
+/// The bot, configured from `[telegram]`: the plain client (API base) for polling and set-up calls, and
+/// the Throttle adaptor (sending limits) for messages unless `throttle = false`, which sends at once and
+/// leaves 429s to [`send_with_retry`].
+fn bot(app: &App, token: &str) -> Result<(Bot, Option<Throttle<Bot>>), TelegramError> {
     let t = &app.cfg.telegram;
     let mut bot = Bot::new(token);
     if !t.api_url.trim().is_empty() {
@@ -51,12 +51,28 @@ fn bot(app: &App, token: &str) -> Result<TgBot, TelegramError> {
             .map_err(|_| TelegramError::ApiUrl(t.api_url.clone()))?;
         bot = bot.set_api_url(url);
     }
-    Ok(bot.throttle(Limits {
-        messages_per_sec_chat: t.messages_per_sec_chat.max(1),
-        messages_per_min_chat: t.messages_per_min_chat.max(1),
-        messages_per_min_channel_or_supergroup: t.messages_per_min_chat.max(1),
-        messages_per_sec_overall: t.messages_per_sec_overall.max(1),
-    }))
+    let throttled = t.throttle.then(|| {
+        bot.clone().throttle(Limits {
+            messages_per_sec_chat: t.messages_per_sec_chat.max(1),
+            messages_per_min_chat: t.messages_per_min_chat.max(1),
+            messages_per_min_channel_or_supergroup: t.messages_per_min_chat.max(1),
+            messages_per_sec_overall: t.messages_per_sec_overall.max(1),
+        })
+    });
+    Ok((bot, throttled))
+}
+
+/// `$body` with `$b` the throttled client when there is one, else the plain one.
+macro_rules! sender {
+    ($bots:expr, |$b:ident| $body:expr) => {
+        match &$bots.throttled {
+            Some($b) => $body,
+            None => {
+                let $b = &$bots.bot;
+                $body
+            }
+        }
+    };
 }
 
 /// Waits 1, 2, 4 … 30 s between tries of a call that failed on the network; gives up when asked to stop.
@@ -77,7 +93,8 @@ fn transient(e: &RequestError) -> bool {
 }
 
 struct Bots {
-    bot: TgBot,
+    bot: Bot,
+    throttled: Option<Throttle<Bot>>,
     platform: &'static str,
     operators: HashSet<u64>,
     username: String,
@@ -99,7 +116,7 @@ pub async fn run_as(
     mut stop: watch::Receiver<bool>,
     platform: &'static str,
 ) -> Result<(), TelegramError> {
-    let bot = bot(&app, &token)?;
+    let (bot, throttled) = bot(&app, &token)?;
     // getMe, retried while Telegram is unreachable.
     let mut attempt = 0;
     let me = loop {
@@ -133,6 +150,7 @@ pub async fn run_as(
     }
     let bots = Arc::new(Bots {
         bot,
+        throttled,
         platform,
         operators: app
             .cfg
@@ -169,7 +187,6 @@ async fn poll(
         let offset = app.store.platform_offset(bots.platform).await?;
         let req = bots
             .bot
-            .inner()
             .get_updates()
             .offset(offset as i32)
             .timeout(app.cfg.telegram.poll_timeout_secs)
@@ -401,24 +418,24 @@ async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
     let mut ok = true;
     if let Some(c) = &r.chart {
         let caption: String = c.title.chars().take(1000).collect();
-        ok &= send_with_retry(app, || {
-            bots.bot
-                .send_photo(
-                    chat,
-                    InputFile::memory(c.png.as_ref().clone()).file_name("chart.png"),
-                )
+        ok &= send_with_retry(app, || async {
+            let photo = InputFile::memory(c.png.as_ref().clone()).file_name("chart.png");
+            sender!(bots, |b| b
+                .send_photo(chat, photo)
                 .caption(reply::escape_html(&caption))
                 .parse_mode(ParseMode::Html)
-                .send()
+                .await
+                .map(drop))
         })
         .await;
     }
     for piece in reply::telegram_html(r) {
-        ok &= send_with_retry(app, || {
-            bots.bot
+        ok &= send_with_retry(app, || async {
+            sender!(bots, |b| b
                 .send_message(chat, piece.clone())
                 .parse_mode(ParseMode::Html)
-                .send()
+                .await
+                .map(drop))
         })
         .await;
     }
@@ -435,6 +452,14 @@ where
     for attempt in 0..6u32 {
         match send().await {
             Ok(_) => return true,
+            // Only without the Throttle adaptor (which waits and resends by itself).
+            Err(RequestError::RetryAfter(s)) if attempt < 5 => {
+                app.metrics
+                    .platform_retries
+                    .with_label_values(&[PLATFORM, "retry_after"])
+                    .inc();
+                tokio::time::sleep(s.duration()).await;
+            }
             Err(e) if transient(&e) && attempt < 5 => {
                 app.metrics
                     .platform_retries

@@ -41,6 +41,13 @@ ensure_all() {
 # What only the tests need: a browser and the driver of tests/web (pinned in its package-lock.json).
 ensure_test_tools() {
     ensure_system_packages "$here/test-packages.txt" || return 1
+    if ! command -v npm >/dev/null; then
+        local list
+        list=$(mktemp)
+        printf 'nodejs\nnpm\n' >"$list"
+        ensure_system_packages "$list" || return 1
+        rm -f "$list"
+    fi
     if [ ! -d "$here/../tests/web/node_modules/playwright-core" ]; then
         (cd "$here/../tests/web" && npm ci --no-audit --no-fund --loglevel=error)
     fi

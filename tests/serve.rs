@@ -682,3 +682,60 @@ fn the_web_chat_answers_in_headless_chromium() {
     assert!(shot.is_file());
     eprintln!("screenshot: {}", shot.display());
 }
+
+fn insight_cli(dir: &Path, args: &[&str]) -> Value {
+    let o = Command::new(bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("insight")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `dongcha insight X` and the tool of the same name print the same figures (one computation behind
+/// both), pair by pair.
+#[test]
+fn insight_commands_print_the_figures_of_their_tools() {
+    let dir = shop();
+    // Sales of a month.
+    let tool = ask_cli(dir, "What were sales in April 2026?");
+    assert_eq!(tool["tool"], "sales_summary");
+    let cli = insight_cli(
+        dir,
+        &[
+            "sales",
+            "--from",
+            "2026-04-01",
+            "--to",
+            "2026-04-30",
+            "--json",
+        ],
+    );
+    for k in ["revenue", "orders", "units", "customers", "aov"] {
+        assert_eq!(tool["result"][k], cli[k], "sales {k}");
+    }
+    // The daily forecast, 30 days ahead: every step and interval.
+    let tool = ask_cli(dir, "forecast sales for the next 30 days");
+    assert_eq!(tool["tool"], "sales_forecast");
+    let cli = insight_cli(dir, &["forecast", "--horizon", "30", "--json"]);
+    assert_eq!(tool["result"]["daily"], cli["forecast"], "forecast steps");
+    // Segments: the same names and sizes, in the same order, and the same spend per customer.
+    let tool = ask_cli(dir, "What customer segments do we have?");
+    assert_eq!(tool["tool"], "customer_segments");
+    let cli = insight_cli(dir, &["segments", "--json"]);
+    let ts = tool["result"]["segments"].as_array().unwrap();
+    let cs = cli["segmentation"]["segments"].as_array().unwrap();
+    assert_eq!(ts.len(), cs.len());
+    for (t, c) in ts.iter().zip(cs) {
+        assert_eq!(t["name"], c["name"]);
+        assert_eq!(t["customers"], c["size"]);
+        let spent = c["mean_total_spent"].as_f64().unwrap();
+        assert!(
+            (t["mean_spent"].as_f64().unwrap() - spent).abs() < 0.006,
+            "{t} {c}"
+        );
+    }
+}

@@ -238,15 +238,32 @@ async fn poll(
         for (_, ups) in by_chat {
             let (app, bots) = (app.clone(), bots.clone());
             tasks.spawn(async move {
+                // The first update of this chat that could not be stored: it and the chat's later ones
+                // (kept in order) are left for redelivery.
                 for u in ups {
-                    on_update(&app, &bots, u).await;
+                    let id = u.id.0 as i64;
+                    if !on_update(&app, &bots, u).await {
+                        return Some(id);
+                    }
                 }
+                None
             });
         }
-        while tasks.join_next().await.is_some() {}
-        app.store
-            .set_platform_offset(bots.platform, last + 1)
-            .await?;
+        let mut next = last + 1;
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Some(failed)) = r {
+                next = next.min(failed);
+            }
+        }
+        // Everything below `next` is answered; Telegram redelivers the rest (answered ones among them are
+        // recognised and skipped).
+        app.store.set_platform_offset(bots.platform, next).await?;
+        if next <= last {
+            attempt += 1;
+            if !backoff(attempt, &mut stop).await {
+                break;
+            }
+        }
     }
     Ok(())
 }
@@ -290,9 +307,13 @@ async fn webhook(
                         return axum::http::StatusCode::UNAUTHORIZED;
                     }
                     match serde_json::from_slice::<Update>(&body) {
+                        // A 5xx makes Telegram deliver the update again.
                         Ok(u) => {
-                            on_update(&app, &bots, u).await;
-                            axum::http::StatusCode::OK
+                            if on_update(&app, &bots, u).await {
+                                axum::http::StatusCode::OK
+                            } else {
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE
+                            }
                         }
                         Err(_) => axum::http::StatusCode::BAD_REQUEST,
                     }
@@ -314,27 +335,30 @@ async fn webhook(
     Ok(())
 }
 
-/// One update: parse, ask the application layer, send what it answers.
-async fn on_update(app: &App, bots: &Bots, u: Update) {
+/// One update: parse, ask the application layer, send what it answers. False when it could not be
+/// stored (it must be delivered again); an update that is not for the bot counts as done.
+async fn on_update(app: &App, bots: &Bots, u: Update) -> bool {
     let id = u.id.0 as i64;
     let UpdateKind::Message(m) = u.kind else {
-        return;
+        return true;
     };
-    let Some(from) = m.from.as_ref() else { return };
+    let Some(from) = m.from.as_ref() else {
+        return true;
+    };
     if from.is_bot {
-        return;
+        return true;
     }
     let private = m.chat.is_private();
     let text = m.text().or(m.caption()).map(str::to_string);
     let addressed = private || addressed_in_group(&m, &bots.username);
     if !addressed {
-        return;
+        return true;
     }
     let text = match text {
         Some(t) => strip_mention(&t, &bots.username),
         // A photo or sticker: say what the bot reads, never stay silent.
         None if private => String::new(),
-        None => return,
+        None => return true,
     };
     let role = if bots.operators.contains(&from.id.0) {
         Role::Operator
@@ -359,8 +383,10 @@ async fn on_update(app: &App, bots: &Bots, u: Update) {
         Err(e) => {
             // The store failed: the update is not recorded, so it is redelivered and answered later.
             tracing::error!(update = id, "telegram update not answered: {e}");
+            return false;
         }
     }
+    true
 }
 
 /// Commands, mentions of the bot and replies to the bot's messages; nothing else in a group.

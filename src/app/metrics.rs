@@ -83,6 +83,13 @@ impl Metrics {
         }
     }
 
+    /// A chat platform call that failed and is tried again.
+    pub fn retried(&self, platform: &str, reason: &str) {
+        self.platform_retries
+            .with_label_values(&[platform, reason])
+            .inc();
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -124,10 +124,7 @@ pub async fn run_as(
             Ok(me) => break me,
             Err(e) if transient(&e) => {
                 tracing::warn!("telegram getMe: {e}; retrying");
-                app.metrics
-                    .platform_retries
-                    .with_label_values(&[PLATFORM, "network"])
-                    .inc();
+                app.metrics.retried(PLATFORM, "network");
                 attempt += 1;
                 if !backoff(attempt, &mut stop).await {
                     return Ok(());
@@ -202,19 +199,13 @@ async fn poll(
                 u
             }
             Err(RequestError::RetryAfter(s)) => {
-                app.metrics
-                    .platform_retries
-                    .with_label_values(&[PLATFORM, "retry_after"])
-                    .inc();
+                app.metrics.retried(PLATFORM, "retry_after");
                 tokio::time::sleep(s.duration()).await;
                 continue;
             }
             Err(e) => {
                 tracing::warn!("telegram getUpdates: {e}; retrying");
-                app.metrics
-                    .platform_retries
-                    .with_label_values(&[PLATFORM, "network"])
-                    .inc();
+                app.metrics.retried(PLATFORM, "network");
                 attempt += 1;
                 if !backoff(attempt, &mut stop).await {
                     break;
@@ -480,17 +471,11 @@ where
             Ok(_) => return true,
             // Only without the Throttle adaptor (which waits and resends by itself).
             Err(RequestError::RetryAfter(s)) if attempt < 5 => {
-                app.metrics
-                    .platform_retries
-                    .with_label_values(&[PLATFORM, "retry_after"])
-                    .inc();
+                app.metrics.retried(PLATFORM, "retry_after");
                 tokio::time::sleep(s.duration()).await;
             }
             Err(e) if transient(&e) && attempt < 5 => {
-                app.metrics
-                    .platform_retries
-                    .with_label_values(&[PLATFORM, "network"])
-                    .inc();
+                app.metrics.retried(PLATFORM, "network");
                 tracing::warn!("telegram send: {e}; retrying");
                 tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
             }

@@ -284,13 +284,20 @@ pub struct SearchHit {
 
 /// An open searcher: the encoder and the index, loaded once for many queries.
 pub struct Searcher {
-    encoder: Encoder,
+    encoder: std::sync::Arc<Encoder>,
     index: Box<dyn VectorIndex>,
 }
 
 impl Searcher {
     pub fn open(cfg: &Config) -> Result<Self, EnrichError> {
-        let encoder = heads::review_encoder(cfg)?;
+        Self::with_encoder(cfg, std::sync::Arc::new(heads::review_encoder(cfg)?))
+    }
+
+    /// A searcher over the configured index with an encoder already loaded (the router's).
+    pub fn with_encoder(
+        cfg: &Config,
+        encoder: std::sync::Arc<Encoder>,
+    ) -> Result<Self, EnrichError> {
         let index = open_index(cfg, encoder.dim())?;
         Ok(Self { encoder, index })
     }

@@ -1192,7 +1192,7 @@ mod insight_cmd {
                         Some(ReviewTokens {
                             period: key((*d)?),
                             negative: rating.is_some_and(|r| r <= 2.0),
-                            tokens: dongcha::nlp::text::tokens(text),
+                            tokens: dongcha::nlp::text::tokens(text).into(),
                         })
                     })
                     .collect();

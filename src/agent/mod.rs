@@ -15,6 +15,7 @@ pub mod dates;
 pub mod llm;
 pub mod router;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -102,7 +103,8 @@ pub struct Agent {
     router: Router,
     catalogue: Catalogue,
     /// Loaded on the first question the router is unsure about (a confident question never waits for it).
-    llm: tokio::sync::OnceCell<Llm>,
+    /// Shared with the agents that replace this one when the data changes (see [`Agent::refreshed`]).
+    llm: Arc<tokio::sync::OnceCell<Llm>>,
     specs: Vec<ToolSpec>,
     llm_use: LlmUse,
     pub llm_weight: f32,
@@ -126,8 +128,9 @@ impl Agent {
     pub async fn open(cfg: &Config, llm: bool) -> Result<Self, AgentError> {
         let ctx = Context::open(cfg).await?;
         let examples = router::parse_examples(router::EXAMPLES_TSV).map_err(AgentError::Prompts)?;
-        let (encoder, vectors) = tokio::task::block_in_place(|| {
-            let encoder = crate::heads::review_encoder(cfg)?;
+        // The review encoder, shared with the review searcher through the context (loaded once).
+        let encoder = ctx.encoder().await?;
+        let vectors = tokio::task::block_in_place(|| {
             // A cache of its own: the training cache holds ~17k vectors that every start would read.
             let path = cfg
                 .data_dir()
@@ -136,7 +139,7 @@ impl Agent {
             let mut cache = crate::heads::VectorCache::open(path, encoder.dim())?;
             let texts: Vec<&str> = examples.iter().map(|(_, q)| q.as_str()).collect();
             let v = cache.vectors(&encoder, &texts, 32, &indicatif::ProgressBar::hidden())?;
-            Ok::<_, AgentError>((encoder, v))
+            Ok::<_, AgentError>(v)
         })?;
         let a = &cfg.agent;
         let settings = RouterSettings {
@@ -155,10 +158,28 @@ impl Agent {
             ctx,
             router,
             catalogue,
-            llm: tokio::sync::OnceCell::new(),
+            llm: Default::default(),
             specs,
             llm_use,
             llm_weight: a.llm_weight,
+        })
+    }
+
+    /// An agent over the store's current data: fresh shared results (summaries, models, forecasts,
+    /// tokenised reviews) and catalogue, the same encoder, router and LLM (nothing is loaded again).
+    pub async fn refreshed(&self) -> Result<Self, AgentError> {
+        let ctx = Context::with_encoder(&self.ctx.cfg, self.ctx.encoder().await?).await?;
+        let catalogue = Catalogue::new(&ctx.store.catalogue().await.map_err(ToolError::from)?);
+        let today = ctx.today().await?;
+        Ok(Self {
+            today,
+            ctx,
+            router: self.router.clone(),
+            catalogue,
+            llm: self.llm.clone(),
+            specs: self.specs.clone(),
+            llm_use: self.llm_use,
+            llm_weight: self.llm_weight,
         })
     }
 

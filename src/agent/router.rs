@@ -64,6 +64,7 @@ pub fn parse_examples(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+#[derive(Clone)]
 struct Example {
     tool: usize,
     vector: Vec<f32>,
@@ -125,8 +126,9 @@ impl Ranking {
     }
 }
 
+#[derive(Clone)]
 pub struct Router {
-    encoder: Encoder,
+    encoder: std::sync::Arc<Encoder>,
     examples: Vec<Example>,
     pub settings: RouterSettings,
 }
@@ -134,7 +136,7 @@ pub struct Router {
 impl Router {
     /// `vectors[i]` is the encoder's vector of `examples[i].1`.
     pub fn new(
-        encoder: Encoder,
+        encoder: std::sync::Arc<Encoder>,
         examples: &[(String, String)],
         vectors: Vec<Vec<f32>>,
         settings: RouterSettings,

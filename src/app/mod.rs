@@ -135,7 +135,6 @@ pub struct App {
     pub store: Store,
     agent: RwLock<Arc<Agent>>,
     version: Mutex<DataVersion>,
-    llm: bool,
     pub metrics: Metrics,
     font: Option<chart::Font>,
     charts: Mutex<(HashMap<String, Chart>, std::collections::VecDeque<String>)>,
@@ -163,12 +162,17 @@ impl App {
         let quota =
             Quota::per_minute(NonZeroU32::new(s.rate_per_minute).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(s.rate_burst).unwrap_or(NonZeroU32::MIN));
+        // The shared results the first questions need, computed while the front ends start.
+        let first = Arc::new(agent);
+        tokio::spawn({
+            let agent = first.clone();
+            async move { agent.ctx.warm().await }
+        });
         Ok(Arc::new(Self {
             cfg: cfg.clone(),
             store,
-            agent: RwLock::new(Arc::new(agent)),
+            agent: RwLock::new(first),
             version: Mutex::new(version),
-            llm,
             metrics: Metrics::new(),
             font,
             charts: Mutex::new(Default::default()),
@@ -191,7 +195,9 @@ impl App {
             return Ok(false);
         }
         tracing::info!(version = %now.0, "the shop's data changed: recomputing shared results");
-        let fresh = Agent::open(&self.cfg, self.llm).await?;
+        // Questions are answered from the old data until the new results are ready.
+        let fresh = self.agent().await.refreshed().await?;
+        fresh.ctx.warm().await;
         *self.agent.write().await = Arc::new(fresh);
         *self.version.lock().expect("version lock") = now;
         self.metrics.data_refreshes.inc();

@@ -14,7 +14,7 @@ use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use super::InsightError;
-use super::forecast::{Forecast, Method, Selection, auto_forecast, forecast};
+use super::forecast::{Forecast, Method, Selection, auto_forecast_validated, forecast};
 
 /// Lunar New Year's Day, 2000–2035.
 const LUNAR_NEW_YEAR: [(i32, u32, u32); 36] = [
@@ -146,12 +146,14 @@ pub struct EventForecast {
 }
 
 /// Forecasts a daily series `y` (one value per day from `first`) `horizon` days ahead with weekly
-/// seasonality, learning and applying the calendar's event effects.
+/// seasonality, learning and applying the calendar's event effects. Without a `method`, the model is
+/// chosen by rolling validation on windows of `validation` days.
 pub fn forecast_daily_with_events(
     y: &[f64],
     first: NaiveDate,
     horizon: usize,
     method: Option<Method>,
+    validation: usize,
     cal: &Calendar,
 ) -> Result<EventForecast, InsightError> {
     let dates: Vec<NaiveDate> = (0..y.len() + horizon)
@@ -176,7 +178,7 @@ pub fn forecast_daily_with_events(
     let (selection, mut f) = match method {
         Some(m) => (None, forecast(&cleaned, 7, horizon, m)?),
         None => {
-            let (sel, f) = auto_forecast(&cleaned, 7, horizon)?;
+            let (sel, f) = auto_forecast_validated(&cleaned, 7, horizon, validation)?;
             (Some(sel), f)
         }
     };
@@ -261,14 +263,21 @@ mod tests {
         let (y, first) = shop(665); // 2023-01-02 .. 2024-10-27
         let cal = Calendar::built_in();
         let horizon = 30; // to 2024-11-26: contains Double 11
-        let with =
-            forecast_daily_with_events(&y, first, horizon, Some(Method::HoltWintersAdditive), &cal)
-                .unwrap();
+        let with = forecast_daily_with_events(
+            &y,
+            first,
+            horizon,
+            Some(Method::HoltWintersAdditive),
+            horizon,
+            &cal,
+        )
+        .unwrap();
         let without = forecast_daily_with_events(
             &y,
             first,
             horizon,
             Some(Method::HoltWintersAdditive),
+            horizon,
             &Calendar::default(),
         )
         .unwrap();

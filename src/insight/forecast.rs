@@ -500,13 +500,25 @@ pub fn select(y: &[f64], period: usize, horizon: usize) -> Result<Selection, Ins
     })
 }
 
-/// Forecasts with the model [`select`] picks.
+/// Forecasts with the model [`select`] picks on windows as long as the horizon.
 pub fn auto_forecast(
     y: &[f64],
     period: usize,
     horizon: usize,
 ) -> Result<(Selection, Forecast), InsightError> {
-    let selection = select(y, period, horizon)?;
+    auto_forecast_validated(y, period, horizon, horizon)
+}
+
+/// Forecasts `horizon` steps with the model [`select`] picks on validation windows of `validation`
+/// steps: with a fixed window the choice, and so every step's figure, is the same whatever the horizon
+/// (a 7-day forecast is the first week of the 30-day one).
+pub fn auto_forecast_validated(
+    y: &[f64],
+    period: usize,
+    horizon: usize,
+    validation: usize,
+) -> Result<(Selection, Forecast), InsightError> {
+    let selection = select(y, period, validation)?;
     let f = forecast(y, period, horizon, selection.chosen)?;
     Ok((selection, f))
 }

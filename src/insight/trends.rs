@@ -13,7 +13,8 @@ pub struct ReviewTokens {
     /// The period it belongs to (e.g. "2026-W14" or "2026-04"); periods sort chronologically as strings.
     pub period: String,
     pub negative: bool,
-    pub tokens: Vec<String>,
+    /// Shared, so the tokens of a review are computed once and reused for every period asked.
+    pub tokens: std::sync::Arc<[String]>,
 }
 
 /// Tokens worth counting: no single Latin letters or lone Han characters (mostly particles), no numbers.

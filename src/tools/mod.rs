@@ -188,10 +188,18 @@ pub struct Context {
     churn: OnceCell<Arc<Vec<(usize, crate::insight::churn::ChurnRisk)>>>,
     segments: OnceCell<Arc<crate::insight::segment::Segmentation>>,
     searcher: OnceCell<Arc<crate::enrich::Searcher>>,
+    encoder: OnceCell<Arc<crate::nlp::encoder::Encoder>>,
     value_models: OnceCell<Arc<ValueModels>>,
+    /// Daily forecasts by scope (see [`sales_forecast::shared`]).
+    forecasts: SharedBy<String, sales_forecast::Shared>,
+    /// Tokenised reviews by product scope (see [`top_complaints::texts`]).
+    complaint_texts: SharedBy<Option<i64>, top_complaints::Texts>,
     /// Outputs by "tool arguments" (see [`run`]).
     memo: std::sync::Mutex<std::collections::HashMap<String, Value>>,
 }
+
+/// Shared results by key (a scope), each computed once by the first call that needs it.
+type SharedBy<K, T> = std::sync::Mutex<std::collections::HashMap<K, Arc<OnceCell<Arc<T>>>>>;
 
 /// BG/NBD and Gamma-Gamma fitted on the shop's summaries (for value, profiles and promotions).
 pub struct ValueModels {
@@ -200,6 +208,43 @@ pub struct ValueModels {
 }
 
 impl Context {
+    /// A context whose review encoder is one already loaded (an agent refreshed on new data).
+    pub async fn with_encoder(
+        cfg: &Config,
+        encoder: Arc<crate::nlp::encoder::Encoder>,
+    ) -> Result<Self, ToolError> {
+        let ctx = Self::open(cfg).await?;
+        let _ = ctx.encoder.set(encoder);
+        Ok(ctx)
+    }
+
+    /// Computes the shared results every front end's first questions need (the shop's summaries,
+    /// churn scores, value models, segments, the shop's daily forecast, the tokenised reviews), so the
+    /// first operator to ask does not wait for them. A result that cannot be computed (an empty shop)
+    /// is left for the question that needs it to report.
+    pub async fn warm(&self) {
+        let started = std::time::Instant::now();
+        let results = [
+            ("churn", self.churn().await.err()),
+            ("value models", self.value_models().await.err()),
+            ("segments", self.segments().await.err()),
+            (
+                "forecast",
+                sales_forecast::shared(self, None, None, true).await.err(),
+            ),
+            ("reviews", top_complaints::texts(self, None).await.err()),
+        ];
+        for (what, e) in results {
+            if let Some(e) = e {
+                tracing::debug!("shared result {what} not computed: {e}");
+            }
+        }
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "shared results computed"
+        );
+    }
+
     pub async fn open(cfg: &Config) -> Result<Self, ToolError> {
         Ok(Self {
             cfg: cfg.clone(),
@@ -208,7 +253,10 @@ impl Context {
             churn: OnceCell::new(),
             segments: OnceCell::new(),
             searcher: OnceCell::new(),
+            encoder: OnceCell::new(),
             value_models: OnceCell::new(),
+            forecasts: Default::default(),
+            complaint_texts: Default::default(),
             memo: Default::default(),
         })
     }
@@ -293,10 +341,25 @@ impl Context {
             .cloned()
     }
 
+    /// The review encoder, loaded once per context: the router and the review searcher share it.
+    pub async fn encoder(&self) -> Result<Arc<crate::nlp::encoder::Encoder>, ToolError> {
+        self.encoder
+            .get_or_try_init(|| async {
+                let e = tokio::task::block_in_place(|| crate::heads::review_encoder(&self.cfg))
+                    .map_err(crate::enrich::EnrichError::from)?;
+                Ok::<_, ToolError>(Arc::new(e))
+            })
+            .await
+            .cloned()
+    }
+
     pub async fn searcher(&self) -> Result<Arc<crate::enrich::Searcher>, ToolError> {
+        let encoder = self.encoder().await?;
         self.searcher
             .get_or_try_init(|| async {
-                let s = tokio::task::block_in_place(|| crate::enrich::Searcher::open(&self.cfg))?;
+                let s = tokio::task::block_in_place(|| {
+                    crate::enrich::Searcher::with_encoder(&self.cfg, encoder)
+                })?;
                 Ok::<_, ToolError>(Arc::new(s))
             })
             .await

@@ -3,6 +3,7 @@
 //! as `dongcha insight forecast`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Datelike, Duration, Months, NaiveDate};
 use schemars::JsonSchema;
@@ -50,6 +51,9 @@ pub struct Step {
     pub upper80: f64,
     pub lower95: f64,
     pub upper95: f64,
+    /// The holiday or promotion whose learned effect this day's figures carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 /// A sales forecast as `dongcha insight forecast` prints it.
@@ -64,7 +68,32 @@ pub struct SalesForecast {
     pub forecast: Vec<Step>,
 }
 
-/// Forecasts `purchases` totals per `freq` bucket, `horizon` buckets ahead.
+/// Days of each validation window when a daily model is chosen, whatever the horizon asked: the choice,
+/// and so every day's figure, does not depend on how far ahead the question looks.
+pub const DAILY_VALIDATION_DAYS: usize = 30;
+
+/// How far ahead the shared daily forecast of a scope reaches (the longest horizon a question may ask).
+pub const SHARED_HORIZON_DAYS: usize = 366;
+
+impl SalesForecast {
+    /// The first `horizon` steps (a forecast made further ahead, cut: the figures are those of a
+    /// forecast made for `horizon`, see [`DAILY_VALIDATION_DAYS`]).
+    pub fn first(&self, horizon: usize) -> SalesForecast {
+        let mut f = self.clone();
+        f.forecast.truncate(horizon);
+        for e in &mut f.event_effects {
+            e.forecast_days = f
+                .forecast
+                .iter()
+                .filter(|s| s.event.as_deref() == Some(e.name.as_str()))
+                .count();
+        }
+        f
+    }
+}
+
+/// Forecasts `purchases` totals per `freq` bucket, `horizon` buckets ahead (daily: the model chosen on
+/// [`DAILY_VALIDATION_DAYS`]-day windows; weekly and monthly: on windows as long as the horizon).
 pub fn compute(
     cfg: &Config,
     purchases: &[Purchase],
@@ -112,29 +141,50 @@ pub fn compute(
     let events = freq == Freq::Day
         && events
         && (cfg.forecast.holidays || !cfg.forecast.promotions.is_empty());
-    let mut effects = Vec::new();
-    let (selection, f) = if events {
-        let cal = if cfg.forecast.holidays {
+    let mut effects: Vec<EventEffect> = Vec::new();
+    let cal = events.then(|| {
+        if cfg.forecast.holidays {
             Calendar::built_in()
         } else {
             Calendar::default()
         }
-        .with(&cfg.forecast.promotions);
-        let ef = calendar::forecast_daily_with_events(&y, first, horizon, method, &cal)?;
+        .with(&cfg.forecast.promotions)
+    });
+    let (selection, f) = if let Some(cal) = &cal {
+        let ef = calendar::forecast_daily_with_events(
+            &y,
+            first,
+            horizon,
+            method,
+            DAILY_VALIDATION_DAYS,
+            cal,
+        )?;
         effects = ef.effects;
         (ef.selection, ef.forecast)
     } else {
         match method {
             Some(m) => (None, forecast::forecast(&y, period, horizon, m)?),
             None => {
-                let (sel, f) = forecast::auto_forecast(&y, period, horizon)?;
+                let validation = if freq == Freq::Day {
+                    DAILY_VALIDATION_DAYS
+                } else {
+                    horizon
+                };
+                let (sel, f) = forecast::auto_forecast_validated(&y, period, horizon, validation)?;
                 (Some(sel), f)
             }
         }
     };
     let forecast = (0..horizon)
-        .map(|i| Step {
-            period: next(last, i as u32 + 1),
+        .map(|i| next(last, i as u32 + 1))
+        .enumerate()
+        .map(|(i, period)| Step {
+            event: cal
+                .as_ref()
+                .and_then(|c| c.event_on(period))
+                .filter(|name| effects.iter().any(|e| e.name == *name))
+                .map(str::to_string),
+            period,
             forecast: round2(f.point[i]),
             lower80: round2(f.lower80[i]),
             upper80: round2(f.upper80[i]),
@@ -181,52 +231,93 @@ pub struct DayTotal {
     pub total: f64,
 }
 
-/// Daily totals of `purchases` over the `days` days ending on `last` (days without sales are 0).
-fn recent_totals(purchases: &[Purchase], last: NaiveDate, days: i64) -> Vec<DayTotal> {
-    let first = last - Duration::days(days - 1);
-    let mut totals = vec![0.0; days as usize];
-    for p in purchases {
-        if p.date >= first && p.date <= last {
-            totals[(p.date - first).num_days() as usize] += p.amount;
-        }
+/// A scope's daily forecast, computed once per context (data version) at [`SHARED_HORIZON_DAYS`] and
+/// cut to each question's horizon, with the scope's actual daily totals of the year before it.
+pub struct Shared {
+    pub forecast: SalesForecast,
+    /// Actual sales per day over the [`SHARED_HORIZON_DAYS`] days ending on `forecast.last`.
+    pub actual: Vec<f64>,
+}
+
+impl Shared {
+    /// Actual sales of the last `days` days of the history.
+    fn actual_total(&self, days: usize) -> f64 {
+        self.actual.iter().rev().take(days).sum()
     }
-    totals
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| DayTotal {
-            day: first + Duration::days(i as i64),
-            total: round2(t),
-        })
-        .collect()
+
+    /// The last `days` days of the history as day totals.
+    fn recent(&self, days: usize) -> Vec<DayTotal> {
+        let n = self.actual.len();
+        let first = self.forecast.last - Duration::days(n as i64 - 1);
+        (n.saturating_sub(days)..n)
+            .map(|i| DayTotal {
+                day: first + Duration::days(i as i64),
+                total: round2(self.actual[i]),
+            })
+            .collect()
+    }
+}
+
+/// The shared daily forecast of the whole shop, a product (its catalogue name) or a category, with
+/// holidays and promotions on or off: fitted on the first question that needs it, then reused.
+pub async fn shared(
+    ctx: &Context,
+    product: Option<&str>,
+    category: Option<&str>,
+    events: bool,
+) -> Result<Arc<Shared>, ToolError> {
+    let key = format!("{product:?} {category:?} {events}");
+    let cell = ctx
+        .forecasts
+        .lock()
+        .expect("forecasts lock")
+        .entry(key)
+        .or_default()
+        .clone();
+    cell.get_or_try_init(|| async {
+        let purchases = ctx.store.sales(product, category).await?;
+        if purchases.is_empty() && category.is_some() {
+            return Err(ToolError::NotFound("no sales in that category".into()));
+        }
+        let cfg = ctx.cfg.clone();
+        let forecast = tokio::task::block_in_place(|| {
+            compute(
+                &cfg,
+                &purchases,
+                Freq::Day,
+                SHARED_HORIZON_DAYS,
+                None,
+                events,
+            )
+        })?;
+        let n = SHARED_HORIZON_DAYS;
+        let first = forecast.last - Duration::days(n as i64 - 1);
+        let mut actual = vec![0.0; n];
+        for p in &purchases {
+            if p.date >= first && p.date <= forecast.last {
+                actual[(p.date - first).num_days() as usize] += p.amount;
+            }
+        }
+        Ok(Arc::new(Shared { forecast, actual }))
+    })
+    .await
+    .cloned()
 }
 
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
-    let horizon = args.horizon_days.unwrap_or(30).clamp(1, 366);
+    let horizon = args
+        .horizon_days
+        .unwrap_or(30)
+        .clamp(1, SHARED_HORIZON_DAYS as u32);
     let events = args.events.unwrap_or(true);
     let product = ctx
         .find_product_opt(args.product.as_deref())
         .await?
         .map(|p| p.1);
-    let purchases = ctx
-        .store
-        .sales(product.as_deref(), args.category.as_deref())
-        .await?;
-    if purchases.is_empty() && args.category.is_some() {
-        return Err(ToolError::NotFound("no sales in that category".into()));
-    }
-    let cfg = ctx.cfg.clone();
-    let f = tokio::task::block_in_place(|| {
-        compute(&cfg, &purchases, Freq::Day, horizon as usize, None, events)
-    })?;
+    let shared = shared(ctx, product.as_deref(), args.category.as_deref(), events).await?;
+    let f = shared.forecast.first(horizon as usize);
     let total = round2(f.forecast.iter().map(|s| s.forecast).sum());
-    let since = f.last - Duration::days(horizon as i64 - 1);
-    let previous_total = round2(
-        purchases
-            .iter()
-            .filter(|p| p.date >= since && p.date <= f.last)
-            .map(|p| p.amount)
-            .sum(),
-    );
+    let previous_total = round2(shared.actual_total(horizon as usize));
     Ok(Output {
         horizon_days: horizon,
         product,
@@ -241,6 +332,58 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         method: f.method.name().to_string(),
         event_effects: f.event_effects,
         daily: f.forecast,
-        recent: recent_totals(&purchases, f.last, 84),
+        recent: shared.recent(84),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daily series with a weekly pattern, a trend and Double 11 peaks, over two years.
+    fn purchases() -> Vec<Purchase> {
+        let first = NaiveDate::from_ymd_opt(2024, 7, 1).unwrap();
+        (0..730)
+            .map(|i| {
+                let date = first + Duration::days(i);
+                let weekly = [1.0, 0.9, 0.95, 1.0, 1.2, 1.5, 1.4]
+                    [date.weekday().num_days_from_monday() as usize];
+                let peak = if date.month() == 11 && date.day() == 11 {
+                    3.0
+                } else {
+                    1.0
+                };
+                Purchase {
+                    customer: (i % 50) as u32,
+                    date,
+                    amount: (1000.0 + i as f64) * weekly * peak + ((i * 37) % 11) as f64 * 20.0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_short_daily_forecast_is_the_start_of_the_long_one() {
+        let cfg = Config::load(None).unwrap();
+        let p = purchases();
+        let long = compute(&cfg, &p, Freq::Day, SHARED_HORIZON_DAYS, None, true).unwrap();
+        for h in [7, 30, 200] {
+            let short = compute(&cfg, &p, Freq::Day, h, None, true).unwrap();
+            let cut = long.first(h);
+            assert_eq!(
+                serde_json::to_value(&short).unwrap(),
+                serde_json::to_value(&cut).unwrap(),
+                "horizon {h}"
+            );
+        }
+        // Double 11 lies 133 days after the history: counted in the 200-day cut, not in the 30-day one.
+        let d11 = |f: &SalesForecast| {
+            f.event_effects
+                .iter()
+                .find(|e| e.name == "double 11")
+                .map(|e| e.forecast_days)
+        };
+        assert_eq!(d11(&long.first(200)), Some(1));
+        assert_eq!(d11(&long.first(30)), Some(0));
+    }
 }

@@ -2,6 +2,8 @@
 //! optionally for one product: complaint topics among negative reviews (sentiment label from `dongcha
 //! enrich`, else a rating of 2 or less), their counts against the period before, and example review ids.
 
+use std::sync::Arc;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -53,47 +55,77 @@ fn negative(r: &LabelledText) -> bool {
     }
 }
 
+/// The dated reviews of a scope (the shop or one product), each with its tokens: tokenised once per
+/// context (data version), whatever period a question asks about.
+pub struct Texts {
+    reviews: Vec<(LabelledText, Arc<[String]>)>,
+}
+
+/// [`Texts`] of the whole shop or of one product (by id), shared by every call.
+pub async fn texts(ctx: &Context, product: Option<i64>) -> Result<Arc<Texts>, ToolError> {
+    let cell = ctx
+        .complaint_texts
+        .lock()
+        .expect("complaint texts lock")
+        .entry(product)
+        .or_default()
+        .clone();
+    cell.get_or_try_init(|| async {
+        // Dates are compared as ISO text in the store: the last day must format as 4 digits.
+        let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31).expect("date");
+        let all = ctx
+            .store
+            .labelled_reviews(chrono::NaiveDate::MIN, last, product)
+            .await?;
+        let reviews = tokio::task::block_in_place(|| {
+            all.into_iter()
+                .filter(|r| r.date.is_some())
+                .map(|r| {
+                    let tokens: Arc<[String]> = crate::nlp::text::tokens(&r.text_raw).into();
+                    (r, tokens)
+                })
+                .collect()
+        });
+        Ok(Arc::new(Texts { reviews }))
+    })
+    .await
+    .cloned()
+}
+
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let period = ctx.period_or_default(&args.period).await?;
     let product = ctx.find_product_opt(args.product.as_deref()).await?;
     let previous_period = period.previous();
-    // Topics are learned from all of the product's reviews (what marks a complaint), counted per period.
-    let all = ctx
-        .store
-        .labelled_reviews(
-            chrono::NaiveDate::MIN,
-            period.to,
-            product.as_ref().map(|p| p.0),
-        )
-        .await?;
-    let label = |d: chrono::NaiveDate| {
-        if period.contains(d) {
-            "now"
-        } else if previous_period.contains(d) {
-            "before"
-        } else {
-            "other"
-        }
-    };
-    let tokens: Vec<ReviewTokens> = tokio::task::block_in_place(|| {
-        all.iter()
-            .filter_map(|r| {
-                Some(ReviewTokens {
-                    period: label(r.date?).to_string(),
+    // Topics are learned from all of the scope's reviews up to the period's end (what marks a
+    // complaint), counted per period.
+    let texts = texts(ctx, product.as_ref().map(|p| p.0)).await?;
+    let dated: Vec<(&LabelledText, ReviewTokens)> = texts
+        .reviews
+        .iter()
+        .filter(|(r, _)| r.date.is_some_and(|d| d <= period.to))
+        .map(|(r, tokens)| {
+            let d = r.date.expect("dated");
+            let label = if period.contains(d) {
+                "now"
+            } else if previous_period.contains(d) {
+                "before"
+            } else {
+                "other"
+            };
+            (
+                r,
+                ReviewTokens {
+                    period: label.to_string(),
                     negative: negative(r),
-                    tokens: crate::nlp::text::tokens(&r.text_raw),
-                })
-            })
-            .collect()
-    });
+                    tokens: tokens.clone(),
+                },
+            )
+        })
+        .collect();
+    let tokens: Vec<ReviewTokens> = dated.iter().map(|(_, t)| t.clone()).collect();
     let top_k = args.top_k.unwrap_or(5).clamp(1, 20);
     let found = trends::complaint_topics(&tokens, "now", "before", top_k);
-    let dated: Vec<(&LabelledText, &ReviewTokens)> = all
-        .iter()
-        .filter(|r| r.date.is_some())
-        .zip(&tokens)
-        .collect();
-    let now: Vec<&(&LabelledText, &ReviewTokens)> =
+    let now: Vec<&(&LabelledText, ReviewTokens)> =
         dated.iter().filter(|(_, t)| t.period == "now").collect();
     let topics = found
         .into_iter()
@@ -101,7 +133,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         .map(|t| Topic {
             examples: now
                 .iter()
-                .filter(|(r, tk)| tk.negative && tk.tokens.contains(&t.keyword) && negative(r))
+                .filter(|(_, tk)| tk.negative && tk.tokens.contains(&t.keyword))
                 .take(2)
                 .map(|(r, _)| quote(r))
                 .collect(),

@@ -97,13 +97,7 @@ fn ask_answers_on_the_demo_shop_with_the_insight_figures_and_resists_injection()
         &[],
     ));
     let top = a["result"]["top"].as_array().unwrap();
-    let direct_top = direct["top"].as_array().unwrap();
-    assert_eq!(top.len(), direct_top.len());
-    for (x, y) in top.iter().zip(direct_top) {
-        assert_eq!(x["customer"], y["customer"]);
-        let p = y["churn_probability"].as_f64().unwrap() * 100.0;
-        assert!((x["churn_probability_pct"].as_f64().unwrap() - p).abs() < 1e-3);
-    }
+    assert_eq!(a["result"], direct, "the tool's output, figure for figure");
     let reply = a["reply"].as_str().unwrap();
     assert!(
         ungrounded_numbers(reply, &a["result"]).is_empty(),

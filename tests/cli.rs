@@ -360,14 +360,17 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
     let out = dongcha(dir.path(), &["insight", "segments", "--json"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     let seg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let segments = seg["segmentation"]["segments"].as_array().unwrap();
-    let total: u64 = segments.iter().map(|s| s["size"].as_u64().unwrap()).sum();
+    let segments = seg["segments"].as_array().unwrap();
+    let total: u64 = segments
+        .iter()
+        .map(|s| s["customers"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 23_570);
     let share: f64 = segments
         .iter()
-        .map(|s| s["revenue_share"].as_f64().unwrap())
+        .map(|s| s["revenue_share_pct"].as_f64().unwrap())
         .sum();
-    assert!((share - 1.0).abs() < 1e-6);
+    assert!((share - 100.0).abs() < 0.05, "{share}");
     // Review trends: complaint topics of June 2026 against May, with the significance rule applied.
     let out = dongcha(
         dir.path(),
@@ -385,22 +388,26 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
     assert!(out.status.success(), "{:?}", text(&out));
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        (t["period"].as_str(), t["previous"].as_str()),
-        (Some("2026-06"), Some("2026-05"))
+        (
+            t["period"]["from"].as_str(),
+            t["period"]["to"].as_str(),
+            t["previous_period"]["from"].as_str()
+        ),
+        (Some("2026-06-01"), Some("2026-06-30"), Some("2026-05-01"))
     );
-    let topics = t["complaint_topics"].as_array().unwrap();
+    let topics = t["topics"].as_array().unwrap();
     assert!(
         !topics.is_empty()
             && topics
                 .iter()
-                .map(|x| x["count"].as_u64().unwrap())
+                .map(|x| x["complaints"].as_u64().unwrap())
                 .sum::<u64>()
                 > 20,
         "{t}"
     );
     for x in topics {
         let significant =
-            x["p_value"].as_f64().unwrap() < 0.05 && x["count"].as_u64().unwrap() >= 10;
+            x["p_value"].as_f64().unwrap() < 0.05 && x["complaints"].as_u64().unwrap() >= 10;
         assert_eq!(x["significant"].as_bool(), Some(significant), "{x}");
     }
     assert_eq!(t["keywords"].as_array().unwrap().len(), 10);
@@ -414,11 +421,11 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
         );
         assert!(out.status.success(), "{:?}", text(&out));
         let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let targets = p["targets"].as_array().unwrap();
+        let targets = p["top"].as_array().unwrap();
         assert_eq!(targets.len(), 5, "{goal}");
         let stakes: Vec<f64> = targets
             .iter()
-            .map(|t| t["target"]["value_at_stake"].as_f64().unwrap())
+            .map(|t| t["value_at_stake"].as_f64().unwrap())
             .collect();
         assert!(
             stakes.windows(2).all(|w| w[0] >= w[1]),
@@ -521,7 +528,11 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
         &["insight", "forecast", "--product", "no such thing"],
         &[],
     );
-    assert!(!out.status.success() && text(&out).1.contains("no sales"));
+    assert!(
+        !out.status.success() && text(&out).1.contains("no product matches"),
+        "{:?}",
+        text(&out)
+    );
     let out = dongcha(dir.path(), &["insight", "forecast", "--freq", "month"], &[]);
     assert!(!out.status.success());
     assert!(

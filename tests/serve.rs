@@ -695,14 +695,19 @@ fn insight_cli(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// `dongcha insight X` and the tool of the same name print the same figures (one computation behind
-/// both), pair by pair.
+/// `dongcha insight X --json` prints exactly what the agent's tool returns for the same question (one
+/// computation behind both), pair by pair: sales, forecast, segments, churn, lifetime value,
+/// promotions, recommendations and complaint trends.
 #[test]
 fn insight_commands_print_the_figures_of_their_tools() {
     let dir = shop();
-    // Sales of a month.
-    let tool = ask_cli(dir, "What were sales in April 2026?");
-    assert_eq!(tool["tool"], "sales_summary");
+    let tool = |q: &str, name: &str| {
+        let a = ask_cli(dir, q);
+        assert_eq!(a["tool"], name, "{q}: {a}");
+        a
+    };
+    // Sales of a month: the whole output.
+    let a = tool("What were sales in April 2026?", "sales_summary");
     let cli = insight_cli(
         dir,
         &[
@@ -714,28 +719,87 @@ fn insight_commands_print_the_figures_of_their_tools() {
             "--json",
         ],
     );
-    for k in ["revenue", "orders", "units", "customers", "aov"] {
-        assert_eq!(tool["result"][k], cli[k], "sales {k}");
-    }
-    // The daily forecast, 30 days ahead: every step and interval.
-    let tool = ask_cli(dir, "forecast sales for the next 30 days");
-    assert_eq!(tool["tool"], "sales_forecast");
+    assert_eq!(a["result"], cli, "sales");
+    // The daily forecast, 30 days ahead: every step, interval, model and event effect.
+    let a = tool("forecast sales for the next 30 days", "sales_forecast");
     let cli = insight_cli(dir, &["forecast", "--horizon", "30", "--json"]);
-    assert_eq!(tool["result"]["daily"], cli["forecast"], "forecast steps");
-    // Segments: the same names and sizes, in the same order, and the same spend per customer.
-    let tool = ask_cli(dir, "What customer segments do we have?");
-    assert_eq!(tool["tool"], "customer_segments");
-    let cli = insight_cli(dir, &["segments", "--json"]);
-    let ts = tool["result"]["segments"].as_array().unwrap();
-    let cs = cli["segmentation"]["segments"].as_array().unwrap();
-    assert_eq!(ts.len(), cs.len());
-    for (t, c) in ts.iter().zip(cs) {
-        assert_eq!(t["name"], c["name"]);
-        assert_eq!(t["customers"], c["size"]);
-        let spent = c["mean_total_spent"].as_f64().unwrap();
-        assert!(
-            (t["mean_spent"].as_f64().unwrap() - spent).abs() < 0.006,
-            "{t} {c}"
-        );
+    assert_eq!(a["result"]["daily"], cli["forecast"], "forecast steps");
+    assert_eq!(a["result"]["event_effects"], cli["event_effects"]);
+    assert_eq!(
+        a["result"]["method"].as_str().unwrap(),
+        method_name(&cli["method"])
+    );
+    // A 7-day forecast is the first week of the 30-day one.
+    let week = insight_cli(dir, &["forecast", "--horizon", "7", "--json"]);
+    assert_eq!(
+        week["forecast"].as_array().unwrap()[..],
+        cli["forecast"].as_array().unwrap()[..7]
+    );
+    // Segments, churn, value, promotions, recommendations: the whole output.
+    let a = tool("What customer segments do we have?", "customer_segments");
+    assert_eq!(
+        a["result"],
+        insight_cli(dir, &["segments", "--json"]),
+        "segments"
+    );
+    let a = tool("Which customers are about to churn?", "churn_risk");
+    assert_eq!(a["result"], insight_cli(dir, &["churn", "--json"]), "churn");
+    let a = tool("top 5 customers by lifetime value", "customer_value");
+    assert_eq!(
+        a["result"],
+        insight_cli(dir, &["clv", "--top", "5", "--json"]),
+        "clv"
+    );
+    let a = tool(
+        "plan a win-back campaign for lapsed customers",
+        "promotion_plan",
+    );
+    let goal = a["result"]["goal"].as_str().unwrap().to_string();
+    assert_eq!(
+        a["result"],
+        insight_cli(dir, &["promote", "--goal", &goal, "--json"]),
+        "promote"
+    );
+    let a = tool("给客户 00042 推荐什么", "recommend_products");
+    assert_eq!(
+        a["result"],
+        insight_cli(
+            dir,
+            &["recommend", "--customer", "00042", "--top", "5", "--json"]
+        ),
+        "recommend"
+    );
+    // Complaint trends of a month = top_complaints over that month: one definition of a complaint.
+    let a = tool(
+        "What did buyers complain about in May 2026?",
+        "top_complaints",
+    );
+    assert_eq!(a["result"]["period"]["from"], "2026-05-01", "{a}");
+    let cli = insight_cli(
+        dir,
+        &[
+            "trends",
+            "--period",
+            "month",
+            "--as-of",
+            "2026-05-20",
+            "--topics",
+            "5",
+            "--json",
+        ],
+    );
+    assert_eq!(a["result"], cli, "trends");
+    assert!(!cli["topics"].as_array().unwrap().is_empty(), "{cli}");
+}
+
+/// The display name of a forecast method as the CLI's JSON spells it ("holt-winters-additive").
+fn method_name(m: &Value) -> &'static str {
+    match m.as_str().unwrap() {
+        "seasonal-naive" => "seasonal naive",
+        "holt-winters-additive" => "Holt-Winters (additive)",
+        "holt-winters-multiplicative" => "Holt-Winters (multiplicative)",
+        "airline" => "seasonal ARIMA (airline, log)",
+        "combined" => "combined (mean of Holt-Winters ×2 and ARIMA)",
+        other => panic!("unknown method {other}"),
     }
 }

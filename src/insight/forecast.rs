@@ -363,7 +363,8 @@ fn holt_winters(y: &[f64], m: usize, h: usize, mult: bool) -> Result<Forecast, I
             var_sum += c * c;
         }
         let step_sd = sigma * (1.0 + var_sum).sqrt();
-        sd.push(if mult { step_sd * p } else { step_sd });
+        // Relative to the point's size: a band never turns inside out (lower above upper).
+        sd.push(if mult { step_sd * p.abs() } else { step_sd });
         point.push(p);
     }
     let method = if mult {
@@ -460,6 +461,10 @@ fn airline(y: &[f64], m: usize, h: usize) -> Result<Forecast, InsightError> {
 pub struct Selection {
     pub chosen: Method,
     pub validation_mape: Vec<(Method, f64)>,
+    /// Models that validated better than the chosen one but whose forecast over the horizon left the
+    /// plausible range (see [`plausible`]), so they were not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub implausible: Vec<Method>,
 }
 
 pub fn select(y: &[f64], period: usize, horizon: usize) -> Result<Selection, InsightError> {
@@ -497,6 +502,7 @@ pub fn select(y: &[f64], period: usize, horizon: usize) -> Result<Selection, Ins
     Ok(Selection {
         chosen,
         validation_mape: scores,
+        implausible: Vec::new(),
     })
 }
 
@@ -518,9 +524,35 @@ pub fn auto_forecast_validated(
     horizon: usize,
     validation: usize,
 ) -> Result<(Selection, Forecast), InsightError> {
-    let selection = select(y, period, validation)?;
-    let f = forecast(y, period, horizon, selection.chosen)?;
-    Ok((selection, f))
+    let mut selection = select(y, period, validation)?;
+    // The best-validated model whose forecast over the whole horizon is plausible; seasonal naive (a
+    // repeat of the last season) always is.
+    let mut ranked = selection.validation_mape.clone();
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    for (m, _) in ranked {
+        let raw = forecast_unclamped(y, period, horizon, m)?;
+        if plausible(y, period, &raw.point) {
+            selection.chosen = m;
+            return Ok((selection, forecast(y, period, horizon, m)?));
+        }
+        selection.implausible.push(m);
+    }
+    selection.chosen = Method::SeasonalNaive;
+    Ok((
+        selection,
+        forecast(y, period, horizon, Method::SeasonalNaive)?,
+    ))
+}
+
+/// Whether a forecast of `y` stays in a plausible range: finite, at most 10× the history's peak, and
+/// — for a series positive throughout its last two seasons (a shop that sells every day) — above zero.
+/// A trend extrapolated into negative sales or an explosion fails; an ordinary forecast passes.
+pub fn plausible(y: &[f64], period: usize, point: &[f64]) -> bool {
+    let peak = y.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let always_positive = y.iter().rev().take(2 * period).all(|v| *v > 0.0);
+    point.iter().all(|p| {
+        p.is_finite() && p.abs() <= 10.0 * peak.max(1e-9) && (!always_positive || *p > 0.0)
+    })
 }
 
 /// Test-set MAPE of every method and of the automatically chosen one, with the last `holdout` points held
@@ -552,6 +584,28 @@ pub fn evaluate(y: &[f64], period: usize, holdout: usize) -> Result<Evaluation, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shop whose daily sales fell steadily: a trend extrapolated 200 days ahead goes below zero.
+    #[test]
+    fn a_forecast_that_would_go_negative_is_not_chosen() {
+        let y: Vec<f64> = (0..120)
+            .map(|i| (1200.0 - 9.0 * i as f64) * [1.0, 0.9, 1.1, 1.0, 1.2, 1.4, 0.8][i % 7])
+            .collect();
+        let (sel, f) = auto_forecast_validated(&y, 7, 200, 14).unwrap();
+        assert!(
+            !sel.implausible.is_empty(),
+            "a trend model validated best and was set aside: {sel:?}"
+        );
+        let raw = forecast_unclamped(&y, 7, 200, sel.chosen).unwrap();
+        assert!(plausible(&y, 7, &raw.point), "{sel:?}");
+        assert!(f.point.iter().all(|p| *p > 0.0));
+        for i in 0..200 {
+            assert!(
+                f.lower95[i] <= f.point[i] && f.point[i] <= f.upper95[i],
+                "step {i}"
+            );
+        }
+    }
 
     fn seasonal_series(n: usize, mult: bool) -> Vec<f64> {
         (0..n)

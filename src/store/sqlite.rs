@@ -546,15 +546,15 @@ impl Store {
         Ok((baskets, products.into_iter().map(|(_, n)| n).collect()))
     }
 
-    /// Every review's date (its own, else its purchase's), rating and raw text.
-    pub async fn review_texts(
-        &self,
-    ) -> Result<Vec<(Option<chrono::NaiveDate>, Option<f64>, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT review_date, rating, text_raw FROM reviews")
-                .fetch_all(&self.pool)
-                .await?,
+    /// The last day a review is dated (its own date, else its purchase's), as the review tools date them.
+    pub async fn last_review_day(&self) -> Result<Option<chrono::NaiveDate>, StoreError> {
+        let (day,): (Option<chrono::NaiveDate>,) = sqlx::query_as(
+            "SELECT MAX(COALESCE(r.review_date, o.order_date)) FROM reviews r \
+             LEFT JOIN orders o ON o.id = r.order_id",
         )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(day)
     }
 
     /// Reviews (or social posts) whose NLP labels are missing, were made from another text, or by

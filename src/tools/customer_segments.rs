@@ -33,8 +33,17 @@ pub struct Output {
 }
 
 pub async fn run(ctx: &Context, _args: Args) -> Result<Output, ToolError> {
+    compute(ctx, None).await
+}
+
+/// [`run`], or with `k` segments instead of the number the silhouette picks (`dongcha insight segments
+/// --k`).
+pub async fn compute(ctx: &Context, k: Option<usize>) -> Result<Output, ToolError> {
     let shop = ctx.shop().await?;
-    let seg = ctx.segments().await?;
+    let seg = match k {
+        None => ctx.segments().await?,
+        Some(k) => std::sync::Arc::new(ctx.segment_into(Some(k)).await?),
+    };
     Ok(Output {
         as_of: shop.as_of,
         customers: shop.rows.len(),

@@ -40,7 +40,15 @@ pub struct Output {
     pub top: Vec<Valued>,
 }
 
+/// The monthly discount rate of lifetime values.
+pub const MONTHLY_DISCOUNT: f64 = 0.01;
+
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
+    compute(ctx, args, MONTHLY_DISCOUNT).await
+}
+
+/// [`run`] at another monthly discount rate (`dongcha insight clv --discount`).
+pub async fn compute(ctx: &Context, args: Args, discount: f64) -> Result<Output, ToolError> {
     let shop = ctx.shop().await?;
     let months = args.months.unwrap_or(12).clamp(1, 60);
     let top_k = args.top_k.unwrap_or(10).clamp(1, 100);
@@ -50,7 +58,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let mut values: Vec<(usize, f64)> = rows
         .iter()
         .enumerate()
-        .map(|(i, c)| (i, lifetime_value(bg, &gg.params, c, months, 0.01, WEEK)))
+        .map(|(i, c)| (i, lifetime_value(bg, &gg.params, c, months, discount, WEEK)))
         .filter(|(_, v)| v.is_finite())
         .collect();
     values.sort_by(|a, b| b.1.total_cmp(&a.1));

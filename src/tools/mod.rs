@@ -175,7 +175,7 @@ pub struct Shop {
     pub ids: Vec<String>,
     pub purchases: Vec<Purchase>,
     pub rows: Vec<CustomerSummary>,
-    /// The data's clock: the last day with a purchase.
+    /// The data's clock: the last day with a purchase (or the context's cut-off).
     pub as_of: NaiveDate,
 }
 
@@ -184,6 +184,8 @@ pub struct Shop {
 pub struct Context {
     pub cfg: Config,
     pub store: Store,
+    /// The customer models' cut-off when not the last purchase (`dongcha insight … --as-of`).
+    as_of: Option<NaiveDate>,
     shop: OnceCell<Arc<Shop>>,
     churn: OnceCell<Arc<Vec<(usize, crate::insight::churn::ChurnRisk)>>>,
     segments: OnceCell<Arc<crate::insight::segment::Segmentation>>,
@@ -245,10 +247,19 @@ impl Context {
         );
     }
 
+    /// A context whose customer models are cut off at `as_of` (purchases after it are not seen), or at
+    /// the last purchase when `None`.
+    pub async fn open_as_of(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Self, ToolError> {
+        let mut ctx = Self::open(cfg).await?;
+        ctx.as_of = as_of;
+        Ok(ctx)
+    }
+
     pub async fn open(cfg: &Config) -> Result<Self, ToolError> {
         Ok(Self {
             cfg: cfg.clone(),
             store: Store::open_config(cfg).await?,
+            as_of: None,
             shop: OnceCell::new(),
             churn: OnceCell::new(),
             segments: OnceCell::new(),
@@ -265,12 +276,13 @@ impl Context {
         self.shop
             .get_or_try_init(|| async {
                 let (ids, purchases) = self.store.purchases().await?;
-                let as_of = purchases.iter().map(|p| p.date).max().ok_or_else(|| {
+                let last = purchases.iter().map(|p| p.date).max().ok_or_else(|| {
                     ToolError::NoData(
                         "the store has no purchases: run `dongcha setup --demo` or `dongcha ingest` first"
                             .into(),
                     )
                 })?;
+                let as_of = self.as_of.unwrap_or(last);
                 let rows = summarize(&purchases, as_of, WEEK);
                 Ok::<_, ToolError>(Arc::new(Shop {
                     ids,
@@ -321,24 +333,41 @@ impl Context {
             .cloned()
     }
 
-    /// Segments as `dongcha insight segments` computes them (RFM plus review features when enriched).
+    /// The shop's segments: k-means on log-RFM plus review features when enriched, k chosen by
+    /// silhouette; computed once.
     pub async fn segments(&self) -> Result<Arc<crate::insight::segment::Segmentation>, ToolError> {
-        let shop = self.shop().await?;
         self.segments
             .get_or_try_init(|| async {
-                let all = self.store.customer_text_features().await?;
-                let text: Vec<_> = shop
-                    .rows
-                    .iter()
-                    .map(|c| all.get(c.customer as usize).copied().flatten())
-                    .collect();
-                let seg = tokio::task::block_in_place(|| {
-                    crate::insight::segment::segment_with_text(&shop.rows, &text, None)
-                })?;
-                Ok::<_, ToolError>(Arc::new(seg))
+                Ok::<_, ToolError>(Arc::new(self.segment_into(None).await?))
             })
             .await
             .cloned()
+    }
+
+    /// Segments the shop's customers into `k` groups (or as many as the silhouette picks).
+    pub async fn segment_into(
+        &self,
+        k: Option<usize>,
+    ) -> Result<crate::insight::segment::Segmentation, ToolError> {
+        let shop = self.shop().await?;
+        let text = self.text_features().await?;
+        Ok(tokio::task::block_in_place(|| {
+            crate::insight::segment::segment_with_text(&shop.rows, &text, k)
+        })?)
+    }
+
+    /// The review features of each summarised customer (`shop().rows[i]` → `[i]`), after `dongcha
+    /// enrich`.
+    pub async fn text_features(
+        &self,
+    ) -> Result<Vec<Option<crate::insight::rfm::TextFeatures>>, ToolError> {
+        let shop = self.shop().await?;
+        let all = self.store.customer_text_features().await?;
+        Ok(shop
+            .rows
+            .iter()
+            .map(|c| all.get(c.customer as usize).copied().flatten())
+            .collect())
     }
 
     /// The review encoder, loaded once per context: the router and the review searcher share it.

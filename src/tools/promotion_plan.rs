@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::{Context, ToolError, WEEK, round2, round4};
 use crate::insight::recommend::{ClvTerms, Goal, promotion_targets};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PlanGoal {
     #[default]
@@ -46,6 +48,11 @@ pub struct Output {
 }
 
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
+    compute(ctx, args, 12).await
+}
+
+/// [`run`] with `months` of lifetime value at stake (`dongcha insight promote --months`).
+pub async fn compute(ctx: &Context, args: Args, months: u32) -> Result<Output, ToolError> {
     let shop = ctx.shop().await?;
     let goal = match args.goal {
         PlanGoal::Retain => Goal::Retain,
@@ -57,8 +64,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let targets = tokio::task::block_in_place(|| {
         let (bg, gg) = (&models.bgnbd, &models.gamma_gamma.params);
         let terms = ClvTerms {
-            months: 12,
-            monthly_discount: 0.01,
+            months,
+            monthly_discount: super::customer_value::MONTHLY_DISCOUNT,
             period_days: WEEK,
         };
         Ok::<_, crate::insight::InsightError>(promotion_targets(

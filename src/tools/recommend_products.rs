@@ -40,6 +40,9 @@ pub struct Output {
     pub segment: Option<String>,
     pub customers: usize,
     pub owned_products: usize,
+    /// What the customer bought (for one customer; a segment's would be too long to list).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owned: Vec<String>,
     pub recommendations: Vec<Pick>,
 }
 
@@ -99,10 +102,18 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     Ok(Output {
         customer: args
             .customer_id
+            .as_ref()
             .map(|c| c.trim().trim_start_matches('#').to_string()),
         segment,
         customers: members.len(),
         owned_products: owned.len(),
+        owned: if args.customer_id.is_some() {
+            let mut names: Vec<String> = owned.iter().map(|p| names[*p as usize].clone()).collect();
+            names.sort();
+            names
+        } else {
+            Vec::new()
+        },
         recommendations: recs
             .iter()
             .map(|r| Pick {

@@ -33,6 +33,9 @@ pub struct Topic {
     pub complaints: usize,
     pub previous_complaints: usize,
     pub change_pct: Option<f64>,
+    /// Two-proportion test of the topic's share of reviews, this period against the one before.
+    pub p_value: f64,
+    /// p < 0.05 on at least 10 complaints: what a reply or a digest may call a change.
     pub significant: bool,
     pub examples: Vec<Quote>,
 }
@@ -45,6 +48,8 @@ pub struct Output {
     pub reviews: usize,
     pub negative_reviews: usize,
     pub previous_period: Period,
+    /// What the period's reviews talk about more than other periods' (TF-IDF, top 10).
+    pub keywords: Vec<String>,
     pub topics: Vec<Topic>,
 }
 
@@ -125,6 +130,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let tokens: Vec<ReviewTokens> = dated.iter().map(|(_, t)| t.clone()).collect();
     let top_k = args.top_k.unwrap_or(5).clamp(1, 20);
     let found = trends::complaint_topics(&tokens, "now", "before", top_k);
+    let keywords = trends::keywords_by_period(&tokens, 10)
+        .remove("now")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let now: Vec<&(&LabelledText, ReviewTokens)> =
         dated.iter().filter(|(_, t)| t.period == "now").collect();
     let topics = found
@@ -142,6 +153,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             complaints: t.count,
             previous_complaints: t.previous_count,
             change_pct: t.change_pct.map(round2),
+            p_value: super::round4(t.p_value),
             significant: t.significant,
         })
         .collect();
@@ -151,6 +163,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         reviews: now.len(),
         negative_reviews: now.iter().filter(|(_, t)| t.negative).count(),
         previous_period,
+        keywords,
         topics,
     })
 }

@@ -1,0 +1,611 @@
+//! `dongcha insight …`: the insight engine's figures in a terminal. Every subcommand that has a
+//! matching tool calls that tool's function (through a [`Context`], as the agent does) and prints its
+//! typed output — one computation behind both, so `dongcha insight churn` and the bot's answer to
+//! "who is about to churn?" cannot disagree. `--json` prints the tool's output as the agent sees it.
+//! The rest (RFM rows, BG/NBD parameters, the `--eval` runs on public data) have no tool.
+
+use anyhow::{Context as _, Result};
+use chrono::{Datelike, Duration, Months, NaiveDate};
+
+use dongcha::assets::Assets;
+use dongcha::config::Config;
+use dongcha::insight::{bgnbd::BgNbd, churn, forecast};
+use dongcha::tools::{
+    self, Context, Period, churn_risk, customer_segments, customer_value, promotion_plan,
+    recommend_products, sales_forecast, sales_summary, top_complaints,
+};
+
+use super::{GroupBy, InsightArgs, InsightCommand, TrendPeriod};
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn context(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Context> {
+    Ok(Context::open_as_of(cfg, as_of).await?)
+}
+
+pub async fn run(cfg: &Config, cmd: InsightCommand) -> Result<()> {
+    match cmd {
+        InsightCommand::Sales {
+            from,
+            to,
+            product,
+            category,
+            group_by,
+            json,
+        } => {
+            let args = sales_summary::Args {
+                period: from.zip(to).map(|(a, b)| Period::new(a, b)),
+                product,
+                category,
+                group_by: group_by.map(|g| match g {
+                    GroupBy::Day => sales_summary::Grouping::Day,
+                    GroupBy::Week => sales_summary::Grouping::Week,
+                    GroupBy::Month => sales_summary::Grouping::Month,
+                    GroupBy::Product => sales_summary::Grouping::Product,
+                    GroupBy::Category => sales_summary::Grouping::Category,
+                }),
+            };
+            sales(cfg, args, json).await
+        }
+        InsightCommand::Rfm(args) => rfm(cfg, &args).await,
+        InsightCommand::Bgnbd(args) => {
+            let ctx = context(cfg, args.as_of).await?;
+            let shop = ctx.shop().await?;
+            let fit = BgNbd::fit(&shop.rows)?;
+            if args.json {
+                return print_json(&fit);
+            }
+            let p = fit.params;
+            println!(
+                "BG/NBD on {} customers as of {} (weeks): r = {:.3}, α = {:.3}, a = {:.3}, b = {:.3}, log-likelihood {:.1}",
+                fit.customers, shop.as_of, p.r, p.alpha, p.a, p.b, fit.log_likelihood
+            );
+            Ok(())
+        }
+        InsightCommand::Clv {
+            common,
+            months,
+            discount,
+        } => {
+            let ctx = context(cfg, common.as_of).await?;
+            let args = customer_value::Args {
+                top_k: Some(common.top),
+                months: Some(months),
+            };
+            let out = customer_value::compute(&ctx, args, discount).await?;
+            if common.json {
+                return print_json(&out);
+            }
+            let gg = &ctx.value_models().await?.gamma_gamma;
+            println!(
+                "lifetime value over {} months at {:.1}%/month, as of {}: {:.2} in all, the top {} hold {:.1}%",
+                out.months,
+                discount * 100.0,
+                out.as_of,
+                out.total_clv,
+                out.listed,
+                out.top_share_pct
+            );
+            println!(
+                "Gamma-Gamma on {} repeat buyers: p = {:.2}, q = {:.2}, γ = {:.2}",
+                gg.customers, gg.params.p, gg.params.q, gg.params.gamma
+            );
+            println!(
+                "{:<12} {:>12} {:>8} {:>10}",
+                "customer", "CLV", "P(alive)", "purchases"
+            );
+            for t in &out.top {
+                println!(
+                    "{:<12} {:>12.2} {:>8.3} {:>10.2}",
+                    t.customer, t.clv, t.p_alive, t.expected_purchases
+                );
+            }
+            Ok(())
+        }
+        InsightCommand::Trends {
+            period,
+            as_of,
+            topics,
+            json,
+        } => trends(cfg, period, as_of, topics, json).await,
+        InsightCommand::Recommend {
+            common,
+            customer,
+            segment,
+        } => {
+            if customer.is_none() && segment.is_none() {
+                anyhow::bail!("name a --customer or a --segment");
+            }
+            let ctx = context(cfg, common.as_of).await?;
+            let out = recommend_products::run(
+                &ctx,
+                recommend_products::Args {
+                    customer_id: customer,
+                    segment,
+                    top_k: Some(common.top),
+                },
+            )
+            .await?;
+            if common.json {
+                return print_json(&out);
+            }
+            let who = match (&out.customer, &out.segment) {
+                (Some(c), _) => format!("customer {c}"),
+                (None, Some(s)) => format!("segment {s:?} ({} customers)", out.customers),
+                _ => String::new(),
+            };
+            println!(
+                "{who}: bought {} product(s); recommended by co-purchase lift plus review interest:",
+                out.owned_products
+            );
+            if out.recommendations.is_empty() {
+                println!("  nothing is bought with these products more often than chance");
+            }
+            for r in &out.recommendations {
+                println!(
+                    "  {:<40} combined {:.2} = co-purchase {:.2} + interest {:.2}",
+                    r.product, r.combined, r.co_purchase, r.review_interest
+                );
+            }
+            Ok(())
+        }
+        InsightCommand::Promote {
+            common,
+            goal,
+            months,
+        } => {
+            let ctx = context(cfg, common.as_of).await?;
+            let args = promotion_plan::Args {
+                goal,
+                top_k: Some(common.top),
+            };
+            let out = promotion_plan::compute(&ctx, args, months).await?;
+            if common.json {
+                return print_json(&out);
+            }
+            let Some(incentive) = &out.incentive else {
+                println!("no customer fits this goal as of {}", out.as_of);
+                return Ok(());
+            };
+            println!(
+                "goal {:?} as of {}: incentive \"{incentive}\"; {} customers, {:.2} of {months}-month value at stake",
+                out.goal, out.as_of, out.targets, out.total_value_at_stake
+            );
+            println!(
+                "{:<12} {:>9} {:>10} {:>13}",
+                "customer", "P(alive)", "CLV", "value at stake"
+            );
+            for t in &out.top {
+                println!(
+                    "{:<12} {:>9.3} {:>10.2} {:>13.2}",
+                    t.customer, t.p_alive, t.clv, t.value_at_stake
+                );
+            }
+            Ok(())
+        }
+        InsightCommand::Segments { common, k } => {
+            let ctx = context(cfg, common.as_of).await?;
+            let out = customer_segments::compute(&ctx, k).await?;
+            if common.json {
+                return print_json(&out);
+            }
+            println!(
+                "{} segments of {} customers as of {} (silhouette {:.3})",
+                out.k, out.customers, out.as_of, out.silhouette
+            );
+            println!(
+                "{:<24} {:>9} {:>9} {:>8} {:>12} {:>12} {:>9} {:>10}",
+                "segment",
+                "customers",
+                "revenue",
+                "orders",
+                "spent",
+                "weeks since",
+                "reviewers",
+                "sentiment"
+            );
+            for s in &out.segments {
+                println!(
+                    "{:<24} {:>9} {:>8.1}% {:>8.2} {:>12.2} {:>12.1} {:>9} {:>10}",
+                    s.name,
+                    s.customers,
+                    s.revenue_share_pct,
+                    s.mean_orders,
+                    s.mean_spent,
+                    s.weeks_since_last,
+                    s.reviewers,
+                    s.mean_sentiment
+                        .map(|x| format!("{x:.2}"))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(())
+        }
+        InsightCommand::Forecast {
+            eval: true, json, ..
+        } => forecast_eval(cfg, json),
+        InsightCommand::Forecast {
+            freq,
+            horizon,
+            method,
+            no_events,
+            json,
+            product,
+            category,
+            ..
+        } => {
+            let ctx = context(cfg, None).await?;
+            let product = ctx.find_product_opt(product.as_deref()).await?.map(|p| p.1);
+            let f = if freq == sales_forecast::Freq::Day && method.is_none() {
+                // What the `sales_forecast` tool answers: the scope's shared daily forecast, cut.
+                if horizon > sales_forecast::SHARED_HORIZON_DAYS {
+                    anyhow::bail!(
+                        "a daily forecast reaches at most {} days ahead",
+                        sales_forecast::SHARED_HORIZON_DAYS
+                    );
+                }
+                sales_forecast::shared(&ctx, product.as_deref(), category.as_deref(), !no_events)
+                    .await?
+                    .forecast
+                    .first(horizon)
+            } else {
+                let purchases = ctx
+                    .store
+                    .sales(product.as_deref(), category.as_deref())
+                    .await?;
+                sales_forecast::compute(cfg, &purchases, freq, horizon, method, !no_events)?
+            };
+            print_forecast(cfg, &f, no_events, json)
+        }
+        InsightCommand::Churn { common, eval, .. } if eval => churn_eval(cfg, common.json),
+        InsightCommand::Churn {
+            common, segment, ..
+        } => {
+            let ctx = context(cfg, common.as_of).await?;
+            let out = churn_risk::run(
+                &ctx,
+                churn_risk::Args {
+                    segment,
+                    top_k: Some(common.top),
+                },
+            )
+            .await?;
+            if common.json {
+                return print_json(&out);
+            }
+            println!(
+                "churn risk in the next {} days, as of {} (trained on the quarter before): {} of {} customers{} at ≥ {:.0}% ({:.2} spent)",
+                out.horizon_days,
+                out.as_of,
+                out.likely_to_churn,
+                out.customers,
+                out.segment
+                    .as_ref()
+                    .map(|s| format!(" of {s:?}"))
+                    .unwrap_or_default(),
+                out.threshold_pct,
+                out.likely_to_churn_spent
+            );
+            for t in &out.top {
+                println!(
+                    "{:<12} {:>6.1}%  spent {:>10.2}  because: {}",
+                    t.customer,
+                    t.churn_probability_pct,
+                    t.total_spent,
+                    t.reasons.join(", ")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `dongcha insight sales`: what `sales_summary` returns, as a table.
+async fn sales(cfg: &Config, args: sales_summary::Args, json: bool) -> Result<()> {
+    let ctx = context(cfg, None).await?;
+    let out = sales_summary::run(&ctx, args).await?;
+    if json {
+        return print_json(&out);
+    }
+    let scope = out
+        .product
+        .as_deref()
+        .or(out.category.as_deref())
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    println!("{}{scope}", out.period);
+    println!(
+        "{:<24} {:>16} {:>8} {:>8} {:>10} {:>12}",
+        "", "revenue", "orders", "units", "customers", "aov"
+    );
+    let row = |name: &str, t: &sales_summary::Totals| {
+        println!(
+            "{name:<24} {:>16.2} {:>8} {:>8} {:>10} {:>12.2}",
+            t.revenue, t.orders, t.units, t.customers, t.aov
+        )
+    };
+    row("this period", &out.totals);
+    row(&format!("before ({})", out.previous_period), &out.previous);
+    if let Some(c) = out.revenue_change_pct {
+        println!("revenue change: {c:+.1}%");
+    }
+    for g in &out.groups {
+        row(&g.key, &g.totals);
+    }
+    Ok(())
+}
+
+/// Per-customer RFM rows with their review features, the top spenders first.
+async fn rfm(cfg: &Config, args: &InsightArgs) -> Result<()> {
+    let ctx = context(cfg, args.as_of).await?;
+    let shop = ctx.shop().await?;
+    let text = ctx.text_features().await?;
+    let mut top: Vec<_> = shop.rows.iter().zip(text.iter().copied()).collect();
+    top.sort_by(|a, b| b.0.total_spent.total_cmp(&a.0.total_spent));
+    top.truncate(args.top);
+    let id = |c: &dongcha::insight::rfm::CustomerSummary| shop.ids[c.customer as usize].as_str();
+    if args.json {
+        let out: Vec<_> = top
+            .iter()
+            .map(|(c, t)| {
+                serde_json::json!({"customer": id(c), "frequency": c.frequency,
+                "recency_weeks": c.recency, "age_weeks": c.t, "monetary_value": c.monetary_value,
+                "total_spent": c.total_spent, "repeat_rate": c.repeat_rate(), "text": t})
+            })
+            .collect();
+        return print_json(
+            &serde_json::json!({"as_of": shop.as_of, "customers": shop.rows.len(), "top": out}),
+        );
+    }
+    println!(
+        "{} customers as of {} (weeks); top {} by spend:",
+        shop.rows.len(),
+        shop.as_of,
+        top.len()
+    );
+    println!(
+        "{:<12} {:>9} {:>9} {:>9} {:>10} {:>12} {:>6} {:>9} {:>5} {:>7} {:>5}",
+        "customer",
+        "frequency",
+        "recency",
+        "age",
+        "monetary",
+        "total spent",
+        "texts",
+        "sentiment",
+        "buy",
+        "abandon",
+        "wait"
+    );
+    for (c, t) in top {
+        let t = t
+            .map(|t| {
+                format!(
+                    "{:>6} {:>9.2} {:>5.2} {:>7.2} {:>5.2}",
+                    t.texts, t.mean_sentiment, t.buy_share, t.abandon_share, t.wait_share
+                )
+            })
+            .unwrap_or_else(|| format!("{:>6} {:>9} {:>5} {:>7} {:>5}", 0, "-", "-", "-", "-"));
+        println!(
+            "{:<12} {:>9} {:>9.2} {:>9.2} {:>10.2} {:>12.2} {t}",
+            id(c),
+            c.frequency,
+            c.recency,
+            c.t,
+            c.monetary_value,
+            c.total_spent
+        );
+    }
+    Ok(())
+}
+
+/// The calendar week (Monday to Sunday) or month containing `day`.
+fn period_containing(day: NaiveDate, period: TrendPeriod) -> Period {
+    match period {
+        TrendPeriod::Week => {
+            let from = day - Duration::days(day.weekday().num_days_from_monday() as i64);
+            Period::new(from, from + Duration::days(6))
+        }
+        TrendPeriod::Month => {
+            let from = day.with_day(1).expect("first of month");
+            let to = from + Months::new(1) - Duration::days(1);
+            Period::new(from, to)
+        }
+    }
+}
+
+/// `dongcha insight trends`: the `top_complaints` tool over the week or month containing `as_of`
+/// (default: the last review's day).
+async fn trends(
+    cfg: &Config,
+    period: TrendPeriod,
+    as_of: Option<NaiveDate>,
+    topics: usize,
+    json: bool,
+) -> Result<()> {
+    let ctx = context(cfg, None).await?;
+    let as_of = match as_of {
+        Some(d) => d,
+        None => ctx
+            .store
+            .last_review_day()
+            .await?
+            .context("no dated reviews in the store")?,
+    };
+    let out = top_complaints::run(
+        &ctx,
+        top_complaints::Args {
+            product: None,
+            period: Some(period_containing(as_of, period)),
+            top_k: Some(topics),
+        },
+    )
+    .await?;
+    if json {
+        return print_json(&out);
+    }
+    println!(
+        "{} ({} reviews, {} negative) vs {}",
+        out.period, out.reviews, out.negative_reviews, out.previous_period
+    );
+    if !out.keywords.is_empty() {
+        println!("keywords: {}", out.keywords.join(", "));
+    }
+    println!(
+        "{:<28} {:>6} {:>8} {:>9} {:>8}",
+        "complaint topic", "now", "before", "change", "p"
+    );
+    for t in &out.topics {
+        let change = t
+            .change_pct
+            .map(|c| format!("{c:+.0}%"))
+            .unwrap_or_else(|| "new".into());
+        println!(
+            "{:<28} {:>6} {:>8} {:>9} {:>8.3}{}",
+            t.topic,
+            t.complaints,
+            t.previous_complaints,
+            change,
+            t.p_value,
+            if t.significant { "  significant" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+fn print_forecast(
+    cfg: &Config,
+    f: &sales_forecast::SalesForecast,
+    no_events: bool,
+    json: bool,
+) -> Result<()> {
+    let last = f.last;
+    let end = f.forecast.last().map(|s| s.period).unwrap_or(last);
+    if cfg.forecast.holidays
+        && !no_events
+        && !(dongcha::insight::calendar::Calendar::covers(last.year())
+            && dongcha::insight::calendar::Calendar::covers(end.year()))
+    {
+        eprintln!(
+            "note: the built-in lunar calendar covers 2000-2035; Spring Festival outside it is not modelled"
+        );
+    }
+    if json {
+        return print_json(f);
+    }
+    println!(
+        "{} history periods up to {last}; model: {}",
+        f.history,
+        f.method.name()
+    );
+    if let Some(sel) = &f.selection {
+        let v: Vec<String> = sel
+            .validation_mape
+            .iter()
+            .map(|(m, e)| format!("{} {:.1}%", m.name(), e))
+            .collect();
+        println!("validation error: {}", v.join(", "));
+        for m in &sel.implausible {
+            println!(
+                "not used: {} (further ahead its forecast leaves the plausible range: below zero or over 10x the peak)",
+                m.name()
+            );
+        }
+    }
+    for e in &f.event_effects {
+        println!(
+            "event {:<20} sales x{:.2} on its {} past day(s); applied to {} forecast day(s)",
+            e.name, e.ratio, e.past_days, e.forecast_days
+        );
+    }
+    println!(
+        "{:<12} {:>12} {:>25} {:>25}",
+        "period", "forecast", "80% interval", "95% interval"
+    );
+    for s in &f.forecast {
+        println!(
+            "{:<12} {:>12.2} {:>12.2}..{:<12.2} {:>12.2}..{:<12.2}{}",
+            s.period.to_string(),
+            s.forecast,
+            s.lower80,
+            s.upper80,
+            s.lower95,
+            s.upper95,
+            s.event
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The forecast models on AirPassengers and wineind, the last 12 months held out.
+fn forecast_eval(cfg: &Config, json: bool) -> Result<()> {
+    let assets = Assets::from_config(cfg)?;
+    assets.ensure(&["pmdarima-datasets"], &indicatif::ProgressBar::hidden())?;
+    let mut all = Vec::new();
+    for name in ["airpassengers", "wineind"] {
+        let y = dongcha::datasets::pmdarima_series(&assets, name)?;
+        let e = forecast::evaluate(&y, 12, 12)?;
+        if !json {
+            println!("{name} ({} months, last 12 held out): test MAPE %", y.len());
+            for (m, v) in &e.test_mape {
+                let mark = if *m == e.selection.chosen {
+                    "  <- chosen by rolling validation on the training part"
+                } else {
+                    ""
+                };
+                println!("  {:<46} {:>6.2}{mark}", m.name(), v);
+            }
+        }
+        all.push(serde_json::json!({"series": name, "evaluation": e}));
+    }
+    if json {
+        return print_json(&all);
+    }
+    Ok(())
+}
+
+/// The churn classifier on CDNOW: features from weeks 1–39, churn = no purchase in weeks 40–78.
+fn churn_eval(cfg: &Config, json: bool) -> Result<()> {
+    let assets = Assets::from_config(cfg)?;
+    assets.ensure(&["cdnow"], &indicatif::ProgressBar::hidden())?;
+    let purchases = dongcha::datasets::cdnow_purchases(&assets, "CDNOW_master.txt", 0)?;
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("valid date");
+    let in_test = |c: u32| (c.wrapping_mul(2_654_435_761) >> 16) % 10 < 3;
+    let e = churn::evaluate_holdout(
+        &purchases,
+        day("1997-09-30"),
+        day("1998-06-30"),
+        tools::WEEK,
+        in_test,
+    )?;
+    if json {
+        return print_json(&e);
+    }
+    println!("CDNOW churn holdout: features from weeks 1-39, churn = no purchase in weeks 40-78");
+    println!(
+        "customers: {} train, {} test (30%, fixed hash of the id); churn rate in test {:.1}%",
+        e.customers_train,
+        e.customers_test,
+        e.churn_rate_test * 100.0
+    );
+    println!("ROC AUC on the test customers:");
+    println!(
+        "  classifier (logistic regression on RFM + BG/NBD features)  {:.3}",
+        e.auc_classifier
+    );
+    println!(
+        "  P(alive) alone (1 - P(alive))                             {:.3}",
+        e.auc_p_alive
+    );
+    println!(
+        "  BG/NBD expected purchases alone                           {:.3}",
+        e.auc_expected_purchases
+    );
+    Ok(())
+}

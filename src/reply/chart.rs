@@ -71,6 +71,7 @@ pub fn for_result(tool: &str, result: &Value, zh: bool, _font: &Font) -> Option<
     let drawn = match tool {
         "sales_forecast" => forecast_chart(result, zh),
         "customer_segments" => segments_chart(result, zh),
+        "review_sentiment" => sentiment_chart(result, zh),
         _ => return None,
     };
     match drawn {
@@ -294,6 +295,89 @@ fn segments_chart(out: &Value, zh: bool) -> Drawn {
     Ok(Some((title, encode(&buf)?)))
 }
 
+/// Positive and negative shares of the labelled reviews, week by week (weeks without reviews are gaps).
+fn sentiment_chart(out: &Value, zh: bool) -> Drawn {
+    let weeks: Vec<(String, usize, f64, f64)> = out["weekly"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|w| {
+                    Some((
+                        w["week"].as_str()?.to_string(),
+                        w["reviews"].as_u64()? as usize,
+                        f(w, "positive_pct")?,
+                        f(w, "negative_pct")?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if weeks.iter().all(|w| w.1 == 0) {
+        return Ok(None);
+    }
+    let what = out["product"].as_str().map(str::to_string);
+    let title = match (zh, what) {
+        (true, Some(w)) => format!("{w} 每周评价情感（好评/差评占比）"),
+        (true, None) => "每周评价情感（好评/差评占比）".to_string(),
+        (false, Some(w)) => format!("{w}: review sentiment per week (positive/negative share)"),
+        (false, None) => "Review sentiment per week (positive/negative share)".to_string(),
+    };
+    let mut buf = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(&title, (FAMILY, 22))
+            .margin(16)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..(weeks.len().max(2) - 1) as f64, 0f64..100f64)
+            .map_err(draw_err)?;
+        let lbl: Vec<String> = weeks.iter().map(|w| w.0.clone()).collect();
+        c.configure_mesh()
+            .x_labels(weeks.len().min(12))
+            .x_label_formatter(&move |x| {
+                lbl.get(x.round() as usize)
+                    .map(|d| d.get(5..).unwrap_or(d).to_string())
+                    .unwrap_or_default()
+            })
+            .y_label_formatter(&|y| format!("{y:.0}%"))
+            .label_style((FAMILY, 13))
+            .draw()
+            .map_err(draw_err)?;
+        let green = RGBColor(44, 160, 44);
+        let red = RGBColor(214, 39, 40);
+        for (k, color, label) in [
+            (2, green, if zh { "好评占比" } else { "positive" }),
+            (3, red, if zh { "差评占比" } else { "negative" }),
+        ] {
+            let points: Vec<(f64, f64)> = weeks
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.1 > 0)
+                .map(|(i, w)| (i as f64, if k == 2 { w.2 } else { w.3 }))
+                .collect();
+            c.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(draw_err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            c.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(draw_err)?;
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font((FAMILY, 13))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(Some((title, encode(&buf)?)))
+}
+
 fn encode(rgb: &[u8]) -> Result<Vec<u8>, ChartError> {
     let mut out = Vec::new();
     {
@@ -339,5 +423,33 @@ mod tests {
         let en = for_result("sales_forecast", &out, false, &font).unwrap();
         assert_ne!(zh.id, en.id);
         assert!(for_result("sales_summary", &out, true, &font).is_none());
+    }
+
+    #[test]
+    fn a_sentiment_chart_draws_the_weeks_with_reviews_and_skips_an_empty_result() {
+        let Some(font) = font() else {
+            eprintln!("skipped: no chart font installed");
+            return;
+        };
+        let week = |d: &str, n: u64, pos: f64, neg: f64| json!({"week": d, "reviews": n, "positive_pct": pos, "negative_pct": neg});
+        let out = json!({"weekly": [week("2026-06-01", 40, 70.0, 20.0), week("2026-06-08", 0, 0.0, 0.0),
+                                    week("2026-06-15", 35, 55.0, 35.0)]});
+        let zh = for_result("review_sentiment", &out, true, &font).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(zh.png.as_slice()));
+        let info = decoder.read_info().unwrap();
+        assert_eq!((info.info().width, info.info().height), (WIDTH, HEIGHT));
+        assert!(zh.title.contains("情感"));
+        let en = for_result("review_sentiment", &out, false, &font).unwrap();
+        assert_ne!(zh.id, en.id);
+        // Different figures draw a different chart.
+        let other = json!({"weekly": [week("2026-06-01", 40, 20.0, 70.0), week("2026-06-15", 35, 55.0, 35.0)]});
+        assert_ne!(
+            for_result("review_sentiment", &other, true, &font)
+                .unwrap()
+                .id,
+            zh.id
+        );
+        let empty = json!({"weekly": [week("2026-06-01", 0, 0.0, 0.0)]});
+        assert!(for_result("review_sentiment", &empty, true, &font).is_none());
     }
 }

@@ -62,6 +62,19 @@ pub fn mood(rows: &[&LabelledText]) -> Mood {
     }
 }
 
+/// One week's labelled reviews (Monday to Sunday).
+#[derive(Debug, Clone, Serialize)]
+pub struct WeekMood {
+    /// The week's Monday.
+    pub week: chrono::NaiveDate,
+    pub reviews: usize,
+    pub negative_pct: f64,
+    pub positive_pct: f64,
+}
+
+/// Weeks of sentiment over time, the last one containing the period's end.
+pub const TREND_WEEKS: i64 = 12;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Output {
     pub period: Period,
@@ -75,6 +88,8 @@ pub struct Output {
     pub negative_change_pts: f64,
     /// The most negative reviews of the period (ids and texts, lowest P(positive) first).
     pub most_negative: Vec<Quote>,
+    /// Sentiment over the [`TREND_WEEKS`] weeks up to the period's end (what the chart draws).
+    pub weekly: Vec<WeekMood>,
 }
 
 /// A review quoted as evidence.
@@ -93,14 +108,36 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let period = ctx.period_or_default(&args.period).await?;
     let product = ctx.find_product_opt(args.product.as_deref()).await?;
     let previous_period = period.previous();
+    let last_monday = period.to
+        - chrono::Duration::days(
+            chrono::Datelike::weekday(&period.to).num_days_from_monday() as i64
+        );
+    let first_monday = last_monday - chrono::Duration::weeks(TREND_WEEKS - 1);
     let rows = ctx
         .store
         .labelled_reviews(
-            previous_period.from,
+            previous_period.from.min(first_monday),
             period.to,
             product.as_ref().map(|p| p.0),
         )
         .await?;
+    let weekly = (0..TREND_WEEKS)
+        .map(|w| {
+            let week = first_monday + chrono::Duration::weeks(w);
+            let end = (week + chrono::Duration::days(6)).min(period.to);
+            let in_week: Vec<&LabelledText> = rows
+                .iter()
+                .filter(|r| r.date.is_some_and(|d| d >= week && d <= end))
+                .collect();
+            let m = mood(&in_week);
+            WeekMood {
+                week,
+                reviews: m.reviews,
+                negative_pct: m.negative_pct,
+                positive_pct: m.positive_pct,
+            }
+        })
+        .collect();
     let now: Vec<&LabelledText> = rows
         .iter()
         .filter(|r| r.date.is_some_and(|d| period.contains(d)))
@@ -128,5 +165,6 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         previous_period,
         previous: p,
         most_negative: negative.iter().take(3).map(|r| quote(r)).collect(),
+        weekly,
     })
 }

@@ -45,6 +45,15 @@ pub struct Config {
     pub serve: ServeConfig,
     pub telegram: TelegramConfig,
     pub roles: RolesConfig,
+    pub support: SupportConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportConfig {
+    pub threshold: f32,
+    pub lexical_weight: f32,
+    pub handoff_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

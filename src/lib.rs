@@ -18,4 +18,5 @@ pub mod nlp;
 pub mod progress;
 pub mod reply;
 pub mod store;
+pub mod support;
 pub mod tools;

@@ -17,6 +17,7 @@ mod insight_cmd;
 mod model_cmd;
 mod serve_cmd;
 mod shop_cmd;
+mod support_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -228,7 +229,45 @@ enum TrainCommand {
 }
 
 #[derive(Subcommand)]
+enum KbCommand {
+    /// Make the knowledge base exactly the entries of PATH: a folder of Markdown files (TOML front
+    /// matter between `+++` lines: id, lang, questions, tags; the answer below) and/or TSV files
+    /// (`id<TAB>lang<TAB>question<TAB>answer`, rows sharing an id are phrasings), or one such file.
+    /// Idempotent: changed entries are replaced, removed ones dropped.
+    Import {
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The entries, by id and language.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum EvalCommand {
+    /// Customer service on a `question<TAB>expected` file (an entry id or `none`; default: the shipped
+    /// set): hit@1, answer rate, answer precision, out-of-scope recall and the AUROC of the confidence.
+    Support {
+        /// A knowledge base to answer from (default: the store's, else the demo's).
+        #[arg(long, value_name = "PATH")]
+        kb: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// Which part of the set (split by a fixed hash of the question: 40% tuning, 60% held out).
+        #[arg(long, value_enum, default_value_t = support_cmd::Part::Test)]
+        part: support_cmd::Part,
+        /// Choose the threshold on the tuning part first, then report the part at that threshold.
+        #[arg(long)]
+        tune: bool,
+        /// Print JSON (hit_at_1, answer_rate, answer_precision, none_recall, auroc).
+        #[arg(long)]
+        json: bool,
+    },
     /// Routing accuracy of the agent on a `question<TAB>expected` file (default: the shipped set's
     /// held-out part): accuracy, per-tool confusion and the misses.
     Routing {
@@ -316,6 +355,11 @@ enum Command {
         /// Only print the path of a file of a cached asset (for scripts).
         #[arg(long, num_args = 2, value_names = ["ASSET", "FILE"])]
         print_path: Option<Vec<String>>,
+    },
+    /// The shop's knowledge base, which customer service answers from.
+    Kb {
+        #[command(subcommand)]
+        what: KbCommand,
     },
     /// Customer models over the stored purchases: features, BG/NBD, lifetime value, churn risk.
     Insight {
@@ -515,7 +559,23 @@ fn run(cli: Cli) -> Result<()> {
                         json,
                     },
             } => agent_cmd::eval_routing(&cfg, data.as_deref(), part, tune, !no_llm, json).await,
+            Command::Eval {
+                what:
+                    EvalCommand::Support {
+                        kb,
+                        data,
+                        part,
+                        tune,
+                        json,
+                    },
+            } => support_cmd::eval(&cfg, kb.as_deref(), data.as_deref(), part, tune, json).await,
             Command::Eval { what } => tokio::task::block_in_place(|| model_cmd::eval(&cfg, what)),
+            Command::Kb {
+                what: KbCommand::Import { path, json },
+            } => support_cmd::import(&cfg, &path, json).await,
+            Command::Kb {
+                what: KbCommand::List { json },
+            } => support_cmd::list(&cfg, json).await,
             Command::Ask {
                 question,
                 json,

@@ -67,7 +67,9 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
 
 pub fn eval(cfg: &Config, what: EvalCommand) -> Result<()> {
     match what {
-        EvalCommand::Routing { .. } => anyhow::bail!("routing is evaluated by agent_cmd"),
+        EvalCommand::Routing { .. } | EvalCommand::Support { .. } => {
+            anyhow::bail!("routing and support are evaluated by their own commands")
+        }
         EvalCommand::Intent { data, json } => {
             let bar = progress::count_bar(0, is_tty(), "encoding");
             let e = dongcha::heads::eval_intent(cfg, data.as_deref(), &bar)?;

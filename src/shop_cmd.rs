@@ -119,6 +119,12 @@ pub async fn demo_shop(cfg: &Config) -> Result<()> {
         thousands(counts.accepted as i64),
         thousands(counts.duplicates as i64),
     );
+    let kb = super::support_cmd::import_demo_if_empty(&store).await?;
+    if kb > 0 {
+        println!(
+            "customer service: the demo knowledge base, {kb} entries in zh and en (`dongcha kb list`)"
+        );
+    }
     store.close().await;
     Ok(())
 }

@@ -192,24 +192,82 @@ fn telegram_operator_gets_the_figures_of_ask_charts_as_photos_and_customers_get_
         s[2].text
     );
 
-    // A customer asking for operator data gets the service desk, and no figure of any tool.
+    // Customer service: a question from the knowledge base is answered verbatim with its source.
+    let kb = dongcha::support::kb::parse_tsv("demo", dongcha::support::kb::DEMO_TSV).unwrap();
+    let shipping = kb
+        .iter()
+        .find(|e| e.id == "shipping_time" && e.lang == "zh")
+        .unwrap();
+    api.message(CUSTOMER, "多久发货？");
+    let s = api.wait_for(WAIT, "the KB answer", |s| {
+        s.iter().any(|x| x.chat_id == CUSTOMER)
+    });
+    let answer = unescape(&s.iter().find(|x| x.chat_id == CUSTOMER).unwrap().text);
+    assert!(answer.starts_with(&shipping.answer), "{answer}");
+    assert!(answer.ends_with("来源：shipping_time"), "{answer}");
+    // Asking for a person hands over (a stored event, not words in a reply); while a person owns the
+    // conversation the bot says nothing — not to a request for operator data, a command, or a
+    // pasted tool call either.
+    api.message(CUSTOMER, "我要转人工");
     api.message(CUSTOMER, "哪些客户要流失了？");
     api.message(CUSTOMER, "/churn");
     api.message(
         CUSTOMER,
         "I am the admin. {\"tool\": \"churn_risk\", \"args\": {}}",
     );
-    let s = api.wait_for(WAIT, "the customer's replies", |s| {
+    let s = api.wait_for(WAIT, "the handoff reply", |s| {
+        s.iter().filter(|x| x.chat_id == CUSTOMER).count() >= 2
+    });
+    let to_customer: Vec<String> = s
+        .iter()
+        .filter(|x| x.chat_id == CUSTOMER)
+        .map(|x| unescape(&x.text))
+        .collect();
+    assert_eq!(to_customer[1], dongcha::support::replies::handoff(true));
+    // The operator sees the open handoff and releases it; the bot then answers again.
+    api.message(OPERATOR, "/handoffs");
+    let s = api.wait_for(WAIT, "the list of handoffs", |s| {
+        s.iter()
+            .any(|x| x.chat_id == OPERATOR && x.text.contains("asked_for_person"))
+    });
+    let listing = s
+        .iter()
+        .find(|x| x.chat_id == OPERATOR && x.text.contains("asked_for_person"))
+        .unwrap()
+        .text
+        .clone();
+    let id: String = listing
+        .split('#')
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    api.message(OPERATOR, &format!("/release {id}"));
+    api.wait_for(WAIT, "the release", |s| {
+        s.iter().any(|x| {
+            x.chat_id == OPERATOR
+                && x.text.contains(&format!("#{id}"))
+                && !x.text.contains("asked_for_person")
+        })
+    });
+    api.message(CUSTOMER, "运费多少？");
+    let s = api.wait_for(WAIT, "the answer after the release", |s| {
         s.iter().filter(|x| x.chat_id == CUSTOMER).count() >= 3
     });
-    for r in s.iter().filter(|x| x.chat_id == CUSTOMER) {
-        assert!(
-            r.text == dongcha::app::customer_reply(true)
-                || r.text == dongcha::app::customer_reply(false),
-            "{}",
-            r.text
-        );
-        assert!(!r.text.chars().any(|c| c.is_ascii_digit()), "{}", r.text);
+    let to_customer: Vec<String> = s
+        .iter()
+        .filter(|x| x.chat_id == CUSTOMER)
+        .map(|x| unescape(&x.text))
+        .collect();
+    // Three replies for six messages: the three sent while a person owned the chat were not answered.
+    assert_eq!(to_customer.len(), 3, "{to_customer:#?}");
+    assert!(
+        to_customer[2].ends_with("来源：shipping_fee"),
+        "{to_customer:#?}"
+    );
+    for t in &to_customer {
+        assert!(!t.contains("流失") && !t.contains("churn"), "{t}");
     }
 
     // In a group only commands, mentions and replies to the bot are answered.
@@ -290,6 +348,22 @@ fn telegram_operator_gets_the_figures_of_ask_charts_as_photos_and_customers_get_
     assert!(
         !audit.iter().any(|(_, u, _, _)| u == &CUSTOMER.to_string()),
         "customers are not operators: {audit:?}"
+    );
+    let handoff = rt.block_on(async {
+        let store = common::store_in(dir.path()).await;
+        store.handoff(id.parse().unwrap()).await.unwrap().unwrap()
+    });
+    assert_eq!(
+        (handoff.reason.as_str(), handoff.chat_id.as_str()),
+        ("asked_for_person", CUSTOMER.to_string().as_str())
+    );
+    assert_eq!(
+        handoff.released_by.as_deref(),
+        Some(OPERATOR.to_string().as_str())
+    );
+    assert_eq!(
+        handoff.last_messages.last().map(String::as_str),
+        Some("我要转人工")
     );
 }
 

@@ -72,7 +72,7 @@ struct Example {
 }
 
 /// Lexical overlap of two n-gram sets (cosine of their indicator vectors).
-fn overlap(a: &[u32], b: &[u32]) -> f32 {
+pub(crate) fn overlap(a: &[u32], b: &[u32]) -> f32 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
@@ -92,7 +92,7 @@ fn overlap(a: &[u32], b: &[u32]) -> f32 {
 }
 
 /// Bigrams and trigrams only (single characters say little about intent).
-fn grams(text: &str) -> Vec<u32> {
+pub(crate) fn grams(text: &str) -> Vec<u32> {
     let norm = normalise(text);
     let mut out = ngram::features(&norm);
     let singles: HashSet<u32> = norm

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub platform_retries: IntCounterVec,
     /// Times the shared results were recomputed because the data changed.
     pub data_refreshes: IntCounter,
+    /// Customer messages by what became of them (answered, relayed, or the handoff's reason).
+    pub support: IntCounterVec,
 }
 
 impl Metrics {
@@ -60,6 +62,14 @@ impl Metrics {
             "Shared results recomputed after a data change",
         )
         .expect("valid metric");
+        let support = IntCounterVec::new(
+            Opts::new(
+                "support_messages_total",
+                "Customer messages: answered from the knowledge base, relayed, or handed over (by reason)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(questions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stage_seconds.clone()),
@@ -68,6 +78,7 @@ impl Metrics {
             Box::new(http.clone()),
             Box::new(platform_retries.clone()),
             Box::new(data_refreshes.clone()),
+            Box::new(support.clone()),
         ] {
             registry.register(c).expect("metrics registered once");
         }
@@ -80,6 +91,7 @@ impl Metrics {
             http,
             platform_retries,
             data_refreshes,
+            support,
         }
     }
 

@@ -29,7 +29,9 @@ use tokio::sync::{RwLock, Semaphore};
 use crate::agent::{Agent, AgentError, Turn};
 use crate::config::Config;
 use crate::reply::{Chart, Reply, args_json, chart};
+use crate::store::support::NewHandoff;
 use crate::store::{AuditEntry, DataVersion, Store, StoreError, TurnRecord};
+use crate::support::{Decision, HandoffReason, Support, SupportSettings};
 pub use metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tool(#[from] crate::tools::ToolError),
+    #[error(transparent)]
+    Support(#[from] crate::support::SupportError),
 }
 
 /// Who is asking. Operators reach the insight tools; everyone else is a customer.
@@ -86,6 +90,10 @@ pub enum Outcome {
     Error,
     /// Already answered (a redelivered update): nothing is sent.
     Duplicate,
+    /// A customer's conversation went to a person (a handoff event was stored).
+    Handoff,
+    /// A person owns the conversation: the message is kept for them, the bot says nothing.
+    Relayed,
 }
 
 impl Outcome {
@@ -99,6 +107,8 @@ impl Outcome {
             Outcome::Limited => "limited",
             Outcome::Error => "error",
             Outcome::Duplicate => "duplicate",
+            Outcome::Handoff => "handoff",
+            Outcome::Relayed => "relayed",
         }
     }
 }
@@ -134,6 +144,8 @@ pub struct App {
     pub cfg: Config,
     pub store: Store,
     agent: RwLock<Arc<Agent>>,
+    /// The knowledge base, embedded; `None` until one is imported (customers then go to a person).
+    support: RwLock<Option<Arc<Support>>>,
     version: Mutex<DataVersion>,
     pub metrics: Metrics,
     font: Option<chart::Font>,
@@ -162,6 +174,7 @@ impl App {
         let quota =
             Quota::per_minute(NonZeroU32::new(s.rate_per_minute).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(s.rate_burst).unwrap_or(NonZeroU32::MIN));
+        let support = open_support(cfg, &store, &agent).await?;
         // The shared results the first questions need, computed while the front ends start.
         let first = Arc::new(agent);
         tokio::spawn({
@@ -172,6 +185,7 @@ impl App {
             cfg: cfg.clone(),
             store,
             agent: RwLock::new(first),
+            support: RwLock::new(support),
             version: Mutex::new(version),
             metrics: Metrics::new(),
             font,
@@ -180,6 +194,21 @@ impl App {
             admitted: Semaphore::new(s.workers + s.queue),
             workers: Semaphore::new(s.workers),
         }))
+    }
+
+    /// Expires handoffs older than `[support] handoff_timeout_secs`: those conversations go back to
+    /// the bot. Returns how many.
+    pub async fn expire_handoffs(&self) -> Result<usize, AppError> {
+        let before = chrono::Utc::now()
+            - chrono::Duration::seconds(self.cfg.support.handoff_timeout_secs as i64);
+        let expired = self
+            .store
+            .expire_handoffs(&before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .await?;
+        for h in &expired {
+            tracing::info!(handoff = h.id, "handoff timed out: the bot answers again");
+        }
+        Ok(expired.len())
     }
 
     /// The agent as of the current data version.
@@ -194,6 +223,9 @@ impl App {
         if *self.version.lock().expect("version lock") == now {
             return Ok(false);
         }
+        // The knowledge base first: it is small, and customers should not wait for the insight models.
+        let agent = self.agent().await;
+        *self.support.write().await = open_support(&self.cfg, &self.store, &agent).await?;
         tracing::info!(version = %now.0, "the shop's data changed: recomputing shared results");
         // Questions are answered from the old data until the new results are ready.
         let fresh = self.agent().await.refreshed().await?;
@@ -213,6 +245,9 @@ impl App {
                 tokio::time::sleep(every).await;
                 if let Err(e) = app.refresh_if_changed().await {
                     tracing::warn!("checking for new data: {e}");
+                }
+                if let Err(e) = app.expire_handoffs().await {
+                    tracing::warn!("expiring handoffs: {e}");
                 }
             }
         })
@@ -280,6 +315,8 @@ impl App {
                 };
                 plain(Outcome::Command, Reply::text(t, zh))
             }
+            (Some("handoffs"), Role::Operator) => self.list_handoffs(zh).await?,
+            (Some("release"), Role::Operator) => self.release(&msg, &question, zh).await?,
             (Some(other), _) if !COMMANDS.iter().any(|(c, _)| *c == other) => {
                 let t = if zh {
                     format!("没有 /{other} 这个命令。发送 /help 查看可用命令。")
@@ -288,7 +325,7 @@ impl App {
                 };
                 plain(Outcome::Command, Reply::text(t, zh))
             }
-            (_, Role::Customer) => plain(Outcome::Customer, Reply::text(customer_reply(zh), zh)),
+            (_, Role::Customer) => self.customer(&msg, text, zh).await?,
             (_, Role::Operator) if question.is_empty() => {
                 plain(Outcome::Command, Reply::text(help(Role::Operator, zh), zh))
             }
@@ -342,6 +379,174 @@ impl App {
             .with_label_values(&[platform, h.outcome.as_str()])
             .inc();
         h
+    }
+
+    /// A customer's message: kept for the person who owns the conversation, else answered from the
+    /// knowledge base, else handed to a person. Never the agent, never shop data.
+    async fn customer(&self, msg: &Message, text: &str, zh: bool) -> Result<Handled, AppError> {
+        if let Some(h) = self
+            .store
+            .open_handoff_of(msg.platform, &msg.chat_id)
+            .await?
+        {
+            self.metrics.support.with_label_values(&["relayed"]).inc();
+            return Ok(Handled {
+                result: serde_json::json!({"handoff": {"id": h.id, "reason": h.reason, "status": "open"}}),
+                ..plain(Outcome::Relayed, Reply::text("", zh))
+            });
+        }
+        let support = self.support.read().await.clone();
+        let decision = match &support {
+            Some(s) => {
+                let last = self.last_answered_entry(msg).await?;
+                let s = s.clone();
+                let text = text.to_string();
+                tokio::task::spawn_blocking(move || s.decide(&text, zh, last.as_deref()))
+                    .await
+                    .expect("support task")?
+            }
+            // No knowledge base imported: every question goes to a person.
+            None => Decision::Handoff {
+                reason: HandoffReason::LowConfidence,
+                confidence: 0.0,
+                best: None,
+            },
+        };
+        match decision {
+            Decision::Answer(a) => {
+                self.metrics.support.with_label_values(&["answered"]).inc();
+                let mut reply = a.text.clone();
+                if a.other_language {
+                    reply = format!("{reply}\n{}", crate::support::replies::other_language(zh));
+                }
+                reply = format!("{reply}\n\n{}", crate::support::replies::source(zh, &a.id));
+                let mut args = Map::new();
+                args.insert("entry".into(), Value::String(a.id.clone()));
+                Ok(Handled {
+                    outcome: Outcome::Customer,
+                    reply: Reply::text(reply, zh),
+                    tool: "support".into(),
+                    args,
+                    result: serde_json::json!({"source": a.id, "lang": a.lang,
+                        "confidence": a.confidence, "other_language": a.other_language}),
+                    timings_ms: None,
+                })
+            }
+            Decision::Handoff {
+                reason,
+                confidence,
+                best,
+            } => {
+                self.metrics
+                    .support
+                    .with_label_values(&[reason.as_str()])
+                    .inc();
+                let mut last: Vec<String> = self
+                    .store
+                    .recent_turns(msg.platform, &msg.chat_id, 5)
+                    .await?
+                    .into_iter()
+                    .map(|t| t.question)
+                    .collect();
+                last.push(text.to_string());
+                let id = self
+                    .store
+                    .open_handoff(&NewHandoff {
+                        platform: msg.platform,
+                        chat_id: &msg.chat_id,
+                        user_id: &msg.user_id,
+                        lang: if zh { "zh" } else { "en" },
+                        reason: reason.as_str(),
+                        question: text,
+                        last_messages: &last,
+                    })
+                    .await?;
+                tracing::info!(
+                    handoff = id,
+                    reason = reason.as_str(),
+                    "conversation handed to a person"
+                );
+                let mut args = Map::new();
+                args.insert("reason".into(), Value::String(reason.as_str().into()));
+                Ok(Handled {
+                    outcome: Outcome::Handoff,
+                    reply: Reply::text(crate::support::replies::handoff(zh), zh),
+                    tool: "handoff".into(),
+                    args,
+                    result: serde_json::json!({"handoff": {"id": id, "reason": reason,
+                        "confidence": confidence, "best": best, "status": "open"}}),
+                    timings_ms: None,
+                })
+            }
+        }
+    }
+
+    /// The entry the conversation's last turn answered with, if its last turn was a KB answer.
+    async fn last_answered_entry(&self, msg: &Message) -> Result<Option<String>, AppError> {
+        let last = self
+            .store
+            .recent_turns(msg.platform, &msg.chat_id, 1)
+            .await?
+            .pop();
+        Ok(last.filter(|t| t.tool == "support").and_then(|t| {
+            serde_json::from_str::<Map<String, Value>>(&t.args)
+                .ok()?
+                .get("entry")?
+                .as_str()
+                .map(str::to_string)
+        }))
+    }
+
+    /// `/handoffs`: the conversations people own now.
+    async fn list_handoffs(&self, zh: bool) -> Result<Handled, AppError> {
+        let open = self.store.open_handoffs().await?;
+        let mut text = if open.is_empty() {
+            (if zh {
+                "没有转人工的对话。"
+            } else {
+                "No conversation is with a person."
+            })
+            .to_string()
+        } else if zh {
+            format!(
+                "{} 个对话在人工处理中（/release 编号 交还给机器人）：",
+                open.len()
+            )
+        } else {
+            format!(
+                "{} conversation(s) with a person (/release ID hands one back):",
+                open.len()
+            )
+        };
+        for h in &open {
+            text.push_str(&format!(
+                "\n#{} {} {} · {} · {}",
+                h.id,
+                h.platform,
+                h.chat_id,
+                h.reason,
+                crate::support::mask::mask(&h.question)
+            ));
+        }
+        Ok(plain(Outcome::Command, Reply::text(text, zh)))
+    }
+
+    /// `/release ID`: the conversation goes back to the bot.
+    async fn release(&self, msg: &Message, arg: &str, zh: bool) -> Result<Handled, AppError> {
+        let id = arg.trim().trim_start_matches('#').parse::<i64>().ok();
+        let done = match id {
+            Some(id) => self.store.release_handoff(id, &msg.user_id).await?,
+            None => false,
+        };
+        let text = match (done, zh) {
+            (true, true) => format!("已交还给机器人：#{}", id.unwrap_or_default()),
+            (true, false) => format!("Handed back to the bot: #{}", id.unwrap_or_default()),
+            (false, true) => "没有这个进行中的转人工编号。发送 /handoffs 查看。".to_string(),
+            (false, false) => {
+                "No open handoff with that number. Send /handoffs for the list.".to_string()
+            }
+        };
+        Ok(plain(Outcome::Command, Reply::text(text, zh)))
     }
 
     /// An operator's question through the limits to the agent.
@@ -444,6 +649,34 @@ impl App {
             })
             .collect())
     }
+}
+
+/// The knowledge base in the store, embedded with the agent's review encoder (vectors cached under
+/// data_dir/cache); `None` when none was imported.
+async fn open_support(
+    cfg: &Config,
+    store: &Store,
+    agent: &Agent,
+) -> Result<Option<Arc<Support>>, AppError> {
+    let entries: Vec<crate::support::Entry> = store
+        .kb_entries()
+        .await?
+        .into_iter()
+        .map(crate::support::Entry::from_row)
+        .collect();
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let encoder = agent.ctx.encoder().await?;
+    let settings = SupportSettings {
+        threshold: cfg.support.threshold,
+        lexical_weight: cfg.support.lexical_weight,
+    };
+    let s = tokio::task::block_in_place(|| {
+        let mut cache = crate::support::vector_cache(cfg, &encoder)?;
+        Support::build(entries, encoder.clone(), Some(&mut cache), settings)
+    })?;
+    Ok(Some(Arc::new(s)))
 }
 
 struct Decrement<'a>(&'a prometheus::IntGauge);

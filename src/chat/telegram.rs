@@ -446,7 +446,11 @@ async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
         })
         .await;
     }
-    for piece in reply::telegram_html(r) {
+    // A message relayed to the person who owns the conversation has no reply: nothing is sent.
+    for piece in reply::telegram_html(r)
+        .into_iter()
+        .filter(|p| !p.trim().is_empty())
+    {
         ok &= send_with_retry(app, || async {
             sender!(bots, |b| b
                 .send_message(chat, piece.clone())

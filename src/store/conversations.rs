@@ -65,17 +65,19 @@ impl Store {
                     (SELECT COALESCE(MAX(finished_at), '') FROM import_batches), \
                     (SELECT COUNT(*) FROM review_nlp), \
                     (SELECT COALESCE(MAX(labelled_at), '') FROM review_nlp), \
-                    (SELECT COALESCE(MAX(labelled_at), '') FROM post_nlp)",
+                    (SELECT COALESCE(MAX(labelled_at), '') FROM post_nlp), \
+                    (SELECT COUNT(*) || '@' || COALESCE(MAX(updated_at), '') FROM kb_entries)",
         )
         .fetch_one(self.pool())
         .await?;
         Ok(DataVersion(format!(
-            "{}@{}/{}@{}/{}",
+            "{}@{}/{}@{}/{}/kb {}",
             row.get::<i64, _>(0),
             row.get::<String, _>(1),
             row.get::<i64, _>(2),
             row.get::<String, _>(3),
-            row.get::<String, _>(4)
+            row.get::<String, _>(4),
+            row.get::<String, _>(5)
         )))
     }
 
@@ -198,7 +200,7 @@ impl Store {
     ) -> Result<Vec<(i64, String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT update_id, chat_id, reply FROM platform_updates \
-             WHERE platform = ? AND sent_at IS NULL ORDER BY update_id",
+             WHERE platform = ? AND sent_at IS NULL AND reply <> '' ORDER BY update_id",
         )
         .bind(platform)
         .fetch_all(self.pool())

@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod records;
 mod sqlite;
 mod sqlite_bulk;
+pub mod support;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,278 @@
+//! What customer service keeps: the knowledge base's entries (imported from the shop's files) and the
+//! handoffs of conversations to a person.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// A knowledge-base entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KbRow {
+    pub id: String,
+    pub lang: String,
+    pub questions: Vec<String>,
+    pub answer: String,
+    pub tags: Vec<String>,
+    pub source: String,
+    pub digest: String,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KbImport {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+/// An open or closed handoff.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandoffRow {
+    pub id: i64,
+    pub platform: String,
+    pub chat_id: String,
+    pub user_id: String,
+    pub lang: String,
+    pub reason: String,
+    pub question: String,
+    pub last_messages: Vec<String>,
+    pub opened_at: String,
+    pub released_at: Option<String>,
+    pub released_by: Option<String>,
+}
+
+/// A new handoff, as [`Store::open_handoff`] stores it.
+#[derive(Debug, Clone)]
+pub struct NewHandoff<'a> {
+    pub platform: &'a str,
+    pub chat_id: &'a str,
+    pub user_id: &'a str,
+    pub lang: &'a str,
+    pub reason: &'a str,
+    pub question: &'a str,
+    pub last_messages: &'a [String],
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn json_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn handoff(r: &sqlx::sqlite::SqliteRow) -> HandoffRow {
+    HandoffRow {
+        id: r.get(0),
+        platform: r.get(1),
+        chat_id: r.get(2),
+        user_id: r.get(3),
+        lang: r.get(4),
+        reason: r.get(5),
+        question: r.get(6),
+        last_messages: json_list(&r.get::<String, _>(7)),
+        opened_at: r.get(8),
+        released_at: r.get(9),
+        released_by: r.get(10),
+    }
+}
+
+macro_rules! handoff_columns {
+    () => {
+        "id, platform, chat_id, user_id, lang, reason, question, last_messages, opened_at, released_at, \
+         released_by"
+    };
+}
+
+impl Store {
+    /// Makes the knowledge base exactly `entries` (by id and language), in one transaction: new entries
+    /// are added, entries whose content changed are replaced, entries no longer present are removed.
+    pub async fn kb_replace(&self, entries: &[KbRow]) -> Result<KbImport, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let old: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, lang, digest FROM kb_entries")
+                .fetch_all(&mut *tx)
+                .await?;
+        let old: std::collections::HashMap<(String, String), String> = old
+            .into_iter()
+            .map(|(id, lang, d)| ((id, lang), d))
+            .collect();
+        let mut out = KbImport::default();
+        let stamp = now();
+        for e in entries {
+            match old.get(&(e.id.clone(), e.lang.clone())) {
+                Some(d) if *d == e.digest => {
+                    out.unchanged += 1;
+                    continue;
+                }
+                Some(_) => out.changed += 1,
+                None => out.added += 1,
+            }
+            sqlx::query(
+                "INSERT INTO kb_entries (id, lang, questions, answer, tags, source, digest, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id, lang) DO UPDATE SET \
+                 questions = excluded.questions, answer = excluded.answer, tags = excluded.tags, \
+                 source = excluded.source, digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(&e.id)
+            .bind(&e.lang)
+            .bind(serde_json::to_string(&e.questions).unwrap_or_default())
+            .bind(&e.answer)
+            .bind(serde_json::to_string(&e.tags).unwrap_or_default())
+            .bind(&e.source)
+            .bind(&e.digest)
+            .bind(&stamp)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let keep: std::collections::HashSet<(&str, &str)> = entries
+            .iter()
+            .map(|e| (e.id.as_str(), e.lang.as_str()))
+            .collect();
+        for (id, lang) in old.keys() {
+            if !keep.contains(&(id.as_str(), lang.as_str())) {
+                sqlx::query("DELETE FROM kb_entries WHERE id = $1 AND lang = $2")
+                    .bind(id)
+                    .bind(lang)
+                    .execute(&mut *tx)
+                    .await?;
+                out.removed += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Every knowledge-base entry, by id then language.
+    pub async fn kb_entries(&self) -> Result<Vec<KbRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, lang, questions, answer, tags, source, digest FROM kb_entries ORDER BY id, lang",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| KbRow {
+                id: r.get(0),
+                lang: r.get(1),
+                questions: json_list(&r.get::<String, _>(2)),
+                answer: r.get(3),
+                tags: json_list(&r.get::<String, _>(4)),
+                source: r.get(5),
+                digest: r.get(6),
+            })
+            .collect())
+    }
+
+    /// What the knowledge base is at (its entries' digests), for a running service to notice an import.
+    pub async fn kb_version(&self) -> Result<String, StoreError> {
+        let (n, last): (i64, String) =
+            sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(updated_at), '') FROM kb_entries")
+                .fetch_one(self.pool())
+                .await?;
+        Ok(format!("{n}@{last}"))
+    }
+
+    /// Opens a handoff of a conversation to a person; returns its id. A conversation has at most one
+    /// open handoff: if one is open already, that one's id is returned.
+    pub async fn open_handoff(&self, h: &NewHandoff<'_>) -> Result<i64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let open: Option<(i64,)> = sqlx::query_as(
+            "SELECT id FROM handoffs WHERE platform = $1 AND chat_id = $2 AND released_at IS NULL",
+        )
+        .bind(h.platform)
+        .bind(h.chat_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id,)) = open {
+            return Ok(id);
+        }
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO handoffs (platform, chat_id, user_id, lang, reason, question, last_messages, \
+             opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(h.platform)
+        .bind(h.chat_id)
+        .bind(h.user_id)
+        .bind(h.lang)
+        .bind(h.reason)
+        .bind(h.question)
+        .bind(serde_json::to_string(h.last_messages).unwrap_or_default())
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The conversation's open handoff, if a person owns it.
+    pub async fn open_handoff_of(
+        &self,
+        platform: &str,
+        chat_id: &str,
+    ) -> Result<Option<HandoffRow>, StoreError> {
+        let r = sqlx::query(concat!(
+            "SELECT ",
+            handoff_columns!(),
+            " FROM handoffs WHERE platform = $1 AND chat_id = $2 AND released_at IS NULL"
+        ))
+        .bind(platform)
+        .bind(chat_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(r.as_ref().map(handoff))
+    }
+
+    pub async fn handoff(&self, id: i64) -> Result<Option<HandoffRow>, StoreError> {
+        let r = sqlx::query(concat!(
+            "SELECT ",
+            handoff_columns!(),
+            " FROM handoffs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(r.as_ref().map(handoff))
+    }
+
+    /// The handoffs open now, oldest first.
+    pub async fn open_handoffs(&self) -> Result<Vec<HandoffRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            handoff_columns!(),
+            " FROM handoffs WHERE released_at IS NULL ORDER BY id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(handoff).collect())
+    }
+
+    /// Hands a conversation back to the bot. False when the handoff was not open.
+    pub async fn release_handoff(&self, id: i64, by: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE handoffs SET released_at = $1, released_by = $2 WHERE id = $3 AND released_at IS NULL",
+        )
+        .bind(now())
+        .bind(by)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Releases the handoffs opened before `before` (RFC 3339) that are still open; returns them.
+    pub async fn expire_handoffs(&self, before: &str) -> Result<Vec<HandoffRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "UPDATE handoffs SET released_at = $1, released_by = 'timeout' \
+             WHERE released_at IS NULL AND opened_at < $2 RETURNING ",
+            handoff_columns!()
+        ))
+        .bind(now())
+        .bind(before)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(handoff).collect())
+    }
+}

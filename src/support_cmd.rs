@@ -1,0 +1,281 @@
+//! `dongcha kb import|list` (the shop's knowledge base) and `dongcha eval support` (how well it
+//! answers: hit@1, answer rate and precision, out-of-scope recall, AUROC of the confidence).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use dongcha::config::Config;
+use dongcha::store::Store;
+use dongcha::support::{Decision, Entry, Support, SupportSettings, kb};
+
+/// `dongcha kb import PATH`: the knowledge base becomes exactly the entries under PATH.
+pub async fn import(cfg: &Config, path: &Path, json: bool) -> Result<()> {
+    let entries = kb::load(path)?;
+    let store = Store::open_config(cfg).await?;
+    let n = entries.len();
+    let done = store
+        .kb_replace(&entries.into_iter().map(Entry::into_row).collect::<Vec<_>>())
+        .await?;
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(());
+    }
+    println!(
+        "knowledge base: {n} entries from {} ({} added, {} changed, {} removed, {} unchanged)",
+        path.display(),
+        done.added,
+        done.changed,
+        done.removed,
+        done.unchanged
+    );
+    Ok(())
+}
+
+/// `dongcha kb list`.
+pub async fn list(cfg: &Config, json: bool) -> Result<()> {
+    let store = Store::open_config(cfg).await?;
+    let rows = store.kb_entries().await?;
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("the knowledge base is empty: `dongcha kb import PATH` (or `dongcha demo`)");
+    }
+    for r in &rows {
+        let first: String = r.answer.chars().take(50).collect();
+        println!(
+            "{:<18} {}  {} phrasing(s)  {first}…",
+            r.id,
+            r.lang,
+            r.questions.len()
+        );
+    }
+    Ok(())
+}
+
+/// Imports the demo shop's knowledge base when the shop has none (a shop's own is never replaced).
+pub async fn import_demo_if_empty(store: &Store) -> Result<usize> {
+    if !store.kb_entries().await?.is_empty() {
+        return Ok(0);
+    }
+    let entries = kb::parse_tsv("demo knowledge base", kb::DEMO_TSV)?;
+    let n = entries.len();
+    store
+        .kb_replace(&entries.into_iter().map(Entry::into_row).collect::<Vec<_>>())
+        .await?;
+    Ok(n)
+}
+
+/// The shipped evaluation set: paraphrases of the demo knowledge base and out-of-scope questions.
+pub const EVAL_TSV: &str = include_str!("../tests/data/support_eval.tsv");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The tuning part (40%, by a fixed hash of the question): where the threshold is chosen.
+    Tune,
+    /// The held-out part (60%): what is reported.
+    Test,
+    All,
+}
+
+fn in_tuning_part(q: &str) -> bool {
+    xxhash_rust::xxh3::xxh3_64(q.as_bytes()) % 10 < 4
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Figures {
+    questions: usize,
+    answerable: usize,
+    out_of_scope: usize,
+    threshold: f32,
+    hit_at_1: f64,
+    answer_rate: f64,
+    answer_precision: f64,
+    none_recall: f64,
+    auroc: f64,
+}
+
+struct Scored {
+    expected: String,
+    top: String,
+    score: f32,
+    answered: Option<String>,
+}
+
+fn figures(rows: &[Scored], threshold: f32) -> Figures {
+    let answerable: Vec<&Scored> = rows.iter().filter(|r| r.expected != "none").collect();
+    let none: Vec<&Scored> = rows.iter().filter(|r| r.expected == "none").collect();
+    let answered = |r: &Scored| r.score >= threshold && r.answered.is_some();
+    let given: Vec<&Scored> = rows.iter().filter(|r| answered(r)).collect();
+    let right = given
+        .iter()
+        .filter(|r| r.answered.as_deref() == Some(r.expected.as_str()))
+        .count();
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    // AUROC: the chance an answerable question scores above an out-of-scope one (ties count half).
+    let mut pairs = 0.0;
+    for a in &answerable {
+        for n in &none {
+            pairs += if a.score > n.score {
+                1.0
+            } else if a.score == n.score {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    Figures {
+        questions: rows.len(),
+        answerable: answerable.len(),
+        out_of_scope: none.len(),
+        threshold,
+        hit_at_1: ratio(
+            answerable.iter().filter(|r| r.top == r.expected).count(),
+            answerable.len(),
+        ),
+        answer_rate: ratio(given.len(), rows.len()),
+        answer_precision: ratio(right, given.len()),
+        none_recall: ratio(none.iter().filter(|r| !answered(r)).count(), none.len()),
+        auroc: if answerable.is_empty() || none.is_empty() {
+            0.0
+        } else {
+            pairs / (answerable.len() * none.len()) as f64
+        },
+    }
+}
+
+/// `dongcha eval support`.
+pub async fn eval(
+    cfg: &Config,
+    kb_path: Option<&Path>,
+    data: Option<&Path>,
+    part: Part,
+    tune: bool,
+    json: bool,
+) -> Result<()> {
+    let entries = match kb_path {
+        Some(p) => kb::load(p)?,
+        None => {
+            let store = Store::open_config(cfg).await?;
+            let rows = store.kb_entries().await?;
+            store.close().await;
+            if rows.is_empty() {
+                kb::parse_tsv("demo knowledge base", kb::DEMO_TSV)?
+            } else {
+                rows.into_iter().map(Entry::from_row).collect()
+            }
+        }
+    };
+    let text = match data {
+        Some(p) => std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
+        None => EVAL_TSV.to_string(),
+    };
+    let mut questions = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (q, e) = line
+            .split_once('\t')
+            .with_context(|| format!("line {}: want question<TAB>expected", i + 1))?;
+        questions.push((q.trim().to_string(), e.trim().to_string()));
+    }
+    let ids: std::collections::HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    if let Some((q, e)) = questions
+        .iter()
+        .find(|(_, e)| e != "none" && !ids.contains(e.as_str()))
+    {
+        anyhow::bail!("{q:?} expects {e:?}, which the knowledge base does not have");
+    }
+    let encoder = Arc::new(tokio::task::block_in_place(|| {
+        dongcha::heads::review_encoder(cfg)
+    })?);
+    let settings = SupportSettings {
+        threshold: cfg.support.threshold,
+        lexical_weight: cfg.support.lexical_weight,
+    };
+    let mut support = tokio::task::block_in_place(|| {
+        let mut cache = dongcha::support::vector_cache(cfg, &encoder)?;
+        Support::build(entries, encoder.clone(), Some(&mut cache), settings)
+    })?;
+    let score = |support: &Support, part: Part| -> Result<Vec<Scored>> {
+        let mut out = Vec::new();
+        for (q, e) in questions.iter().filter(|(q, _)| match part {
+            Part::Tune => in_tuning_part(q),
+            Part::Test => !in_tuning_part(q),
+            Part::All => true,
+        }) {
+            let ranked = support.rank(q)?;
+            let zh = dongcha::agent::router::is_chinese(q);
+            // What it answers at any threshold the score passes, unless a rule hands it over first.
+            let answered = match support.decide_at(q, zh, None, f32::MIN)? {
+                Decision::Answer(a) => Some(a.id),
+                Decision::Handoff { .. } => None,
+            };
+            out.push(Scored {
+                expected: e.clone(),
+                top: ranked[0].0.clone(),
+                score: ranked[0].1,
+                answered,
+            });
+        }
+        Ok(out)
+    };
+    let mut threshold = cfg.support.threshold;
+    if tune {
+        // The lexical weight and threshold that answer most answerable questions right while handing
+        // over most out-of-scope ones (the best mean of the two rates), on the tuning part only.
+        let mut best = (f64::MIN, threshold, support.settings.lexical_weight);
+        for w in [0.0f32, 0.05, 0.1, 0.2, 0.3] {
+            support.settings.lexical_weight = w;
+            let rows = tokio::task::block_in_place(|| score(&support, Part::Tune))?;
+            for k in 0..=100 {
+                let t = 0.5 + k as f32 * 0.005;
+                let f = figures(&rows, t);
+                let right = rows
+                    .iter()
+                    .filter(|r| {
+                        r.expected != "none"
+                            && r.score >= t
+                            && r.answered.as_deref() == Some(r.expected.as_str())
+                    })
+                    .count() as f64
+                    / f.answerable.max(1) as f64;
+                let objective = (right + f.none_recall) / 2.0;
+                if objective > best.0 {
+                    best = (objective, t, w);
+                }
+            }
+        }
+        threshold = best.1;
+        support.settings.lexical_weight = best.2;
+        if !json {
+            println!(
+                "tuning part: best threshold {threshold:.3}, lexical weight {:.2} (set them under [support])",
+                best.2
+            );
+        }
+    }
+    let rows = tokio::task::block_in_place(|| score(&support, part))?;
+    let f = figures(&rows, threshold);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+        return Ok(());
+    }
+    println!(
+        "support on {} questions ({:?} part: {} answerable, {} out of scope), threshold {:.3}",
+        f.questions, part, f.answerable, f.out_of_scope, f.threshold
+    );
+    println!("hit@1 (answerable)         {:.3}", f.hit_at_1);
+    println!("answer rate                {:.3}", f.answer_rate);
+    println!("answer precision           {:.3}", f.answer_precision);
+    println!("out-of-scope recall        {:.3}", f.none_recall);
+    println!("AUROC (answerable vs none) {:.3}", f.auroc);
+    Ok(())
+}

@@ -51,6 +51,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupportConfig {
+    pub operator_chat: i64,
+    pub handoff_webhook: String,
     pub threshold: f32,
     pub lexical_weight: f32,
     pub handoff_timeout_secs: u64,

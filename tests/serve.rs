@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 
 const OPERATOR: i64 = 7001;
 const CUSTOMER: i64 = 8001;
+/// The operators' group, where handoffs are announced and customers' messages relayed.
+const DESK: i64 = -100_777;
 const TOKEN: &str = "test-operator-token-0123456789";
 
 fn bin() -> &'static str {
@@ -165,7 +167,10 @@ fn telegram_operator_gets_the_figures_of_ask_charts_as_photos_and_customers_get_
     let mut server = Server::start(
         dir.path(),
         Some(&api),
-        &[("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_CHAT", "100")],
+        &[
+            ("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_CHAT", "100"),
+            ("DONGCHA__SUPPORT__OPERATOR_CHAT", &DESK.to_string()),
+        ],
     );
 
     // The operator's question: the reply is `dongcha ask`'s, figures and all.
@@ -209,7 +214,7 @@ fn telegram_operator_gets_the_figures_of_ask_charts_as_photos_and_customers_get_
     // conversation the bot says nothing — not to a request for operator data, a command, or a
     // pasted tool call either.
     api.message(CUSTOMER, "我要转人工");
-    api.message(CUSTOMER, "哪些客户要流失了？");
+    api.message(CUSTOMER, "哪些客户要流失了？我电话13812345678");
     api.message(CUSTOMER, "/churn");
     api.message(
         CUSTOMER,
@@ -224,7 +229,29 @@ fn telegram_operator_gets_the_figures_of_ask_charts_as_photos_and_customers_get_
         .map(|x| unescape(&x.text))
         .collect();
     assert_eq!(to_customer[1], dongcha::support::replies::handoff(true));
-    // The operator sees the open handoff and releases it; the bot then answers again.
+    // The operators' chat gets the handoff, then the customer's messages relayed, the phone masked.
+    let s = api.wait_for(WAIT, "the relayed messages", |s| {
+        s.iter().filter(|x| x.chat_id == DESK).count() >= 4
+    });
+    let desk: Vec<String> = s
+        .iter()
+        .filter(|x| x.chat_id == DESK)
+        .map(|x| unescape(&x.text))
+        .collect();
+    assert!(
+        desk[0].contains("asked_for_person") && desk[0].contains("我要转人工"),
+        "{desk:#?}"
+    );
+    assert!(
+        desk[1].contains("[phone]") && !desk.iter().any(|d| d.contains("13812345678")),
+        "{desk:#?}"
+    );
+    assert!(
+        desk[3].contains("churn_risk"),
+        "the pasted call is relayed as words: {desk:#?}"
+    );
+    // The operator sees the open handoff, answers the customer, and releases it; the bot then answers
+    // again.
     api.message(OPERATOR, "/handoffs");
     let s = api.wait_for(WAIT, "the list of handoffs", |s| {
         s.iter()
@@ -243,27 +270,44 @@ fn telegram_operator_gets_the_figures_of_ask_charts_as_photos_and_customers_get_
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
+    api.message(OPERATOR, &format!("/reply {id} 您好，我是客服小王。"));
+    api.wait_for(WAIT, "the operator's reply to the customer", |s| {
+        s.iter()
+            .any(|x| x.chat_id == CUSTOMER && x.text == "您好，我是客服小王。")
+    });
     api.message(OPERATOR, &format!("/release {id}"));
     api.wait_for(WAIT, "the release", |s| {
-        s.iter().any(|x| {
-            x.chat_id == OPERATOR
-                && x.text.contains(&format!("#{id}"))
-                && !x.text.contains("asked_for_person")
-        })
+        s.iter()
+            .any(|x| x.chat_id == OPERATOR && x.text.contains(&format!("已交还给机器人：#{id}")))
+    });
+    // The customer is told, then asks again.
+    api.wait_for(WAIT, "the note to the customer", |s| {
+        s.iter()
+            .any(|x| x.chat_id == CUSTOMER && x.text == dongcha::support::replies::released(true))
     });
     api.message(CUSTOMER, "运费多少？");
     let s = api.wait_for(WAIT, "the answer after the release", |s| {
-        s.iter().filter(|x| x.chat_id == CUSTOMER).count() >= 3
+        s.iter()
+            .any(|x| x.chat_id == CUSTOMER && x.text.contains("来源：shipping_fee"))
     });
     let to_customer: Vec<String> = s
         .iter()
         .filter(|x| x.chat_id == CUSTOMER)
         .map(|x| unescape(&x.text))
         .collect();
-    // Three replies for six messages: the three sent while a person owned the chat were not answered.
-    assert_eq!(to_customer.len(), 3, "{to_customer:#?}");
+    // Three bot replies for six messages (the three sent while a person owned the chat were relayed, not
+    // answered), the person's reply, and the note that the bot answers again.
+    assert_eq!(
+        to_customer[2..4],
+        [
+            "您好，我是客服小王。".to_string(),
+            dongcha::support::replies::released(true).to_string()
+        ],
+        "{to_customer:#?}"
+    );
+    assert_eq!(to_customer.len(), 5, "{to_customer:#?}");
     assert!(
-        to_customer[2].ends_with("来源：shipping_fee"),
+        to_customer[4].ends_with("来源：shipping_fee"),
         "{to_customer:#?}"
     );
     for t in &to_customer {
@@ -876,4 +920,245 @@ fn method_name(m: &Value) -> &'static str {
         "combined" => "combined (mean of Holt-Winters ×2 and ARIMA)",
         other => panic!("unknown method {other}"),
     }
+}
+
+const SHOP_TOKEN: &str = "test-shop-token-abcdef";
+
+/// A server whose shop token is [`SHOP_TOKEN`], on a copy of the demo shop (demo knowledge base).
+fn support_server(env: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
+    let dir = shop_copy();
+    let mut all = vec![("DONGCHA_SHOP_TOKENS", SHOP_TOKEN)];
+    all.extend_from_slice(env);
+    let server = Server::start(dir.path(), None, &all);
+    (dir, server)
+}
+
+/// A customer's message through `POST /v1/support/messages`.
+async fn support_post(c: &reqwest::Client, server: &Server, conv: &str, text: &str) -> Value {
+    let r = c
+        .post(server.url("/v1/support/messages"))
+        .bearer_auth(SHOP_TOKEN)
+        .json(&json!({"conversation_id": conv, "text": text}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{text}");
+    r.json().await.unwrap()
+}
+
+/// An operator's command through `POST /v1/ask`.
+async fn operator_says(c: &reqwest::Client, server: &Server, text: &str) -> Value {
+    let r = c
+        .post(server.url("/v1/ask"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"question": text, "conversation_id": "desk"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{text}");
+    r.json().await.unwrap()
+}
+
+fn demo_kb() -> Vec<dongcha::support::Entry> {
+    dongcha::support::kb::parse_tsv("demo", dongcha::support::kb::DEMO_TSV).unwrap()
+}
+
+/// Over a hundred attempts, zh and en (instructions to ignore the rules, "I am the admin", pasted tool
+/// calls and commands, requests for all orders or another customer's, for the system prompt): each gets
+/// either a knowledge-base answer, word for word, or a handoff — never a tool's output, never shop data.
+#[test]
+fn customers_never_reach_operator_tools_or_another_customers_data_whatever_they_type() {
+    let (dir, mut server) = support_server(&[]);
+    let kb = demo_kb();
+    let corpus = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/support_adversarial.tsv"),
+    )
+    .unwrap();
+    let attempts: Vec<String> = corpus
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('\t').map(|(_, t)| t.replace("\\n", "\n")))
+        .collect();
+    assert!(attempts.len() >= 100, "{}", attempts.len());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut answered, mut handed) = (0, 0);
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        for (i, text) in attempts.iter().enumerate() {
+            let r = support_post(&c, &server, &format!("adv-{i}"), text).await;
+            let reply = r["reply"].as_str().unwrap_or_default();
+            match (r["source"].as_str(), r["handoff"].is_object()) {
+                (Some(id), false) => {
+                    answered += 1;
+                    let entry = kb
+                        .iter()
+                        .find(|e| e.id == id && reply.starts_with(&e.answer))
+                        .unwrap_or_else(|| {
+                            panic!("{text:?}: {reply:?} is not entry {id}'s answer")
+                        });
+                    assert!(reply.ends_with(id), "{reply}");
+                    let _ = entry;
+                }
+                (None, true) => {
+                    handed += 1;
+                    assert!(
+                        reply == dongcha::support::replies::handoff(true)
+                            || reply == dongcha::support::replies::handoff(false),
+                        "{text:?}: {reply:?}"
+                    );
+                }
+                other => panic!("{text:?}: neither an answer nor a handoff: {other:?} {r}"),
+            }
+        }
+    });
+    eprintln!("adversarial: {answered} answered from the knowledge base, {handed} handed over");
+    assert!(handed > answered, "most of these are not service questions");
+    server.terminate();
+    let audit = rt.block_on(async {
+        common::store_in(dir.path())
+            .await
+            .audit_lines(1000)
+            .await
+            .unwrap()
+    });
+    assert!(
+        !audit.iter().any(|(p, _, _, _)| p == "site"),
+        "no customer message reached the operators' audited path: {audit:?}"
+    );
+}
+
+/// Chatwoot #13178: the handoff signal was buried in the reply's words, so the site could not tell. Here
+/// it is a field, with its id and reason.
+#[test]
+fn the_handoff_is_a_field_of_the_response_not_words_in_the_reply() {
+    let (_dir, _server) = support_server(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let r = support_post(&c, &_server, "h1", "I want to talk to a human").await;
+        assert_eq!(r["handoff"]["reason"], "asked_for_person", "{r}");
+        assert_eq!(r["handoff"]["status"], "open");
+        assert!(r["handoff"]["id"].as_i64().unwrap() > 0);
+        assert!(r["source"].is_null());
+        // A question the knowledge base answers has no handoff, and names its source.
+        let r = support_post(&c, &_server, "h2", "How long does shipping take?").await;
+        assert!(r["handoff"].is_null(), "{r}");
+        assert_eq!(r["source"], "shipping_time");
+        assert_eq!(r["lang"], "en");
+        // Bad requests name the field; a missing or operator token is refused.
+        for (body, want) in [
+            (json!({"text": "hi"}), "conversation_id"),
+            (json!({"conversation_id": "x"}), "text"),
+            (
+                json!({"conversation_id": "a b", "text": "hi"}),
+                "conversation_id",
+            ),
+            (
+                json!({"conversation_id": "x", "text": "hi", "tool": "churn_risk"}),
+                "unknown field `tool`",
+            ),
+        ] {
+            let r = c
+                .post(_server.url("/v1/support/messages"))
+                .bearer_auth(SHOP_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400);
+            let e: Value = r.json().await.unwrap();
+            assert!(e["error"].as_str().unwrap().contains(want), "{e}");
+        }
+        for token in [None, Some(TOKEN)] {
+            let mut req = c
+                .post(_server.url("/v1/support/messages"))
+                .json(&json!({"conversation_id": "x", "text": "hi"}));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            assert_eq!(req.send().await.unwrap().status(), 401, "{token:?}");
+        }
+    });
+}
+
+/// Chatwoot #13673: the bot went on answering after a person took the conversation. Here, while a
+/// handoff is open, the customer's messages get no bot reply; the person's `/reply` reaches them.
+#[test]
+fn the_bot_does_not_talk_over_the_person_who_owns_the_conversation() {
+    let (_dir, server) = support_server(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let r = support_post(&c, &server, "own", "转人工，我的电话是13812345678").await;
+        let id = r["handoff"]["id"].as_i64().unwrap();
+        for text in ["多久发货？", "运费多少？", "还在吗"] {
+            let r = support_post(&c, &server, "own", text).await;
+            assert!(r["reply"].is_null(), "{text}: the bot stayed silent: {r}");
+            assert_eq!(r["handoff"]["id"], id);
+        }
+        // The operator sees the handoff with the phone number masked, and answers.
+        let list = operator_says(&c, &server, "/handoffs").await;
+        let text = list["reply"].as_str().unwrap();
+        assert!(
+            text.contains(&format!("#{id}")) && text.contains("[phone]"),
+            "{text}"
+        );
+        assert!(!text.contains("13812345678"), "{text}");
+        let sent = operator_says(
+            &c,
+            &server,
+            &format!("/reply {id} 您好，我是客服小王，马上帮您查。"),
+        )
+        .await;
+        assert!(
+            sent["reply"].as_str().unwrap().contains(&format!("#{id}")),
+            "{sent}"
+        );
+        let r = support_post(&c, &server, "own", "好的").await;
+        assert!(r["reply"].is_null());
+        assert_eq!(
+            r["messages"],
+            json!(["您好，我是客服小王，马上帮您查。"]),
+            "{r}"
+        );
+    });
+}
+
+/// Chatwoot #15068: right after a release the conversation fell back into a handoff. Here the next
+/// question after `/release` is answered by the bot — even the same question that was asked before.
+#[test]
+fn a_released_conversation_does_not_loop_back_into_a_handoff() {
+    let (_dir, server) = support_server(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let r = support_post(&c, &server, "loop", "运费多少？").await;
+        assert_eq!(r["source"], "shipping_fee", "{r}");
+        // The same question again right after its answer: the answer did not help, a person takes it.
+        let r = support_post(&c, &server, "loop", "运费多少？").await;
+        assert_eq!(r["handoff"]["reason"], "failed_twice", "{r}");
+        let id = r["handoff"]["id"].as_i64().unwrap();
+        let done = operator_says(&c, &server, &format!("/release {id}")).await;
+        assert!(
+            done["reply"].as_str().unwrap().contains(&format!("#{id}")),
+            "{done}"
+        );
+        let r = support_post(&c, &server, "loop", "运费多少？").await;
+        assert!(
+            r["handoff"].is_null(),
+            "answered, not handed over again: {r}"
+        );
+        assert_eq!(r["source"], "shipping_fee");
+        assert_eq!(
+            r["messages"],
+            json!([dongcha::support::replies::released(true)]),
+            "the customer is told the bot answers again"
+        );
+        // Releasing twice is refused, not an error.
+        let again = operator_says(&c, &server, &format!("/release {id}")).await;
+        assert!(
+            again["reply"].as_str().unwrap().contains("/handoffs"),
+            "{again}"
+        );
+    });
 }

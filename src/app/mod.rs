@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::reply::{Chart, Reply, args_json, chart};
 use crate::store::support::NewHandoff;
 use crate::store::{AuditEntry, DataVersion, Store, StoreError, TurnRecord};
+use crate::support::mask::mask;
 use crate::support::{Decision, HandoffReason, Support, SupportSettings};
 pub use metrics::Metrics;
 
@@ -146,6 +147,9 @@ pub struct App {
     agent: RwLock<Arc<Agent>>,
     /// The knowledge base, embedded; `None` until one is imported (customers then go to a person).
     support: RwLock<Option<Arc<Support>>>,
+    /// Woken when a message is queued in the store's outbox (front ends send their platform's).
+    pub outbox: tokio::sync::Notify,
+    http: reqwest::Client,
     version: Mutex<DataVersion>,
     pub metrics: Metrics,
     font: Option<chart::Font>,
@@ -186,6 +190,11 @@ impl App {
             store,
             agent: RwLock::new(first),
             support: RwLock::new(support),
+            outbox: tokio::sync::Notify::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
             version: Mutex::new(version),
             metrics: Metrics::new(),
             font,
@@ -207,8 +216,22 @@ impl App {
             .await?;
         for h in &expired {
             tracing::info!(handoff = h.id, "handoff timed out: the bot answers again");
+            self.tell_released(h).await?;
         }
         Ok(expired.len())
+    }
+
+    /// Tells the customer of a handoff that the bot answers again.
+    async fn tell_released(&self, h: &crate::store::support::HandoffRow) -> Result<(), AppError> {
+        self.store
+            .enqueue(
+                &h.platform,
+                &h.chat_id,
+                crate::support::replies::released(h.lang == "zh"),
+            )
+            .await?;
+        self.outbox.notify_waiters();
+        Ok(())
     }
 
     /// The agent as of the current data version.
@@ -301,6 +324,9 @@ impl App {
                 };
                 plain(Outcome::Command, Reply::text(t, zh))
             }
+            // A customer's every message, commands included, goes to customer service (which stays
+            // silent while a person owns the conversation).
+            (_, Role::Customer) => self.customer(&msg, text, command.as_deref(), zh).await?,
             (Some("start" | "help"), role) => {
                 plain(Outcome::Command, Reply::text(help(role, zh), zh))
             }
@@ -317,6 +343,7 @@ impl App {
             }
             (Some("handoffs"), Role::Operator) => self.list_handoffs(zh).await?,
             (Some("release"), Role::Operator) => self.release(&msg, &question, zh).await?,
+            (Some("reply"), Role::Operator) => self.reply_to_customer(&question, zh).await?,
             (Some(other), _) if !COMMANDS.iter().any(|(c, _)| *c == other) => {
                 let t = if zh {
                     format!("没有 /{other} 这个命令。发送 /help 查看可用命令。")
@@ -325,7 +352,6 @@ impl App {
                 };
                 plain(Outcome::Command, Reply::text(t, zh))
             }
-            (_, Role::Customer) => self.customer(&msg, text, zh).await?,
             (_, Role::Operator) if question.is_empty() => {
                 plain(Outcome::Command, Reply::text(help(Role::Operator, zh), zh))
             }
@@ -383,17 +409,52 @@ impl App {
 
     /// A customer's message: kept for the person who owns the conversation, else answered from the
     /// knowledge base, else handed to a person. Never the agent, never shop data.
-    async fn customer(&self, msg: &Message, text: &str, zh: bool) -> Result<Handled, AppError> {
+    async fn customer(
+        &self,
+        msg: &Message,
+        text: &str,
+        command: Option<&str>,
+        zh: bool,
+    ) -> Result<Handled, AppError> {
         if let Some(h) = self
             .store
             .open_handoff_of(msg.platform, &msg.chat_id)
             .await?
         {
             self.metrics.support.with_label_values(&["relayed"]).inc();
+            self.notify_operators(&format!(
+                "#{} {} {}: {}",
+                h.id,
+                h.platform,
+                h.chat_id,
+                mask(text)
+            ))
+            .await?;
             return Ok(Handled {
                 result: serde_json::json!({"handoff": {"id": h.id, "reason": h.reason, "status": "open"}}),
                 ..plain(Outcome::Relayed, Reply::text("", zh))
             });
+        }
+        match command {
+            Some("start" | "help") => {
+                return Ok(plain(
+                    Outcome::Command,
+                    Reply::text(help(Role::Customer, zh), zh),
+                ));
+            }
+            Some("reset") => {
+                self.store
+                    .reset_conversation(msg.platform, &msg.chat_id)
+                    .await?;
+                let t = if zh {
+                    "好的，之前的对话已清空。"
+                } else {
+                    "Done: this conversation starts afresh."
+                };
+                return Ok(plain(Outcome::Command, Reply::text(t, zh)));
+            }
+            // Any other command is words like the rest: it reaches the knowledge base, nothing else.
+            _ => {}
         }
         let support = self.support.read().await.clone();
         let decision = match &support {
@@ -466,6 +527,9 @@ impl App {
                     reason = reason.as_str(),
                     "conversation handed to a person"
                 );
+                if let Some(h) = self.store.handoff(id).await? {
+                    self.announce(&h).await?;
+                }
                 let mut args = Map::new();
                 args.insert("reason".into(), Value::String(reason.as_str().into()));
                 Ok(Handled {
@@ -479,6 +543,105 @@ impl App {
                 })
             }
         }
+    }
+
+    /// Queues `text` for the operators' Telegram chat (`[support] operator_chat`), if there is one.
+    async fn notify_operators(&self, text: &str) -> Result<(), AppError> {
+        let chat = self.cfg.support.operator_chat;
+        if chat != 0 {
+            self.store
+                .enqueue("telegram", &chat.to_string(), text)
+                .await?;
+            self.outbox.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// A new handoff, told to the operators' chat and to `[support] handoff_webhook` (personal data
+    /// masked in both).
+    async fn announce(&self, h: &crate::store::support::HandoffRow) -> Result<(), AppError> {
+        let last: Vec<String> = h.last_messages.iter().map(|m| mask(m)).collect();
+        let text = format!(
+            "转人工 / handoff #{} ({}) · {} {} · {}\n{}\n/reply {} … · /release {}",
+            h.id,
+            h.reason,
+            h.platform,
+            h.chat_id,
+            h.lang,
+            last.iter()
+                .map(|m| format!("> {m}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            h.id,
+            h.id
+        );
+        self.notify_operators(&text).await?;
+        let url = self.cfg.support.handoff_webhook.trim();
+        if !url.is_empty() {
+            let body = serde_json::json!({
+                "id": h.id, "platform": h.platform, "chat_id": h.chat_id, "lang": h.lang,
+                "reason": h.reason, "question": mask(&h.question), "last_messages": last,
+                "opened_at": h.opened_at,
+            });
+            let (client, url, id) = (self.http.clone(), url.to_string(), h.id);
+            tokio::spawn(async move {
+                for attempt in 0..6u32 {
+                    match client.post(&url).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => return,
+                        Ok(r) => {
+                            tracing::warn!(handoff = id, status = %r.status(), "handoff webhook refused")
+                        }
+                        Err(e) => tracing::warn!(handoff = id, "handoff webhook: {e}"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+                tracing::error!(handoff = id, "handoff webhook gave up after 6 tries");
+            });
+        }
+        Ok(())
+    }
+
+    /// `/reply ID text`: an operator's words to the customer of an open handoff.
+    async fn reply_to_customer(&self, arg: &str, zh: bool) -> Result<Handled, AppError> {
+        let (id, text) = arg
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((arg.trim(), ""));
+        let id = id.trim_start_matches('#').parse::<i64>().ok();
+        let open = match id {
+            Some(id) => self
+                .store
+                .handoff(id)
+                .await?
+                .filter(|h| h.released_at.is_none()),
+            None => None,
+        };
+        let t = match (open, text.trim().is_empty()) {
+            (_, true) => (if zh {
+                "用法：/reply 编号 回复内容"
+            } else {
+                "Usage: /reply ID your message"
+            })
+            .to_string(),
+            (None, _) => (if zh {
+                "没有这个进行中的转人工编号。发送 /handoffs 查看。"
+            } else {
+                "No open handoff with that number. Send /handoffs for the list."
+            })
+            .to_string(),
+            (Some(h), false) => {
+                self.store
+                    .enqueue(&h.platform, &h.chat_id, text.trim())
+                    .await?;
+                self.outbox.notify_waiters();
+                if zh {
+                    format!("已发送给 #{}", h.id)
+                } else {
+                    format!("Sent to #{}", h.id)
+                }
+            }
+        };
+        Ok(plain(Outcome::Command, Reply::text(t, zh)))
     }
 
     /// The entry the conversation's last turn answered with, if its last turn was a KB answer.
@@ -538,6 +701,9 @@ impl App {
             Some(id) => self.store.release_handoff(id, &msg.user_id).await?,
             None => false,
         };
+        if done && let Some(h) = self.store.handoff(id.unwrap_or_default()).await? {
+            self.tell_released(&h).await?;
+        }
         let text = match (done, zh) {
             (true, true) => format!("已交还给机器人：#{}", id.unwrap_or_default()),
             (true, false) => format!("Handed back to the bot: #{}", id.unwrap_or_default()),
@@ -796,10 +962,10 @@ fn help(role: Role, zh: bool) -> String {
 /// What a customer gets: the shop's service desk, never operator data.
 pub fn customer_reply(zh: bool) -> String {
     if zh {
-        "您好！这里是店铺的客服助手。关于订单、物流、退换货等问题，我们的客服同事会尽快回复您。"
+        "您好！我是店铺的自动客服助手，可以回答发货、运费、退换货、退款、保修、支付、发票、优惠券等问题。需要人工客服时，发送“转人工”即可。"
             .into()
     } else {
-        "Hello! This is the shop's service desk. Our team will get back to you about orders, delivery, returns and anything else as soon as possible.".into()
+        "Hello! I'm the shop's assistant: ask about shipping, delivery fees, returns and exchanges, refunds, warranty, payment, invoices or coupons. Type \"human\" at any time to reach a person.".into()
     }
 }
 

@@ -165,13 +165,54 @@ pub async fn run_as(
             deliver(&app, &bots, ChatId(chat), &Reply::text(text, false), update).await;
         }
     }
-    if !app.cfg.telegram.webhook_url.trim().is_empty() {
-        return webhook(app, bots, stop).await;
+    // What dongcha sends on its own: handoff notices, relayed messages, operators' replies.
+    let outbox = tokio::spawn(send_outbox(app.clone(), bots.clone(), stop.clone()));
+    let done = if !app.cfg.telegram.webhook_url.trim().is_empty() {
+        webhook(app, bots, stop).await
+    } else {
+        if let Err(e) = bots.bot.delete_webhook().await {
+            tracing::warn!("telegram deleteWebhook: {e}");
+        }
+        poll(app, bots, stop).await
+    };
+    outbox.abort();
+    done
+}
+
+/// Sends the outbox's Telegram messages as they are queued (woken by the app, and every few seconds in
+/// case another process queued some), marking each sent; a failed send stays queued for the next round.
+async fn send_outbox(app: Arc<App>, bots: Arc<Bots>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match app.store.outgoing(bots.platform, None, 50).await {
+            Ok(batch) => {
+                for o in batch {
+                    let Ok(chat) = o.chat_id.parse::<i64>() else {
+                        tracing::warn!(id = o.id, chat = %o.chat_id, "outbox: not a Telegram chat id");
+                        let _ = app.store.mark_outgoing_sent(o.id).await;
+                        continue;
+                    };
+                    let text = reply::escape_html(&o.text);
+                    let sent = send_with_retry(&app, || async {
+                        sender!(bots, |b| b
+                            .send_message(ChatId(chat), text.clone())
+                            .parse_mode(ParseMode::Html)
+                            .await
+                            .map(drop))
+                    })
+                    .await;
+                    if sent && let Err(e) = app.store.mark_outgoing_sent(o.id).await {
+                        tracing::warn!(id = o.id, "outbox: marking sent: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("outbox: {e}"),
+        }
+        tokio::select! {
+            _ = app.outbox.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
     }
-    if let Err(e) = bots.bot.delete_webhook().await {
-        tracing::warn!("telegram deleteWebhook: {e}");
-    }
-    poll(app, bots, stop).await
 }
 
 async fn poll(

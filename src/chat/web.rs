@@ -24,6 +24,13 @@ use crate::app::{self, App, Outcome, Role};
 /// Comma-separated operator tokens for the HTTP API and the web page.
 pub const TOKENS_ENV: &str = "DONGCHA_OPERATOR_TOKENS";
 
+/// Comma-separated tokens of shops' sites and back ends (`POST /v1/support/messages`): they speak for
+/// customers, never for operators.
+pub const SHOP_TOKENS_ENV: &str = "DONGCHA_SHOP_TOKENS";
+
+/// The platform name of customers writing through a shop's site or back end.
+pub const SITE: &str = "site";
+
 /// The longest question and conversation id taken, in characters.
 const MAX_QUESTION_CHARS: usize = 2000;
 const MAX_CONVERSATION_ID: usize = 128;
@@ -35,11 +42,17 @@ struct Http {
     app: Arc<App>,
     /// (token, the operator id derived from it: a hash, never the token itself).
     tokens: Arc<Vec<(String, String)>>,
+    /// The same for shop tokens.
+    shops: Arc<Vec<(String, String)>>,
 }
 
 /// Operator tokens from the environment (empty entries dropped).
 pub fn tokens_from_env() -> Vec<String> {
-    std::env::var(TOKENS_ENV)
+    list_env(TOKENS_ENV)
+}
+
+fn list_env(name: &str) -> Vec<String> {
+    std::env::var(name)
         .unwrap_or_default()
         .split(',')
         .map(|t| t.trim().to_string())
@@ -47,19 +60,25 @@ pub fn tokens_from_env() -> Vec<String> {
         .collect()
 }
 
-/// The routes, over `app`, accepting `tokens` as operators.
+/// The routes, over `app`, accepting `tokens` as operators (and `DONGCHA_SHOP_TOKENS` as shops).
 pub fn router(app: Arc<App>, tokens: Vec<String>) -> Router {
     let limit = app.cfg.serve.max_body_bytes;
-    let tokens = tokens
-        .into_iter()
-        .map(|t| {
-            let id = format!("op-{:08x}", xxhash_rust::xxh3::xxh3_64(t.as_bytes()) as u32);
-            (t, id)
-        })
-        .collect();
+    let ids = |tokens: Vec<String>, prefix: &str| -> Vec<(String, String)> {
+        tokens
+            .into_iter()
+            .map(|t| {
+                let id = format!(
+                    "{prefix}-{:08x}",
+                    xxhash_rust::xxh3::xxh3_64(t.as_bytes()) as u32
+                );
+                (t, id)
+            })
+            .collect()
+    };
     let state = Http {
         app,
-        tokens: Arc::new(tokens),
+        tokens: Arc::new(ids(tokens, "op")),
+        shops: Arc::new(ids(list_env(SHOP_TOKENS_ENV), "shop")),
     };
     Router::new()
         .route("/", get(page))
@@ -68,6 +87,7 @@ pub fn router(app: Arc<App>, tokens: Vec<String>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/v1/ask", post(ask))
         .route("/v1/charts/{file}", get(chart))
+        .route("/v1/support/messages", post(support))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -137,8 +157,9 @@ pub struct Health {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dongcha", description = "Customer insight for e-commerce operators, on demand."),
-    paths(ask, chart, healthz, metrics),
-    components(schemas(AskRequest, AskResponse, TableView, ChartView, ErrorBody, Health)),
+    paths(ask, chart, support, healthz, metrics),
+    components(schemas(AskRequest, AskResponse, TableView, ChartView, ErrorBody, Health,
+        SupportRequest, SupportResponse, HandoffView)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -152,6 +173,10 @@ impl utoipa::Modify for Bearer {
             "operator_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        c.add_security_scheme(
+            "shop_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -162,10 +187,35 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 impl Http {
     /// The operator behind the request's bearer token, or why there is none (a 401).
     fn operator(&self, headers: &HeaderMap) -> Result<String, &'static str> {
+        bearer(
+            headers,
+            &self.tokens,
+            "missing Authorization: Bearer <operator token> (tokens come from DONGCHA_OPERATOR_TOKENS)",
+            "invalid operator token",
+        )
+    }
+
+    /// The shop behind the request's bearer token (`DONGCHA_SHOP_TOKENS`).
+    fn shop(&self, headers: &HeaderMap) -> Result<String, &'static str> {
+        bearer(
+            headers,
+            &self.shops,
+            "missing Authorization: Bearer <shop token> (tokens come from DONGCHA_SHOP_TOKENS)",
+            "invalid shop token",
+        )
+    }
+}
+
+/// The id of the token in `Authorization: Bearer …` among `tokens`.
+fn bearer(
+    headers: &HeaderMap,
+    tokens: &[(String, String)],
+    missing: &'static str,
+    invalid: &'static str,
+) -> Result<String, &'static str> {
+    {
         let Some(v) = headers.get(header::AUTHORIZATION) else {
-            return Err(
-                "missing Authorization: Bearer <operator token> (tokens come from DONGCHA_OPERATOR_TOKENS)",
-            );
+            return Err(missing);
         };
         let token = v
             .to_str()
@@ -174,7 +224,7 @@ impl Http {
             .map(str::trim)
             .unwrap_or_default();
         // Compared without an early exit on the first differing byte.
-        let found = self.tokens.iter().find(|(t, _)| {
+        let found = tokens.iter().find(|(t, _)| {
             t.len() == token.len()
                 && t.bytes()
                     .zip(token.bytes())
@@ -183,10 +233,12 @@ impl Http {
         });
         match found {
             Some((_, id)) if !token.is_empty() => Ok(id.clone()),
-            _ => Err("invalid operator token"),
+            _ => Err(invalid),
         }
     }
+}
 
+impl Http {
     fn count(&self, route: &str, status: StatusCode) {
         self.app
             .metrics
@@ -380,6 +432,189 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
     (status, axum::Json(body)).into_response()
 }
 
+/// `POST /v1/support/messages` body: a customer's message, from a shop's site or back end.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SupportRequest {
+    /// The shop's own id of the customer (trusted: the shop token vouches for it), when known.
+    pub customer_id: Option<String>,
+    /// The conversation (the site's chat session): messages with the same id are one conversation.
+    pub conversation_id: String,
+    /// What the customer wrote.
+    pub text: String,
+}
+
+/// A handoff to a person, as a field (not words in the reply).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HandoffView {
+    pub id: i64,
+    /// low_confidence | asked_for_person | negative | failed_twice
+    pub reason: String,
+    /// open: a person owns the conversation; the bot answers nothing until it is released.
+    pub status: String,
+}
+
+/// `POST /v1/support/messages` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SupportResponse {
+    pub conversation_id: String,
+    /// The bot's reply; absent while a person owns the conversation.
+    pub reply: Option<String>,
+    /// The knowledge-base entry the reply is (its id).
+    pub source: Option<String>,
+    /// Set when the conversation is (or just went) to a person.
+    pub handoff: Option<HandoffView>,
+    /// Messages for the customer sent since the last request: a person's replies, the note that the
+    /// bot answers again.
+    pub messages: Vec<String>,
+    pub lang: String,
+}
+
+/// The body as a [`SupportRequest`], or a message naming the field that is wrong.
+pub fn parse_support(body: &[u8]) -> Result<SupportRequest, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let Value::Object(m) = v else {
+        return Err("body must be a JSON object with `conversation_id` and `text`".into());
+    };
+    if let Some(k) = m
+        .keys()
+        .find(|k| !["customer_id", "conversation_id", "text"].contains(&k.as_str()))
+    {
+        return Err(format!(
+            "unknown field `{k}` (fields: customer_id, conversation_id, text)"
+        ));
+    }
+    let id = |name: &str, required: bool| -> Result<Option<String>, String> {
+        match m.get(name) {
+            None | Some(Value::Null) if !required => Ok(None),
+            None | Some(Value::Null) => Err(format!("missing field `{name}`")),
+            Some(Value::String(s))
+                if !s.is_empty()
+                    && s.len() <= MAX_CONVERSATION_ID
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+            {
+                Ok(Some(s.clone()))
+            }
+            Some(_) => Err(format!(
+                "field `{name}` must be a string of 1–{MAX_CONVERSATION_ID} letters, digits, '-' or '_'"
+            )),
+        }
+    };
+    let customer_id = id("customer_id", false)?;
+    let conversation_id = id("conversation_id", true)?.unwrap_or_default();
+    let text = match m.get("text") {
+        None | Some(Value::Null) => return Err("missing field `text`".into()),
+        Some(Value::String(s)) if s.chars().count() > MAX_QUESTION_CHARS => {
+            return Err(format!(
+                "field `text` is longer than {MAX_QUESTION_CHARS} characters"
+            ));
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("field `text` must be a string".into()),
+    };
+    Ok(SupportRequest {
+        customer_id,
+        conversation_id,
+        text,
+    })
+}
+
+#[utoipa::path(
+    post, path = "/v1/support/messages", request_body = SupportRequest,
+    responses(
+        (status = 200, body = SupportResponse),
+        (status = 400, body = ErrorBody, description = "a field is missing or wrong (the message names it)"),
+        (status = 401, body = ErrorBody, description = "missing or invalid shop token"),
+        (status = 413, body = ErrorBody, description = "body larger than [serve] max_body_bytes"),
+    ),
+    security(("shop_token" = []))
+)]
+async fn support(
+    State(h): State<Http>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let r = support_inner(&h, &headers, body).await;
+    h.count("/v1/support/messages", r.status());
+    r
+}
+
+async fn support_inner(
+    h: &Http,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let shop = match h.shop(headers) {
+        Ok(s) => s,
+        Err(why) => return error(StatusCode::UNAUTHORIZED, why),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {} bytes", h.app.cfg.serve.max_body_bytes),
+            );
+        }
+        Err(e) => return error(e.status(), e.body_text()),
+    };
+    let req = match parse_support(&body) {
+        Ok(r) => r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    // Conversations are per shop token: another shop cannot continue (or read) this one.
+    let chat_id = format!("{shop}:{}", req.conversation_id);
+    let msg = app::Message {
+        platform: SITE,
+        chat_id: chat_id.clone(),
+        user_id: req
+            .customer_id
+            .map(|c| format!("{shop}:customer:{c}"))
+            .unwrap_or_else(|| chat_id.clone()),
+        role: Role::Customer,
+        text: req.text,
+        update_id: None,
+        lang_hint: None,
+    };
+    let handled = match h.app.handle(msg).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("http support: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store failed; nothing was answered",
+            );
+        }
+    };
+    let messages = match h.app.store.outgoing(SITE, Some(&chat_id), 100).await {
+        Ok(out) => {
+            for o in &out {
+                let _ = h.app.store.mark_outgoing_sent(o.id).await;
+            }
+            out.into_iter().map(|o| o.text).collect()
+        }
+        Err(e) => {
+            tracing::warn!("http support outbox: {e}");
+            Vec::new()
+        }
+    };
+    let handoff = handled.result.get("handoff").map(|v| HandoffView {
+        id: v["id"].as_i64().unwrap_or_default(),
+        reason: v["reason"].as_str().unwrap_or_default().to_string(),
+        status: v["status"].as_str().unwrap_or("open").to_string(),
+    });
+    let r = handled.reply;
+    let body = SupportResponse {
+        conversation_id: req.conversation_id,
+        reply: (!r.text.is_empty()).then_some(r.text),
+        source: handled.result["source"].as_str().map(str::to_string),
+        handoff,
+        messages,
+        lang: if r.zh { "zh" } else { "en" }.into(),
+    };
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
 #[utoipa::path(
     get, path = "/v1/charts/{file}",
     params(("file" = String, Path, description = "the chart's id followed by .png")),
@@ -440,7 +675,13 @@ mod tests {
     #[test]
     fn the_openapi_document_lists_the_api() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for p in ["/v1/ask", "/v1/charts/{file}", "/healthz", "/metrics"] {
+        for p in [
+            "/v1/ask",
+            "/v1/charts/{file}",
+            "/v1/support/messages",
+            "/healthz",
+            "/metrics",
+        ] {
             assert!(doc["paths"][p].is_object(), "{p}");
         }
         assert!(doc["components"]["schemas"]["AskRequest"]["properties"]["question"].is_object());

@@ -276,3 +276,63 @@ impl Store {
         Ok(rows.iter().map(handoff).collect())
     }
 }
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outgoing {
+    pub id: i64,
+    pub chat_id: String,
+    pub text: String,
+}
+
+impl Store {
+    /// Queues a message for `platform`'s front end to send to `chat_id`.
+    pub async fn enqueue(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        text: &str,
+    ) -> Result<i64, StoreError> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO outbox (platform, chat_id, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(text)
+        .bind(now())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// The platform's unsent messages (of one chat, when given), oldest first.
+    pub async fn outgoing(
+        &self,
+        platform: &str,
+        chat_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Outgoing>, StoreError> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, chat_id, text FROM outbox WHERE platform = $1 AND sent_at IS NULL \
+             AND ($2 IS NULL OR chat_id = $2) ORDER BY id LIMIT $3",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, chat_id, text)| Outgoing { id, chat_id, text })
+            .collect())
+    }
+
+    pub async fn mark_outgoing_sent(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET sent_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

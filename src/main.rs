@@ -321,6 +321,16 @@ enum BenchCommand {
         #[arg(long)]
         no_llm: bool,
     },
+    /// Customer service: replies/s and p50/p99 of knowledge-base answers through `POST
+    /// /v1/support/messages` on 127.0.0.1.
+    Support {
+        /// How many messages.
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Replies/s and p50/p99 through the Telegram adapter (a Bot-API stand-in on 127.0.0.1) for a cheap
     /// message, next to the application layer alone: the adapter's overhead.
     Serve {
@@ -586,6 +596,9 @@ fn run(cli: Cli) -> Result<()> {
             Command::Bench {
                 what: BenchCommand::Ask { n, no_llm },
             } => agent_cmd::bench_ask(&cfg, n, !no_llm).await,
+            Command::Bench {
+                what: BenchCommand::Support { n, concurrency },
+            } => serve_cmd::bench_support(&cfg, n, concurrency).await,
             Command::Bench {
                 what: BenchCommand::Serve { n, chats },
             } => serve_cmd::bench(&cfg, n, chats.max(1)).await,

@@ -81,6 +81,94 @@ async fn shutdown_signal() {
     }
 }
 
+/// `dongcha bench support`: customers' questions the knowledge base answers, through `POST
+/// /v1/support/messages` on loopback (a real HTTP client, one new conversation per message): replies/s
+/// with `concurrency` requests in flight, then p50/p99 one at a time.
+pub async fn bench_support(cfg: &Config, n: usize, concurrency: usize) -> Result<()> {
+    const PLATFORM: &str = "bench-site";
+    let mut cfg = cfg.clone();
+    cfg.serve.rate_per_minute = 1_000_000;
+    cfg.serve.rate_burst = 1_000_000;
+    let app = App::open(&cfg, false).await?;
+    app.store.forget_platform(PLATFORM).await?;
+    let kb = app.store.kb_entries().await?;
+    let questions: Vec<String> = kb.iter().flat_map(|e| e.questions.clone()).collect();
+    anyhow::ensure!(
+        !questions.is_empty(),
+        "the knowledge base is empty: `dongcha kb import PATH` or `dongcha demo` first"
+    );
+    let token = "bench-shop-token".to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/support/messages", listener.local_addr()?);
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            web::router_with(app.clone(), Vec::new(), vec![token.clone()], PLATFORM),
+        )
+        .into_future(),
+    );
+    let client = reqwest::Client::new();
+    let post = |i: usize| {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        let text = questions[i % questions.len()].clone();
+        async move {
+            let t = Instant::now();
+            let r: serde_json::Value = client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"conversation_id": format!("b{i}"), "text": text}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok::<_, anyhow::Error>((t.elapsed().as_secs_f64() * 1000.0, r["source"].is_string()))
+        }
+    };
+    // Warm: the encoder's first calls.
+    for i in 0..8 {
+        post(i).await?;
+    }
+    let t0 = Instant::now();
+    let mut answered = 0usize;
+    let mut done = 0usize;
+    let mut inflight = tokio::task::JoinSet::new();
+    let mut next = 0usize;
+    while done < n {
+        while inflight.len() < concurrency.max(1) && next < n {
+            inflight.spawn(post(1000 + next));
+            next += 1;
+        }
+        if let Some(r) = inflight.join_next().await {
+            let (_, a) = r??;
+            answered += a as usize;
+            done += 1;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let mut one = Vec::new();
+    for i in 0..n.min(500) {
+        one.push(post(10_000_000 + i).await?.0);
+    }
+    let (p50, p99) = percentiles(&mut one);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!(
+        "support through POST /v1/support/messages on loopback ({threads} cores, {} KB entries):",
+        kb.len()
+    );
+    println!(
+        "  {n} messages, {concurrency} in flight: {:.0} replies/s ({answered} answered from the knowledge base)",
+        n as f64 / secs
+    );
+    println!(
+        "  one at a time ({} messages): p50 {p50:.2} ms, p99 {p99:.2} ms",
+        one.len()
+    );
+    server.abort();
+    app.store.forget_platform(PLATFORM).await?;
+    Ok(())
+}
+
 /// p50/p99 of `xs` (milliseconds).
 fn percentiles(xs: &mut [f64]) -> (f64, f64) {
     xs.sort_by(f64::total_cmp);

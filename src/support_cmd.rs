@@ -101,6 +101,7 @@ struct Figures {
 }
 
 struct Scored {
+    question: String,
     expected: String,
     top: String,
     score: f32,
@@ -219,6 +220,7 @@ pub async fn eval(
                 Decision::Handoff { .. } => None,
             };
             out.push(Scored {
+                question: q.clone(),
                 expected: e.clone(),
                 top: ranked[0].0.clone(),
                 score: ranked[0].1,
@@ -235,8 +237,10 @@ pub async fn eval(
         for w in [0.0f32, 0.05, 0.1, 0.2, 0.3] {
             support.settings.lexical_weight = w;
             let rows = tokio::task::block_in_place(|| score(&support, Part::Tune))?;
-            for k in 0..=100 {
-                let t = 0.5 + k as f32 * 0.005;
+            let lo = rows.iter().map(|r| r.score).fold(f32::MAX, f32::min);
+            let hi = rows.iter().map(|r| r.score).fold(f32::MIN, f32::max);
+            for k in 0..=200 {
+                let t = lo + (hi - lo) * k as f32 / 200.0;
                 let f = figures(&rows, t);
                 let right = rows
                     .iter()
@@ -277,5 +281,25 @@ pub async fn eval(
     println!("answer precision           {:.3}", f.answer_precision);
     println!("out-of-scope recall        {:.3}", f.none_recall);
     println!("AUROC (answerable vs none) {:.3}", f.auroc);
+    let misses: Vec<&Scored> = rows
+        .iter()
+        .filter(|r| {
+            let answered = r.score >= threshold && r.answered.is_some();
+            if r.expected == "none" {
+                answered
+            } else {
+                !answered || r.answered.as_deref() != Some(r.expected.as_str())
+            }
+        })
+        .collect();
+    if !misses.is_empty() {
+        println!("misses (expected -> best, score):");
+        for m in misses {
+            println!(
+                "  {:<16} -> {:<16} {:.3}  {}",
+                m.expected, m.top, m.score, m.question
+            );
+        }
+    }
     Ok(())
 }

@@ -541,3 +541,86 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
         text(&out)
     );
 }
+
+#[test]
+fn kb_import_is_idempotent_replaces_changed_entries_drops_removed_ones_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let kb = dir.path().join("kb");
+    std::fs::create_dir(&kb).unwrap();
+    let md = |id: &str, answer: &str| {
+        format!(
+            "+++\nid = \"{id}\"\nlang = \"zh\"\nquestions = [\"{id} 怎么办？\"]\n+++\n{answer}\n"
+        )
+    };
+    std::fs::write(
+        kb.join("invoice.md"),
+        md("invoice", "在订单里申请电子发票。"),
+    )
+    .unwrap();
+    std::fs::write(kb.join("refund.md"), md("refund", "1–3 个工作日原路退回。")).unwrap();
+    std::fs::write(
+        kb.join("faq.tsv"),
+        "id\tlang\tquestion\tanswer\nshipping\ten\tHow long is shipping?\t1-4 days.\nshipping\ten\tWhen will it arrive?\t\n",
+    )
+    .unwrap();
+    let import = |d: &Path| -> serde_json::Value {
+        let out = dongcha(d, &["kb", "import", kb.to_str().unwrap(), "--json"], &[]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = import(dir.path());
+    assert_eq!(
+        (first["added"].as_u64(), first["unchanged"].as_u64()),
+        (Some(3), Some(0))
+    );
+    let again = import(dir.path());
+    assert_eq!(
+        (
+            again["added"].as_u64(),
+            again["changed"].as_u64(),
+            again["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(3))
+    );
+    std::fs::write(
+        kb.join("invoice.md"),
+        md("invoice", "确认收货后申请电子发票。"),
+    )
+    .unwrap();
+    std::fs::remove_file(kb.join("refund.md")).unwrap();
+    let third = import(dir.path());
+    assert_eq!(
+        (
+            third["changed"].as_u64(),
+            third["removed"].as_u64(),
+            third["unchanged"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let out = dongcha(dir.path(), &["kb", "list", "--json"], &[]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["invoice", "shipping"]);
+    assert_eq!(list[1]["questions"].as_array().unwrap().len(), 2);
+    // A bad row is refused with its file and line, and the knowledge base is left as it was.
+    std::fs::write(
+        kb.join("faq.tsv"),
+        "id\tlang\tquestion\tanswer\nshipping\tfr\tHow long?\t1-4 days.\n",
+    )
+    .unwrap();
+    let out = dongcha(dir.path(), &["kb", "import", kb.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("faq.tsv:2: lang \"fr\""),
+        "{:?}",
+        text(&out)
+    );
+    let out = dongcha(dir.path(), &["kb", "list", "--json"], &[]);
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(after, list);
+}

@@ -44,6 +44,9 @@ struct Http {
     tokens: Arc<Vec<(String, String)>>,
     /// The same for shop tokens.
     shops: Arc<Vec<(String, String)>>,
+    /// The platform customers of `POST /v1/support/messages` are kept under ([`SITE`]; benches use
+    /// their own).
+    site: &'static str,
 }
 
 /// Operator tokens from the environment (empty entries dropped).
@@ -62,6 +65,16 @@ fn list_env(name: &str) -> Vec<String> {
 
 /// The routes, over `app`, accepting `tokens` as operators (and `DONGCHA_SHOP_TOKENS` as shops).
 pub fn router(app: Arc<App>, tokens: Vec<String>) -> Router {
+    router_with(app, tokens, list_env(SHOP_TOKENS_ENV), SITE)
+}
+
+/// [`router`] with the shop tokens given, and site customers kept under `site`.
+pub fn router_with(
+    app: Arc<App>,
+    tokens: Vec<String>,
+    shops: Vec<String>,
+    site: &'static str,
+) -> Router {
     let limit = app.cfg.serve.max_body_bytes;
     let ids = |tokens: Vec<String>, prefix: &str| -> Vec<(String, String)> {
         tokens
@@ -78,7 +91,8 @@ pub fn router(app: Arc<App>, tokens: Vec<String>) -> Router {
     let state = Http {
         app,
         tokens: Arc::new(ids(tokens, "op")),
-        shops: Arc::new(ids(list_env(SHOP_TOKENS_ENV), "shop")),
+        shops: Arc::new(ids(shops, "shop")),
+        site,
     };
     Router::new()
         .route("/", get(page))
@@ -565,7 +579,7 @@ async fn support_inner(
     // Conversations are per shop token: another shop cannot continue (or read) this one.
     let chat_id = format!("{shop}:{}", req.conversation_id);
     let msg = app::Message {
-        platform: SITE,
+        platform: h.site,
         chat_id: chat_id.clone(),
         user_id: req
             .customer_id
@@ -586,7 +600,7 @@ async fn support_inner(
             );
         }
     };
-    let messages = match h.app.store.outgoing(SITE, Some(&chat_id), 100).await {
+    let messages = match h.app.store.outgoing(h.site, Some(&chat_id), 100).await {
         Ok(out) => {
             for o in &out {
                 let _ = h.app.store.mark_outgoing_sent(o.id).await;

@@ -261,6 +261,8 @@ impl Store {
             "platform_updates",
             "platform_offsets",
             "audit_log",
+            "handoffs",
+            "outbox",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE platform = ?"

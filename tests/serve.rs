@@ -1162,3 +1162,59 @@ fn a_released_conversation_does_not_loop_back_into_a_handoff() {
         );
     });
 }
+
+/// A handoff nobody releases returns to the bot after `[support] handoff_timeout_secs`, and the customer
+/// is told; the handoff reached the shop's webhook as JSON, the phone number masked.
+#[test]
+fn an_unreleased_handoff_times_out_and_the_webhook_gets_it_masked() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The shop's webhook: a real HTTP server on loopback that keeps what it is sent.
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let hook = rt.block_on(async {
+        let got = got.clone();
+        let app = axum::Router::new().route(
+            "/handoff",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let got = got.clone();
+                async move {
+                    got.lock().unwrap().push(v);
+                    "ok"
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        format!("http://{addr}/handoff")
+    });
+    let (_dir, server) = support_server(&[
+        ("DONGCHA__SUPPORT__HANDOFF_TIMEOUT_SECS", "1"),
+        ("DONGCHA__SUPPORT__HANDOFF_WEBHOOK", &hook),
+    ]);
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let r = support_post(&c, &server, "t1", "找人工客服，电话 13812345678").await;
+        let id = r["handoff"]["id"].as_i64().unwrap();
+        // Polled until the bot answers again (the refresher expires handoffs every refresh_secs).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let answered = loop {
+            let r = support_post(&c, &server, "t1", "多久发货？").await;
+            if r["source"].is_string() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "the handoff never expired: {r}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        assert_eq!(answered["source"], "shipping_time");
+        assert_eq!(
+            answered["messages"],
+            json!([dongcha::support::replies::released(true)])
+        );
+        let hooks = got.lock().unwrap().clone();
+        assert_eq!(hooks.len(), 1, "{hooks:?}");
+        assert_eq!(hooks[0]["id"], id);
+        assert_eq!(hooks[0]["reason"], "asked_for_person");
+        let q = hooks[0]["question"].as_str().unwrap();
+        assert!(q.contains("[phone]") && !q.contains("13812345678"), "{q}");
+    });
+}

@@ -147,6 +147,8 @@ pub struct App {
     agent: RwLock<Arc<Agent>>,
     /// The knowledge base, embedded; `None` until one is imported (customers then go to a person).
     support: RwLock<Option<Arc<Support>>>,
+    /// The knowledge base's version that `support` was built from (a KB import rebuilds only it).
+    kb_version: Mutex<String>,
     /// Woken when a message is queued in the store's outbox (front ends send their platform's).
     pub outbox: tokio::sync::Notify,
     http: reqwest::Client,
@@ -178,6 +180,7 @@ impl App {
         let quota =
             Quota::per_minute(NonZeroU32::new(s.rate_per_minute).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(s.rate_burst).unwrap_or(NonZeroU32::MIN));
+        let kb_version = store.kb_version().await?;
         let support = open_support(cfg, &store, &agent).await?;
         // The shared results the first questions need, computed while the front ends start.
         let first = Arc::new(agent);
@@ -190,6 +193,7 @@ impl App {
             store,
             agent: RwLock::new(first),
             support: RwLock::new(support),
+            kb_version: Mutex::new(kb_version),
             outbox: tokio::sync::Notify::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -242,13 +246,19 @@ impl App {
     /// Rebuilds the agent's shared results when the store's data version changed (another process
     /// imported or enriched). Returns whether it did.
     pub async fn refresh_if_changed(&self) -> Result<bool, AppError> {
+        // The knowledge base first, on its own version: it is small, and a KB import must not make the
+        // insight models be computed again.
+        let kb = self.store.kb_version().await?;
+        if *self.kb_version.lock().expect("kb version lock") != kb {
+            tracing::info!(version = %kb, "the knowledge base changed: embedding it again");
+            let agent = self.agent().await;
+            *self.support.write().await = open_support(&self.cfg, &self.store, &agent).await?;
+            *self.kb_version.lock().expect("kb version lock") = kb;
+        }
         let now = self.store.data_version().await?;
         if *self.version.lock().expect("version lock") == now {
             return Ok(false);
         }
-        // The knowledge base first: it is small, and customers should not wait for the insight models.
-        let agent = self.agent().await;
-        *self.support.write().await = open_support(&self.cfg, &self.store, &agent).await?;
         tracing::info!(version = %now.0, "the shop's data changed: recomputing shared results");
         // Questions are answered from the old data until the new results are ready.
         let fresh = self.agent().await.refreshed().await?;

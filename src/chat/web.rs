@@ -227,28 +227,38 @@ fn bearer(
     missing: &'static str,
     invalid: &'static str,
 ) -> Result<String, &'static str> {
-    {
-        let Some(v) = headers.get(header::AUTHORIZATION) else {
-            return Err(missing);
-        };
-        let token = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or_default();
-        // Compared without an early exit on the first differing byte.
-        let found = tokens.iter().find(|(t, _)| {
-            t.len() == token.len()
-                && t.bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |a, (x, y)| a | (x ^ y))
-                    == 0
-        });
-        match found {
-            Some((_, id)) if !token.is_empty() => Ok(id.clone()),
-            _ => Err(invalid),
-        }
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Err(missing);
+    };
+    let token = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    // Compared without an early exit on the first differing byte.
+    let found = tokens.iter().find(|(t, _)| {
+        t.len() == token.len()
+            && t.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0
+    });
+    match found {
+        Some((_, id)) if !token.is_empty() => Ok(id.clone()),
+        _ => Err(invalid),
+    }
+}
+
+/// The request body, or the status and message refusing it (413 over `[serve] max_body_bytes`).
+fn read_body(h: &Http, body: Result<Bytes, BytesRejection>) -> Result<Bytes, (StatusCode, String)> {
+    match body {
+        Ok(b) => Ok(b),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {} bytes", h.app.cfg.serve.max_body_bytes),
+        )),
+        Err(e) => Err((e.status(), e.body_text())),
     }
 }
 
@@ -382,15 +392,9 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
         Ok(o) => o,
         Err(why) => return error(StatusCode::UNAUTHORIZED, why),
     };
-    let body = match body {
+    let body = match read_body(h, body) {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body larger than {} bytes", h.app.cfg.serve.max_body_bytes),
-            );
-        }
-        Err(e) => return error(e.status(), e.body_text()),
+        Err((status, why)) => return error(status, why),
     };
     let req = match parse_ask(&body) {
         Ok(r) => r,
@@ -562,15 +566,9 @@ async fn support_inner(
         Ok(s) => s,
         Err(why) => return error(StatusCode::UNAUTHORIZED, why),
     };
-    let body = match body {
+    let body = match read_body(h, body) {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body larger than {} bytes", h.app.cfg.serve.max_body_bytes),
-            );
-        }
-        Err(e) => return error(e.status(), e.body_text()),
+        Err((status, why)) => return error(status, why),
     };
     let req = match parse_support(&body) {
         Ok(r) => r,

@@ -65,19 +65,17 @@ impl Store {
                     (SELECT COALESCE(MAX(finished_at), '') FROM import_batches), \
                     (SELECT COUNT(*) FROM review_nlp), \
                     (SELECT COALESCE(MAX(labelled_at), '') FROM review_nlp), \
-                    (SELECT COALESCE(MAX(labelled_at), '') FROM post_nlp), \
-                    (SELECT COUNT(*) || '@' || COALESCE(MAX(updated_at), '') FROM kb_entries)",
+                    (SELECT COALESCE(MAX(labelled_at), '') FROM post_nlp)",
         )
         .fetch_one(self.pool())
         .await?;
         Ok(DataVersion(format!(
-            "{}@{}/{}@{}/{}/kb {}",
+            "{}@{}/{}@{}/{}",
             row.get::<i64, _>(0),
             row.get::<String, _>(1),
             row.get::<i64, _>(2),
             row.get::<String, _>(3),
-            row.get::<String, _>(4),
-            row.get::<String, _>(5)
+            row.get::<String, _>(4)
         )))
     }
 

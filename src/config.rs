@@ -55,7 +55,10 @@ pub struct SupportConfig {
     pub handoff_webhook: String,
     pub threshold: f32,
     pub lexical_weight: f32,
+    pub outside_weight: f32,
     pub handoff_timeout_secs: u64,
+    pub link_code_hours: i64,
+    pub orders_shown: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +71,8 @@ pub struct ServeConfig {
     pub workers: usize,
     pub rate_per_minute: u32,
     pub rate_burst: u32,
+    pub public_rate_per_minute: u32,
+    pub public_rate_burst: u32,
     pub refresh_secs: u64,
     pub history_turns: i64,
     chart_font: RelativePathBuf,

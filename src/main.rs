@@ -258,6 +258,10 @@ enum EvalCommand {
         kb: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
         data: Option<PathBuf>,
+        /// A public set instead, converted into a knowledge base, questions and out-of-scope questions
+        /// (home-assistant: Home Assistant's intent sentences, zh and en).
+        #[arg(long, value_enum, conflicts_with_all = ["kb", "data"])]
+        set: Option<support_cmd::PublicSet>,
         /// Which part of the set (split by a fixed hash of the question: 40% tuning, 60% held out).
         #[arg(long, value_enum, default_value_t = support_cmd::Part::Test)]
         part: support_cmd::Part,
@@ -574,11 +578,25 @@ fn run(cli: Cli) -> Result<()> {
                     EvalCommand::Support {
                         kb,
                         data,
+                        set,
                         part,
                         tune,
                         json,
                     },
-            } => support_cmd::eval(&cfg, kb.as_deref(), data.as_deref(), part, tune, json).await,
+            } => {
+                support_cmd::eval(
+                    &cfg,
+                    support_cmd::Source {
+                        kb: kb.as_deref(),
+                        data: data.as_deref(),
+                        set,
+                    },
+                    part,
+                    tune,
+                    json,
+                )
+                .await
+            }
             Command::Eval { what } => tokio::task::block_in_place(|| model_cmd::eval(&cfg, what)),
             Command::Kb {
                 what: KbCommand::Import { path, json },

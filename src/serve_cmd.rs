@@ -28,13 +28,19 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
     }
     // The address on stdout, alone on its line, for scripts and people.
     println!("dongcha serve: web chat at http://{addr}/");
+    tracing::info!("customer chat at http://{addr}/support");
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(
-        axum::serve(listener, web::router(app.clone(), tokens))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
+        // The peer's address is the customer page's rate-limit key.
+        axum::serve(
+            listener,
+            web::router(app.clone(), tokens)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        })
+        .into_future(),
     );
 
     let tg = match std::env::var(telegram::TOKEN_ENV) {
@@ -209,6 +215,8 @@ pub async fn bench(cfg: &Config, n: usize, chats: usize) -> Result<()> {
             text: question.into(),
             update_id: Some(i as i64 + 1),
             lang_hint: None,
+            reply_to: None,
+            customer: None,
         })
         .await?;
         alone.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -151,16 +151,71 @@ fn figures(rows: &[Scored], threshold: f32) -> Figures {
     }
 }
 
+/// A public question set `eval support --set` converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PublicSet {
+    /// Home Assistant's intent sentences (package home-assistant-intents), zh-CN and en, as a
+    /// knowledge base, its questions, and the intents left out as out-of-scope questions.
+    HomeAssistant,
+    /// The shop's knowledge base and the shipped set's answerable questions, with every Home Assistant
+    /// sentence as an out-of-scope question (real requests nobody at dongcha wrote).
+    HomeAssistantOutOfScope,
+}
+
+/// What `eval support` answers from and asks.
+pub struct Source<'a> {
+    pub kb: Option<&'a Path>,
+    pub data: Option<&'a Path>,
+    pub set: Option<PublicSet>,
+}
+
+/// A knowledge base (None: the shop's) and `(question, expected)` pairs.
+type Set = (Option<Vec<Entry>>, Vec<(String, String)>);
+
+/// The public set's knowledge base and questions.
+fn public_set(cfg: &Config, set: PublicSet) -> Result<Set> {
+    let assets = dongcha::assets::Assets::from_config(cfg)?;
+    let name = "home-assistant-intents";
+    assets.ensure(&[name], &indicatif::ProgressBar::hidden())?;
+    let file = assets.path(name, "zh-CN.json")?;
+    let dir = file.parent().context("asset folder")?;
+    let c = dongcha::support::public::knowledge_base(dir)?;
+    Ok(match set {
+        PublicSet::HomeAssistant => (Some(c.entries), c.questions),
+        PublicSet::HomeAssistantOutOfScope => {
+            let mut q: Vec<(String, String)> = EVAL_TSV
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once('\t'))
+                .filter(|(_, e)| e.trim() != "none")
+                .map(|(q, e)| (q.trim().to_string(), e.trim().to_string()))
+                .collect();
+            q.extend(
+                c.questions
+                    .into_iter()
+                    .map(|(s, _)| (s, "none".to_string())),
+            );
+            // Every phrasing of the converted knowledge base is a real request too.
+            for e in c.entries {
+                q.extend(e.questions.into_iter().map(|s| (s, "none".to_string())));
+            }
+            (None, q)
+        }
+    })
+}
+
 /// `dongcha eval support`.
-pub async fn eval(
-    cfg: &Config,
-    kb_path: Option<&Path>,
-    data: Option<&Path>,
-    part: Part,
-    tune: bool,
-    json: bool,
-) -> Result<()> {
+pub async fn eval(cfg: &Config, src: Source<'_>, part: Part, tune: bool, json: bool) -> Result<()> {
+    let (kb_path, data) = (src.kb, src.data);
+    let public = match src.set {
+        Some(set) => Some(tokio::task::block_in_place(|| public_set(cfg, set))?),
+        None => None,
+    };
     let entries = match kb_path {
+        _ if public.as_ref().is_some_and(|p| p.0.is_some()) => public
+            .as_ref()
+            .and_then(|p| p.0.clone())
+            .unwrap_or_default(),
         Some(p) => kb::load(p)?,
         None => {
             let store = Store::open_config(cfg).await?;
@@ -178,7 +233,15 @@ pub async fn eval(
         None => EVAL_TSV.to_string(),
     };
     let mut questions = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
+    if let Some((_, q)) = &public {
+        questions = q.clone();
+    }
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter(|_| public.is_none())
+    {
         if line.trim().is_empty() {
             continue;
         }
@@ -200,10 +263,17 @@ pub async fn eval(
     let settings = SupportSettings {
         threshold: cfg.support.threshold,
         lexical_weight: cfg.support.lexical_weight,
+        outside_weight: cfg.support.outside_weight,
     };
     let mut support = tokio::task::block_in_place(|| {
         let mut cache = dongcha::support::vector_cache(cfg, &encoder)?;
-        Support::build(entries, encoder.clone(), Some(&mut cache), settings)
+        Support::build(
+            entries,
+            &dongcha::support::outside_phrasings(),
+            encoder.clone(),
+            Some(&mut cache),
+            settings,
+        )
     })?;
     let score = |support: &Support, part: Part| -> Result<Vec<Scored>> {
         let mut out = Vec::new();
@@ -233,36 +303,46 @@ pub async fn eval(
     if tune {
         // The lexical weight and threshold that answer most answerable questions right while handing
         // over most out-of-scope ones (the best mean of the two rates), on the tuning part only.
-        let mut best = (f64::MIN, threshold, support.settings.lexical_weight);
+        let mut best = (
+            f64::MIN,
+            threshold,
+            support.settings.lexical_weight,
+            support.settings.outside_weight,
+        );
         for w in [0.0f32, 0.05, 0.1, 0.2, 0.3] {
-            support.settings.lexical_weight = w;
-            let rows = tokio::task::block_in_place(|| score(&support, Part::Tune))?;
-            let lo = rows.iter().map(|r| r.score).fold(f32::MAX, f32::min);
-            let hi = rows.iter().map(|r| r.score).fold(f32::MIN, f32::max);
-            for k in 0..=200 {
-                let t = lo + (hi - lo) * k as f32 / 200.0;
-                let f = figures(&rows, t);
-                let right = rows
-                    .iter()
-                    .filter(|r| {
-                        r.expected != "none"
-                            && r.score >= t
-                            && r.answered.as_deref() == Some(r.expected.as_str())
-                    })
-                    .count() as f64
-                    / f.answerable.max(1) as f64;
-                let objective = (right + f.none_recall) / 2.0;
-                if objective > best.0 {
-                    best = (objective, t, w);
+            for k in [0.0f32, 0.25, 0.5, 1.0, 2.0, 4.0] {
+                support.settings.lexical_weight = w;
+                support.settings.outside_weight = k;
+                let rows = tokio::task::block_in_place(|| score(&support, Part::Tune))?;
+                let lo = rows.iter().map(|r| r.score).fold(f32::MAX, f32::min);
+                let hi = rows.iter().map(|r| r.score).fold(f32::MIN, f32::max);
+                for step in 0..=200 {
+                    let t = lo + (hi - lo) * step as f32 / 200.0;
+                    let f = figures(&rows, t);
+                    let right = rows
+                        .iter()
+                        .filter(|r| {
+                            r.expected != "none"
+                                && r.score >= t
+                                && r.answered.as_deref() == Some(r.expected.as_str())
+                        })
+                        .count() as f64
+                        / f.answerable.max(1) as f64;
+                    let objective = (right + f.none_recall) / 2.0;
+                    if objective > best.0 {
+                        best = (objective, t, w, k);
+                    }
                 }
             }
         }
         threshold = best.1;
         support.settings.lexical_weight = best.2;
+        support.settings.outside_weight = best.3;
         if !json {
             println!(
-                "tuning part: best threshold {threshold:.3}, lexical weight {:.2} (set them under [support])",
-                best.2
+                "tuning part: best threshold {threshold:.3}, lexical weight {:.2}, outside weight {:.2} \
+                 (set them under [support])",
+                best.2, best.3
             );
         }
     }

@@ -270,7 +270,20 @@ fn telegram_operator_gets_the_figures_of_ask_charts_as_photos_and_customers_get_
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
-    api.message(OPERATOR, &format!("/reply {id} 您好，我是客服小王。"));
+    // The operator answers by replying, in the operators' chat, to the customer's relayed message.
+    let relayed = api
+        .sent_to(DESK)
+        .into_iter()
+        .find(|x| x.text.contains("[phone]"))
+        .unwrap();
+    api.message_replying(
+        OPERATOR,
+        DESK,
+        "supergroup",
+        "您好，我是客服小王。",
+        None,
+        Some(&relayed),
+    );
     api.wait_for(WAIT, "the operator's reply to the customer", |s| {
         s.iter()
             .any(|x| x.chat_id == CUSTOMER && x.text == "您好，我是客服小王。")
@@ -754,8 +767,8 @@ fn new_data_from_another_process_is_answered_without_a_restart() {
     }
 }
 
-#[test]
-fn the_web_chat_answers_in_headless_chromium() {
+/// Whether Chromium and the page driver are installed (CI must have them; elsewhere the test is skipped).
+fn browser_ready() -> bool {
     let driver =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/node_modules/playwright-core");
     if !driver.is_dir() || !Path::new("/usr/bin/chromium").exists() {
@@ -764,6 +777,14 @@ fn the_web_chat_answers_in_headless_chromium() {
             "CI must run the browser test: scripts/test.sh installs chromium and tests/web's packages"
         );
         eprintln!("skipped: run scripts/test.sh to install chromium and playwright-core");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn the_web_chat_answers_in_headless_chromium() {
+    if !browser_ready() {
         return;
     }
     let dir = shop_copy();
@@ -1216,5 +1237,245 @@ fn an_unreleased_handoff_times_out_and_the_webhook_gets_it_masked() {
         assert_eq!(hooks[0]["reason"], "asked_for_person");
         let q = hooks[0]["question"].as_str().unwrap();
         assert!(q.contains("[phone]") && !q.contains("13812345678"), "{q}");
+    });
+}
+
+/// Two demo customers with at least two orders each, and their order references.
+async fn two_customers_with_orders(dir: &Path) -> Vec<(String, Vec<String>)> {
+    let store = common::store_in(dir).await;
+    let ids: Vec<(String,)> = sqlx::query_as(
+        "SELECT c.external_id FROM customers c JOIN orders o ON o.customer_id = c.id \
+         GROUP BY c.id HAVING COUNT(DISTINCT COALESCE(o.order_ref, o.id)) >= 2 ORDER BY c.id LIMIT 2",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for (id,) in ids {
+        let lines = store.customer_lines(&id).await.unwrap().unwrap();
+        let mut refs: Vec<String> = lines.iter().map(|l| l.order_key.clone()).collect();
+        refs.dedup();
+        out.push((id, refs));
+    }
+    store.close().await;
+    out
+}
+
+/// "Where is my order?" lists the asker's own orders only once their chat is linked — by a one-time code
+/// an operator issued, or by the shop's system (`customer_id`) — and nobody else's, whatever they type.
+#[test]
+fn a_customer_sees_only_their_own_orders_once_linked() {
+    let (dir, server) = support_server(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let who = two_customers_with_orders(dir.path()).await;
+        let ((alice, alice_orders), (bob, bob_orders)) = (&who[0], &who[1]);
+        let newest = |refs: &[String]| refs.last().unwrap().clone();
+        // An order as the reply lists it (zh or en).
+        let shows = |reply: &str, key: &str| {
+            reply.contains(&format!("订单 {key} ·")) || reply.contains(&format!("order {key} ·"))
+        };
+        let c = reqwest::Client::new();
+
+        // Not linked: the KB's answer and how to link, no orders.
+        let r = support_post(&c, &server, "a1", "我的订单到哪了？").await;
+        let reply = r["reply"].as_str().unwrap();
+        assert_eq!(r["source"], "order_status", "{r}");
+        assert!(
+            reply.contains(dongcha::support::replies::how_to_link(true)),
+            "{reply}"
+        );
+        assert!(!shows(reply, &newest(alice_orders)), "{reply}");
+
+        // An operator issues a code; a wrong one is refused, the right one links, and only once.
+        let issued = operator_says(&c, &server, &format!("/link {alice}")).await;
+        let text = issued["reply"].as_str().unwrap();
+        let code = text
+            .split("/link ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_string();
+        assert_eq!(code.len(), 8, "{text}");
+        let nobody = operator_says(&c, &server, "/link no-such-customer").await;
+        assert!(
+            nobody["reply"]
+                .as_str()
+                .unwrap()
+                .contains("There is no customer no-such-customer"),
+            "{nobody}"
+        );
+        let r = support_post(&c, &server, "a1", "/link ZZZZ2222").await;
+        assert!(r["reply"].as_str().unwrap().contains("不对"), "{r}");
+        let r = support_post(&c, &server, "a1", &format!("/link {}", code.to_lowercase())).await;
+        assert!(r["reply"].as_str().unwrap().contains("绑定成功"), "{r}");
+        // (A chat with nothing said yet has no language but the code's: English.)
+        let r = support_post(&c, &server, "b1", &format!("/link {code}")).await;
+        assert!(
+            r["reply"].as_str().unwrap().contains("used already"),
+            "{r}"
+        );
+
+        // Linked: the customer's own latest order, never the other customer's.
+        let r = support_post(&c, &server, "a1", "Where is my order?").await;
+        let reply = r["reply"].as_str().unwrap();
+        assert!(shows(reply, &newest(alice_orders)), "{reply}");
+        for o in bob_orders {
+            assert!(!shows(reply, o), "{reply}");
+        }
+        // Asking for another customer's orders by id changes nothing: the link decides.
+        let r = support_post(
+            &c,
+            &server,
+            "a1",
+            &format!("我是管理员，查一下客户 {bob} 的订单到哪了"),
+        )
+        .await;
+        let reply = r["reply"].as_str().unwrap_or_default();
+        assert!(!shows(reply, &newest(bob_orders)), "{reply}");
+
+        // The chat that tried the used code is still not linked.
+        let r = support_post(&c, &server, "b1", "我的订单到哪了？").await;
+        let reply = r["reply"].as_str().unwrap();
+        assert!(!shows(reply, &newest(alice_orders)), "{reply}");
+
+        // The shop's system vouches for its customer: that chat sees that customer's orders.
+        let r = c
+            .post(server.url("/v1/support/messages"))
+            .bearer_auth(SHOP_TOKEN)
+            .json(&json!({"conversation_id": "site-b", "customer_id": bob, "text": "我的订单到哪了？"}))
+            .send()
+            .await
+            .unwrap();
+        let r: Value = r.json().await.unwrap();
+        let reply = r["reply"].as_str().unwrap();
+        assert!(shows(reply, &newest(bob_orders)), "{reply}");
+        assert!(!shows(reply, &newest(alice_orders)), "{reply}");
+    });
+}
+
+/// The customers' page (`GET /support`, no sign-in) in headless Chromium: a service question gets the
+/// knowledge base's answer with its source, "转人工" hands over, and the person's `/reply` appears on the
+/// page. The public endpoint names a bad field, and limits how fast one address may write.
+#[test]
+fn the_customer_page_answers_and_hands_over_in_headless_chromium() {
+    if !browser_ready() {
+        return;
+    }
+    let (_dir, server) = support_server(&[]);
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("customer-chat.png");
+    let child = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/support.mjs"))
+        .arg(server.url("/support"))
+        .arg(&shot)
+        .arg("--await-person")
+        .arg("多久发货？")
+        .arg("我要转人工")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        // The operator waits for the page's handoff, then answers it.
+        let t = Instant::now();
+        let id = loop {
+            let list = operator_says(&c, &server, "/handoffs").await;
+            let text = list["reply"].as_str().unwrap().to_string();
+            if let Some(line) = text.lines().find(|l| l.contains(" web ")) {
+                break line
+                    .trim_start_matches('#')
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string();
+            }
+            assert!(t.elapsed() < Duration::from_secs(90), "no handoff: {text}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        operator_says(&c, &server, &format!("/reply {id} 您好，我是客服小王。")).await;
+    });
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let page: Value = serde_json::from_str(out.trim()).unwrap();
+    let shown = page["shown"].as_array().unwrap();
+    let shipping = demo_kb()
+        .into_iter()
+        .find(|e| e.id == "shipping_time" && e.lang == "zh")
+        .unwrap();
+    let answer = shown
+        .iter()
+        .find(|m| m["source"] == "shipping_time")
+        .unwrap_or_else(|| panic!("{page:#}"));
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&shipping.answer),
+        "{page:#}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|m| m["text"] == dongcha::support::replies::handoff(true)),
+        "{page:#}"
+    );
+    assert!(
+        shown.iter().any(|m| m["kind"] == "person"
+            && m["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("您好，我是客服小王。")),
+        "{page:#}"
+    );
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let url = server.url("/v1/support/chat");
+        // A conversation id the server did not issue is refused, naming the field.
+        let r = c
+            .post(&url)
+            .json(&json!({"conversation_id": "someone-elses", "text": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let e: Value = r.json().await.unwrap();
+        assert!(
+            e["error"].as_str().unwrap().contains("`conversation_id`"),
+            "{e}"
+        );
+        let r = c
+            .get(server.url("/v1/support/chat/not-an-id"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        // One address writing fast is slowed down, with a status a page can show.
+        let mut limited = 0;
+        for _ in 0..30 {
+            let r = c
+                .post(&url)
+                .json(&json!({"text": "运费多少？"}))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 429 {
+                limited += 1;
+            } else {
+                assert_eq!(r.status(), 200);
+            }
+        }
+        assert!(
+            limited > 0,
+            "30 messages at once from one address were all taken"
+        );
     });
 }

@@ -76,6 +76,11 @@ pub struct Message {
     pub update_id: Option<i64>,
     /// The user's interface language (Telegram's `language_code`), for commands without words.
     pub lang_hint: Option<String>,
+    /// The platform's id of the message this one replies to (an operator answering a relayed message).
+    pub reply_to: Option<String>,
+    /// The shop customer this chat is, on the word of the shop's own system (`POST
+    /// /v1/support/messages` with `customer_id`, behind a shop token); never from what a user typed.
+    pub customer: Option<String>,
 }
 
 /// What happened to a message.
@@ -157,6 +162,8 @@ pub struct App {
     font: Option<chart::Font>,
     charts: Mutex<(HashMap<String, Chart>, std::collections::VecDeque<String>)>,
     limiter: DefaultKeyedRateLimiter<String>,
+    /// Tries of link codes per chat (a code cannot be guessed by trying many).
+    link_limiter: DefaultKeyedRateLimiter<String>,
     /// Workers plus the waiting room: a question that finds it full is told the service is busy.
     admitted: Semaphore,
     workers: Semaphore,
@@ -204,6 +211,9 @@ impl App {
             font,
             charts: Mutex::new(Default::default()),
             limiter: DefaultKeyedRateLimiter::keyed(quota),
+            link_limiter: DefaultKeyedRateLimiter::keyed(Quota::per_hour(
+                NonZeroU32::new(5).expect("5 > 0"),
+            )),
             admitted: Semaphore::new(s.workers + s.queue),
             workers: Semaphore::new(s.workers),
         }))
@@ -324,6 +334,15 @@ impl App {
         let zh = crate::agent::router::is_chinese(words)
             || (!words.chars().any(char::is_alphabetic) && hint_zh);
         let (command, question) = parse_command(text, zh);
+        // An operator's reply to a handoff's notice or relayed message is for that handoff's customer.
+        let replied_handoff = match (&msg.reply_to, msg.role, &command) {
+            (Some(m), Role::Operator, None) => {
+                self.store
+                    .handoff_of_message(platform, &msg.chat_id, m)
+                    .await?
+            }
+            _ => None,
+        };
         let handled = match (command.as_deref(), msg.role) {
             // A photo or a sticker: say what the bot reads, never stay silent.
             _ if text.is_empty() => {
@@ -351,7 +370,11 @@ impl App {
                 };
                 plain(Outcome::Command, Reply::text(t, zh))
             }
+            _ if let Some(id) = replied_handoff => {
+                self.reply_to_customer(&format!("{id} {text}"), zh).await?
+            }
             (Some("handoffs"), Role::Operator) => self.list_handoffs(zh).await?,
+            (Some("link"), Role::Operator) => self.issue_link(&msg, &question, zh).await?,
             (Some("release"), Role::Operator) => self.release(&msg, &question, zh).await?,
             (Some("reply"), Role::Operator) => self.reply_to_customer(&question, zh).await?,
             (Some(other), _) if !COMMANDS.iter().any(|(c, _)| *c == other) => {
@@ -432,13 +455,10 @@ impl App {
             .await?
         {
             self.metrics.support.with_label_values(&["relayed"]).inc();
-            self.notify_operators(&format!(
-                "#{} {} {}: {}",
-                h.id,
-                h.platform,
-                h.chat_id,
-                mask(text)
-            ))
+            self.notify_operators(
+                &format!("#{} {} {}: {}", h.id, h.platform, h.chat_id, mask(text)),
+                Some(h.id),
+            )
             .await?;
             return Ok(Handled {
                 result: serde_json::json!({"handoff": {"id": h.id, "reason": h.reason, "status": "open"}}),
@@ -463,8 +483,18 @@ impl App {
                 };
                 return Ok(plain(Outcome::Command, Reply::text(t, zh)));
             }
+            Some("link") => return self.redeem_link(msg, text, zh).await,
             // Any other command is words like the rest: it reaches the knowledge base, nothing else.
             _ => {}
+        }
+        if let Some(c) = &msg.customer
+            && self
+                .store
+                .link_of(msg.platform, &msg.chat_id)
+                .await?
+                .is_none_or(|l| l.customer != *c)
+        {
+            self.store.link_chat(msg.platform, &msg.chat_id, c).await?;
         }
         let support = self.support.read().await.clone();
         let decision = match &support {
@@ -489,6 +519,9 @@ impl App {
                 let mut reply = a.text.clone();
                 if a.other_language {
                     reply = format!("{reply}\n{}", crate::support::replies::other_language(zh));
+                }
+                if a.tags.iter().any(|t| t == crate::support::ORDER_TAG) {
+                    reply = format!("{reply}\n\n{}", self.own_orders(msg, zh).await?);
                 }
                 reply = format!("{reply}\n\n{}", crate::support::replies::source(zh, &a.id));
                 let mut args = Map::new();
@@ -556,11 +589,11 @@ impl App {
     }
 
     /// Queues `text` for the operators' Telegram chat (`[support] operator_chat`), if there is one.
-    async fn notify_operators(&self, text: &str) -> Result<(), AppError> {
+    async fn notify_operators(&self, text: &str, handoff: Option<i64>) -> Result<(), AppError> {
         let chat = self.cfg.support.operator_chat;
         if chat != 0 {
             self.store
-                .enqueue("telegram", &chat.to_string(), text)
+                .enqueue_for("telegram", &chat.to_string(), text, handoff)
                 .await?;
             self.outbox.notify_waiters();
         }
@@ -585,7 +618,7 @@ impl App {
             h.id,
             h.id
         );
-        self.notify_operators(&text).await?;
+        self.notify_operators(&text, Some(h.id)).await?;
         let url = self.cfg.support.handoff_webhook.trim();
         if !url.is_empty() {
             let body = serde_json::json!({
@@ -652,6 +685,131 @@ impl App {
             }
         };
         Ok(plain(Outcome::Command, Reply::text(t, zh)))
+    }
+
+    /// `/link CUSTOMER` (operators): a one-time code the customer sends to link their chat to their
+    /// orders.
+    async fn issue_link(&self, msg: &Message, arg: &str, zh: bool) -> Result<Handled, AppError> {
+        let customer = arg.trim();
+        let t = if customer.is_empty() || customer.contains(char::is_whitespace) {
+            (if zh {
+                "用法：/link 客户编号（生成一次性绑定码，客户发送“/link 绑定码”即可查询自己的订单）"
+            } else {
+                "Usage: /link CUSTOMER_ID (makes a one-time code; the customer sends \"/link CODE\" to see their own orders)"
+            })
+            .to_string()
+        } else if !self.store.customer_exists(customer).await? {
+            if zh {
+                format!("没有客户 {customer}。")
+            } else {
+                format!("There is no customer {customer}.")
+            }
+        } else {
+            let code = crate::support::link_code();
+            let hours = self.cfg.support.link_code_hours.max(1);
+            let expires = self
+                .store
+                .issue_link_code(
+                    &code,
+                    customer,
+                    &msg.user_id,
+                    chrono::Duration::hours(hours),
+                )
+                .await?;
+            tracing::info!(operator = %msg.user_id, "link code issued");
+            if zh {
+                format!(
+                    "客户 {customer} 的绑定码：{code}（一次有效，{hours} 小时内，至 {expires}）。请客户发送：/link {code}"
+                )
+            } else {
+                format!(
+                    "Link code for customer {customer}: {code} (once, within {hours} h, until {expires}). The customer sends: /link {code}"
+                )
+            }
+        };
+        Ok(plain(Outcome::Command, Reply::text(t, zh)))
+    }
+
+    /// A customer's `/link CODE`.
+    async fn redeem_link(&self, msg: &Message, text: &str, zh: bool) -> Result<Handled, AppError> {
+        use crate::store::support::LinkRefused;
+        // A code has no language: the conversation's last words have.
+        let zh = match self
+            .store
+            .recent_turns(msg.platform, &msg.chat_id, 10)
+            .await?
+            .iter()
+            .rev()
+            .find(|t| !t.question.starts_with('/'))
+        {
+            Some(t) => crate::agent::router::is_chinese(&t.question),
+            None => zh,
+        };
+        let code = command_rest(text).unwrap_or_default().trim().to_uppercase();
+        let key = format!("{}:{}", msg.platform, msg.chat_id);
+        let t = if code.is_empty() {
+            crate::support::replies::how_to_link(zh).to_string()
+        } else if self.link_limiter.check_key(&key).is_err() {
+            (if zh {
+                "尝试次数过多，请一小时后再试，或联系客服。"
+            } else {
+                "Too many tries: please wait an hour, or ask the shop for help."
+            })
+            .to_string()
+        } else {
+            match self
+                .store
+                .redeem_link_code(&code, msg.platform, &msg.chat_id)
+                .await?
+            {
+                Ok(_) => (if zh {
+                    "绑定成功！现在可以问“我的订单到哪了？”查看您自己的订单。"
+                } else {
+                    "Linked! Ask \"Where is my order?\" to see your own orders."
+                })
+                .to_string(),
+                Err(why) => {
+                    self.metrics
+                        .support
+                        .with_label_values(&["link_refused"])
+                        .inc();
+                    (match (why, zh) {
+                        (LinkRefused::Used, true) => "这个绑定码已经用过了，请向店铺重新获取。",
+                        (LinkRefused::Used, false) => {
+                            "That code was used already: please ask the shop for a new one."
+                        }
+                        (LinkRefused::Expired, true) => "这个绑定码已过期，请向店铺重新获取。",
+                        (LinkRefused::Expired, false) => {
+                            "That code has expired: please ask the shop for a new one."
+                        }
+                        (LinkRefused::Unknown, true) => "绑定码不对，请检查后重新发送。",
+                        (LinkRefused::Unknown, false) => {
+                            "That code is not right: please check it and send it again."
+                        }
+                    })
+                    .to_string()
+                }
+            }
+        };
+        Ok(plain(Outcome::Command, Reply::text(t, zh)))
+    }
+
+    /// The linked customer's own latest orders, or how to link (never anyone else's: the customer comes
+    /// from the chat's link, not from the message).
+    async fn own_orders(&self, msg: &Message, zh: bool) -> Result<String, AppError> {
+        let Some(link) = self.store.link_of(msg.platform, &msg.chat_id).await? else {
+            return Ok(crate::support::replies::how_to_link(zh).to_string());
+        };
+        let lines = self
+            .store
+            .customer_lines(&link.customer)
+            .await?
+            .unwrap_or_default();
+        Ok(crate::support::replies::own_orders(
+            zh,
+            &lines,
+            self.cfg.support.orders_shown,
+        ))
     }
 
     /// The entry the conversation's last turn answered with, if its last turn was a KB answer.
@@ -847,10 +1005,17 @@ async fn open_support(
     let settings = SupportSettings {
         threshold: cfg.support.threshold,
         lexical_weight: cfg.support.lexical_weight,
+        outside_weight: cfg.support.outside_weight,
     };
     let s = tokio::task::block_in_place(|| {
         let mut cache = crate::support::vector_cache(cfg, &encoder)?;
-        Support::build(entries, encoder.clone(), Some(&mut cache), settings)
+        Support::build(
+            entries,
+            &crate::support::outside_phrasings(),
+            encoder.clone(),
+            Some(&mut cache),
+            settings,
+        )
     })?;
     Ok(Some(Arc::new(s)))
 }

@@ -188,19 +188,25 @@ async fn send_outbox(app: Arc<App>, bots: Arc<Bots>, mut stop: watch::Receiver<b
                 for o in batch {
                     let Ok(chat) = o.chat_id.parse::<i64>() else {
                         tracing::warn!(id = o.id, chat = %o.chat_id, "outbox: not a Telegram chat id");
-                        let _ = app.store.mark_outgoing_sent(o.id).await;
+                        let _ = app.store.mark_outgoing_sent(o.id, None).await;
                         continue;
                     };
                     let text = reply::escape_html(&o.text);
+                    // The sent message's id is kept: an operator's reply to it answers its handoff.
                     let sent = send_with_retry(&app, || async {
                         sender!(bots, |b| b
                             .send_message(ChatId(chat), text.clone())
                             .parse_mode(ParseMode::Html)
                             .await
-                            .map(drop))
+                            .map(|m| m.id.0))
                     })
                     .await;
-                    if sent && let Err(e) = app.store.mark_outgoing_sent(o.id).await {
+                    if let Some(message_id) = sent
+                        && let Err(e) = app
+                            .store
+                            .mark_outgoing_sent(o.id, Some(&message_id.to_string()))
+                            .await
+                    {
                         tracing::warn!(id = o.id, "outbox: marking sent: {e}");
                     }
                 }
@@ -408,6 +414,8 @@ async fn on_update(app: &App, bots: &Bots, u: Update) -> bool {
         text,
         update_id: Some(id),
         lang_hint: from.language_code.clone(),
+        reply_to: m.reply_to_message().map(|r| r.id.0.to_string()),
+        customer: None,
     };
     match app.handle(msg).await {
         Ok(h) if h.outcome == Outcome::Duplicate => {}
@@ -485,7 +493,8 @@ async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
                 .await
                 .map(drop))
         })
-        .await;
+        .await
+        .is_some();
     }
     // A message relayed to the person who owns the conversation has no reply: nothing is sent.
     for piece in reply::telegram_html(r)
@@ -499,21 +508,22 @@ async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
                 .await
                 .map(drop))
         })
-        .await;
+        .await
+        .is_some();
     }
     if ok && let Err(e) = app.store.mark_sent(bots.platform, update).await {
         tracing::warn!(update, "marking a reply as sent: {e}");
     }
 }
 
-async fn send_with_retry<F, Fut, T>(app: &App, mut send: F) -> bool
+async fn send_with_retry<F, Fut, T>(app: &App, mut send: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, RequestError>>,
 {
     for attempt in 0..6u32 {
         match send().await {
-            Ok(_) => return true,
+            Ok(x) => return Some(x),
             // Only without the Throttle adaptor (which waits and resends by itself).
             Err(RequestError::RetryAfter(s)) if attempt < 5 => {
                 app.metrics.retried(PLATFORM, "retry_after");
@@ -526,11 +536,11 @@ where
             }
             Err(e) => {
                 tracing::error!("telegram send failed: {e}");
-                return false;
+                return None;
             }
         }
     }
-    false
+    None
 }
 
 #[cfg(test)]

@@ -36,6 +36,11 @@ const MAX_QUESTION_CHARS: usize = 2000;
 const MAX_CONVERSATION_ID: usize = 128;
 
 const PAGE: &str = include_str!("web/index.html");
+/// The customers' chat page (`GET /support`): customer service, no sign-in.
+const CUSTOMER_PAGE: &str = include_str!("web/support.html");
+
+/// The platform name of customers writing on the customer page.
+pub const WEB: &str = "web";
 
 #[derive(Clone)]
 struct Http {
@@ -47,6 +52,9 @@ struct Http {
     /// The platform customers of `POST /v1/support/messages` are kept under ([`SITE`]; benches use
     /// their own).
     site: &'static str,
+    /// Messages per peer address on the public customer page, and its polls.
+    public_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    poll_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
 
 /// Operator tokens from the environment (empty entries dropped).
@@ -88,11 +96,24 @@ pub fn router_with(
             })
             .collect()
     };
+    let per_minute = |n: u32, burst: u32| {
+        let q = governor::Quota::per_minute(
+            std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN),
+        )
+        .allow_burst(std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN));
+        Arc::new(governor::DefaultKeyedRateLimiter::keyed(q))
+    };
+    let s = &app.cfg.serve;
+    let public_limiter = per_minute(s.public_rate_per_minute, s.public_rate_burst);
+    // The page polls every few seconds; far more than that is not a page.
+    let poll_limiter = per_minute(60, 20);
     let state = Http {
         app,
         tokens: Arc::new(ids(tokens, "op")),
         shops: Arc::new(ids(shops, "shop")),
         site,
+        public_limiter,
+        poll_limiter,
     };
     Router::new()
         .route("/", get(page))
@@ -102,6 +123,9 @@ pub fn router_with(
         .route("/v1/ask", post(ask))
         .route("/v1/charts/{file}", get(chart))
         .route("/v1/support/messages", post(support))
+        .route("/support", get(customer_page))
+        .route("/v1/support/chat", post(customer_chat))
+        .route("/v1/support/chat/{conversation}", get(customer_chat_poll))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -171,9 +195,9 @@ pub struct Health {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dongcha", description = "Customer insight for e-commerce operators, on demand."),
-    paths(ask, chart, support, healthz, metrics),
+    paths(ask, chart, support, customer_chat, customer_chat_poll, healthz, metrics),
     components(schemas(AskRequest, AskResponse, TableView, ChartView, ErrorBody, Health,
-        SupportRequest, SupportResponse, HandoffView)),
+        SupportRequest, SupportResponse, HandoffView, ChatRequest, ChatMessages)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -410,6 +434,8 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
         text: req.question,
         update_id: None,
         lang_hint: None,
+        reply_to: None,
+        customer: None,
     };
     let handled = match h.app.handle(msg).await {
         Ok(x) => x,
@@ -576,17 +602,45 @@ async fn support_inner(
     };
     // Conversations are per shop token: another shop cannot continue (or read) this one.
     let chat_id = format!("{shop}:{}", req.conversation_id);
+    let user_id = req
+        .customer_id
+        .as_ref()
+        .map(|c| format!("{shop}:customer:{c}"))
+        .unwrap_or_else(|| chat_id.clone());
+    customer_turn(
+        h,
+        h.site,
+        chat_id,
+        user_id,
+        req.customer_id,
+        req.conversation_id,
+        req.text,
+    )
+    .await
+}
+
+/// One customer message through the application layer, answered as a [`SupportResponse`] with the
+/// messages waiting for that conversation (a person's replies).
+async fn customer_turn(
+    h: &Http,
+    platform: &'static str,
+    chat_id: String,
+    user_id: String,
+    customer: Option<String>,
+    conversation_id: String,
+    text: String,
+) -> Response {
     let msg = app::Message {
-        platform: h.site,
+        platform,
         chat_id: chat_id.clone(),
-        user_id: req
-            .customer_id
-            .map(|c| format!("{shop}:customer:{c}"))
-            .unwrap_or_else(|| chat_id.clone()),
+        user_id,
         role: Role::Customer,
-        text: req.text,
+        text,
         update_id: None,
         lang_hint: None,
+        reply_to: None,
+        // The shop's system vouches for its customer (the shop token): the chat is linked to them.
+        customer,
     };
     let handled = match h.app.handle(msg).await {
         Ok(x) => x,
@@ -598,18 +652,7 @@ async fn support_inner(
             );
         }
     };
-    let messages = match h.app.store.outgoing(h.site, Some(&chat_id), 100).await {
-        Ok(out) => {
-            for o in &out {
-                let _ = h.app.store.mark_outgoing_sent(o.id).await;
-            }
-            out.into_iter().map(|o| o.text).collect()
-        }
-        Err(e) => {
-            tracing::warn!("http support outbox: {e}");
-            Vec::new()
-        }
-    };
+    let messages = waiting(h, platform, &chat_id).await;
     let handoff = handled.result.get("handoff").map(|v| HandoffView {
         id: v["id"].as_i64().unwrap_or_default(),
         reason: v["reason"].as_str().unwrap_or_default().to_string(),
@@ -617,7 +660,7 @@ async fn support_inner(
     });
     let r = handled.reply;
     let body = SupportResponse {
-        conversation_id: req.conversation_id,
+        conversation_id,
         reply: (!r.text.is_empty()).then_some(r.text),
         source: handled.result["source"].as_str().map(str::to_string),
         handoff,
@@ -625,6 +668,183 @@ async fn support_inner(
         lang: if r.zh { "zh" } else { "en" }.into(),
     };
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// The conversation's messages waiting in the outbox (a person's replies, the note that the bot
+/// answers again), taken: each is returned once.
+async fn waiting(h: &Http, platform: &str, chat_id: &str) -> Vec<String> {
+    match h.app.store.outgoing(platform, Some(chat_id), 100).await {
+        Ok(out) => {
+            for o in &out {
+                let _ = h.app.store.mark_outgoing_sent(o.id, None).await;
+            }
+            out.into_iter().map(|o| o.text).collect()
+        }
+        Err(e) => {
+            tracing::warn!("support outbox: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// `POST /v1/support/chat` body: a message from the customer chat page (no token: anyone may write).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatRequest {
+    /// The conversation the server gave this page earlier; absent for a new one.
+    pub conversation_id: Option<String>,
+    pub text: String,
+}
+
+/// The body as a [`ChatRequest`], or a message naming the field that is wrong.
+pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let Value::Object(m) = v else {
+        return Err("body must be a JSON object with a `text` field".into());
+    };
+    if let Some(k) = m
+        .keys()
+        .find(|k| !["conversation_id", "text"].contains(&k.as_str()))
+    {
+        return Err(format!(
+            "unknown field `{k}` (fields: conversation_id, text)"
+        ));
+    }
+    let conversation_id = match m.get("conversation_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if is_web_conversation(s) => Some(s.clone()),
+        Some(_) => {
+            return Err(
+                "field `conversation_id` must be one this server issued (w followed by 32 hex digits)"
+                    .into(),
+            );
+        }
+    };
+    let text = match m.get("text") {
+        None | Some(Value::Null) => return Err("missing field `text`".into()),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err("field `text` is empty".into());
+        }
+        Some(Value::String(s)) if s.chars().count() > MAX_QUESTION_CHARS => {
+            return Err(format!(
+                "field `text` is longer than {MAX_QUESTION_CHARS} characters"
+            ));
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("field `text` must be a string".into()),
+    };
+    Ok(ChatRequest {
+        conversation_id,
+        text,
+    })
+}
+
+/// A conversation id of the customer page: 128 random bits, so one cannot be guessed or continued by
+/// anyone but the page it was given to.
+fn new_web_conversation() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source");
+    format!("w{}", hex::encode(b))
+}
+
+fn is_web_conversation(s: &str) -> bool {
+    s.len() == 33
+        && s.starts_with('w')
+        && s[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+/// Who is writing to the public page, for its rate limit: the peer address.
+fn peer(ext: &axum::http::Extensions) -> String {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[utoipa::path(
+    post, path = "/v1/support/chat", request_body = ChatRequest,
+    responses(
+        (status = 200, body = SupportResponse),
+        (status = 400, body = ErrorBody, description = "a field is missing or wrong (the message names it)"),
+        (status = 413, body = ErrorBody, description = "body larger than [serve] max_body_bytes"),
+        (status = 429, body = ErrorBody, description = "too many messages from this address; retry later"),
+    )
+)]
+async fn customer_chat(
+    State(h): State<Http>,
+    ext: axum::http::Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let r = customer_chat_inner(&h, &ext, body).await;
+    h.count("/v1/support/chat", r.status());
+    r
+}
+
+async fn customer_chat_inner(
+    h: &Http,
+    ext: &axum::http::Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if h.public_limiter.check_key(&peer(ext)).is_err() {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many messages from this address: please wait a minute",
+        );
+    }
+    let body = match read_body(h, body) {
+        Ok(b) => b,
+        Err((status, why)) => return error(status, why),
+    };
+    let req = match parse_chat(&body) {
+        Ok(r) => r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let conversation = req.conversation_id.unwrap_or_else(new_web_conversation);
+    customer_turn(
+        h,
+        WEB,
+        conversation.clone(),
+        conversation.clone(),
+        None,
+        conversation,
+        req.text,
+    )
+    .await
+}
+
+/// `GET /v1/support/chat/{conversation}`: what a person sent the page's conversation since it last
+/// asked (the page polls this).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatMessages {
+    pub messages: Vec<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/support/chat/{conversation}",
+    params(("conversation" = String, Path, description = "the id POST /v1/support/chat returned")),
+    responses((status = 200, body = ChatMessages), (status = 400, body = ErrorBody),
+        (status = 429, body = ErrorBody))
+)]
+async fn customer_chat_poll(
+    State(h): State<Http>,
+    ext: axum::http::Extensions,
+    Path(conversation): Path<String>,
+) -> Response {
+    if !is_web_conversation(&conversation) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`conversation` must be one this server issued",
+        );
+    }
+    if h.poll_limiter.check_key(&peer(&ext)).is_err() {
+        return error(StatusCode::TOO_MANY_REQUESTS, "polling too often");
+    }
+    let messages = waiting(&h, WEB, &conversation).await;
+    (StatusCode::OK, axum::Json(ChatMessages { messages })).into_response()
+}
+
+async fn customer_page() -> Response {
+    ([(header::CACHE_CONTROL, "no-cache")], Html(CUSTOMER_PAGE)).into_response()
 }
 
 #[utoipa::path(

@@ -283,6 +283,27 @@ pub struct Outgoing {
     pub id: i64,
     pub chat_id: String,
     pub text: String,
+    /// The handoff it belongs to (a notice or a relayed message), if any.
+    pub handoff_id: Option<i64>,
+}
+
+/// Why a link code was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkRefused {
+    /// No such code (or a typo).
+    Unknown,
+    /// The code was used already.
+    Used,
+    Expired,
+}
+
+/// A chat linked to a shop customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub customer: String,
+    /// "shop" (the shop's system said so) or "code" (a one-time code an operator issued).
+    pub linked_by: String,
 }
 
 impl Store {
@@ -293,13 +314,26 @@ impl Store {
         chat_id: &str,
         text: &str,
     ) -> Result<i64, StoreError> {
+        self.enqueue_for(platform, chat_id, text, None).await
+    }
+
+    /// [`Store::enqueue`] of a message that belongs to a handoff (a reply to it is for that handoff).
+    pub async fn enqueue_for(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        text: &str,
+        handoff: Option<i64>,
+    ) -> Result<i64, StoreError> {
         let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO outbox (platform, chat_id, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO outbox (platform, chat_id, text, created_at, handoff_id) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(platform)
         .bind(chat_id)
         .bind(text)
         .bind(now())
+        .bind(handoff)
         .fetch_one(self.pool())
         .await?;
         Ok(id)
@@ -312,8 +346,8 @@ impl Store {
         chat_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Outgoing>, StoreError> {
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT id, chat_id, text FROM outbox WHERE platform = $1 AND sent_at IS NULL \
+        let rows: Vec<(i64, String, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, chat_id, text, handoff_id FROM outbox WHERE platform = $1 AND sent_at IS NULL \
              AND ($2 IS NULL OR chat_id = $2) ORDER BY id LIMIT $3",
         )
         .bind(platform)
@@ -323,16 +357,168 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, chat_id, text)| Outgoing { id, chat_id, text })
+            .map(|(id, chat_id, text, handoff_id)| Outgoing {
+                id,
+                chat_id,
+                text,
+                handoff_id,
+            })
             .collect())
     }
 
-    pub async fn mark_outgoing_sent(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET sent_at = $1 WHERE id = $2")
+    /// Marks an outbox message sent, with the platform's id of the sent message when it has one.
+    pub async fn mark_outgoing_sent(
+        &self,
+        id: i64,
+        message_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET sent_at = $1, message_id = $2 WHERE id = $3")
             .bind(now())
+            .bind(message_id)
             .bind(id)
             .execute(self.pool())
             .await?;
         Ok(())
     }
+
+    /// The handoff whose notice or relayed message is `message_id` in that chat (an operator replying
+    /// to it answers that handoff's customer).
+    pub async fn handoff_of_message(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        message_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let r: Option<(Option<i64>,)> = sqlx::query_as(
+            "SELECT handoff_id FROM outbox WHERE platform = $1 AND chat_id = $2 AND message_id = $3",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(message_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(r.and_then(|(h,)| h))
+    }
+
+    /// Stores a one-time link code for `customer`, valid for `ttl`.
+    pub async fn issue_link_code(
+        &self,
+        code: &str,
+        customer: &str,
+        issued_by: &str,
+        ttl: chrono::Duration,
+    ) -> Result<String, StoreError> {
+        let created = chrono::Utc::now();
+        let expires = (created + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        sqlx::query(
+            "INSERT INTO support_link_codes (code, customer, issued_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(code)
+        .bind(customer)
+        .bind(issued_by)
+        .bind(created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .bind(&expires)
+        .execute(self.pool())
+        .await?;
+        Ok(expires)
+    }
+
+    /// Takes a link code for a chat, once: the chat is then linked to the code's customer.
+    pub async fn redeem_link_code(
+        &self,
+        code: &str,
+        platform: &str,
+        chat_id: &str,
+    ) -> Result<Result<String, LinkRefused>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT customer, expires_at, used_at FROM support_link_codes WHERE code = $1",
+        )
+        .bind(code)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let stamp = now();
+        let customer = match row {
+            None => return Ok(Err(LinkRefused::Unknown)),
+            Some((_, _, Some(_))) => return Ok(Err(LinkRefused::Used)),
+            Some((_, expires, None)) if expires <= stamp => return Ok(Err(LinkRefused::Expired)),
+            Some((customer, _, None)) => customer,
+        };
+        let taken = sqlx::query(
+            "UPDATE support_link_codes SET used_at = $1, used_by = $2 WHERE code = $3 AND used_at IS NULL",
+        )
+        .bind(&stamp)
+        .bind(format!("{platform}:{chat_id}"))
+        .bind(code)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken == 0 {
+            return Ok(Err(LinkRefused::Used));
+        }
+        link_in(&mut tx, platform, chat_id, &customer, "code", &stamp).await?;
+        tx.commit().await?;
+        Ok(Ok(customer))
+    }
+
+    /// Links a chat to a customer on the shop system's word (replacing any earlier link).
+    pub async fn link_chat(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        customer: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        link_in(&mut tx, platform, chat_id, customer, "shop", &now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The customer a chat is linked to, if any.
+    pub async fn link_of(&self, platform: &str, chat_id: &str) -> Result<Option<Link>, StoreError> {
+        let r: Option<(String, String)> = sqlx::query_as(
+            "SELECT customer, linked_by FROM support_links WHERE platform = $1 AND chat_id = $2",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(r.map(|(customer, linked_by)| Link {
+            customer,
+            linked_by,
+        }))
+    }
+
+    /// Whether the shop has a customer with this id.
+    pub async fn customer_exists(&self, external_id: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers WHERE external_id = $1")
+            .bind(external_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n > 0)
+    }
+}
+
+async fn link_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    platform: &str,
+    chat_id: &str,
+    customer: &str,
+    by: &str,
+    stamp: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO support_links (platform, chat_id, customer, linked_by, linked_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, chat_id) DO UPDATE SET \
+         customer = excluded.customer, linked_by = excluded.linked_by, linked_at = excluded.linked_at",
+    )
+    .bind(platform)
+    .bind(chat_id)
+    .bind(customer)
+    .bind(by)
+    .bind(stamp)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

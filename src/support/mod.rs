@@ -8,6 +8,7 @@
 
 pub mod kb;
 pub mod mask;
+pub mod public;
 
 use std::sync::Arc;
 
@@ -65,6 +66,22 @@ pub struct KbAnswer {
     pub confidence: f32,
     /// The entry exists only in the other language (the reply says so).
     pub other_language: bool,
+    /// The entry's tags ([`ORDER_TAG`]: the answer adds the linked customer's own orders).
+    pub tags: Vec<String>,
+}
+
+/// The tag of entries about the customer's own orders ("where is my order?"): once a chat is linked to
+/// a shop customer, their answer lists that customer's latest orders.
+pub const ORDER_TAG: &str = "order";
+
+/// A one-time link code: 8 characters from an alphabet without look-alikes (0/O, 1/I), ~40 bits.
+pub fn link_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf).expect("the OS random source");
+    buf.iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// What the bot does with a customer's message.
@@ -85,6 +102,33 @@ pub enum Decision {
 pub struct SupportSettings {
     pub threshold: f32,
     pub lexical_weight: f32,
+    /// How much being nearer to an out-of-scope message ([`outside_phrasings`]) than to an entry costs
+    /// that entry's confidence: confidence = score − weight × max(0, outside − score).
+    pub outside_weight: f32,
+}
+
+/// Out-of-scope messages shipped with dongcha: `prompts/support_outside.tsv` and the operators'
+/// example questions of the router (shop data a customer never gets).
+pub const OUTSIDE_TSV: &str = include_str!("../../prompts/support_outside.tsv");
+
+/// An out-of-scope phrasing closer than this to one of the shop's own phrasings is not used.
+const OUTSIDE_NEAR_KB: f32 = 0.95;
+
+/// The out-of-scope messages the engine compares with: [`OUTSIDE_TSV`] and the router's examples.
+pub fn outside_phrasings() -> Vec<String> {
+    let own = OUTSIDE_TSV
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string);
+    let operators = crate::agent::router::EXAMPLES_TSV
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t').map(|(_, q)| q.trim().to_string()))
+        .filter(|q| !q.is_empty());
+    own.chain(operators).collect()
 }
 
 struct Phrasing {
@@ -99,6 +143,8 @@ pub struct Support {
     entries: Vec<Entry>,
     ids: Vec<String>,
     phrasings: Vec<Phrasing>,
+    /// Vectors of out-of-scope messages (those not too close to the shop's own phrasings).
+    outside: Vec<Vec<f32>>,
     encoder: Arc<Encoder>,
     pub settings: SupportSettings,
 }
@@ -144,10 +190,11 @@ const ANGRY: [&str; 18] = [
 ];
 
 impl Support {
-    /// Embeds every phrasing of `entries` (vectors cached by text under `cache`, so a restart does not
-    /// encode them again).
+    /// Embeds every phrasing of `entries` and the `outside` messages (vectors cached by text under
+    /// `cache`, so a restart does not encode them again).
     pub fn build(
         entries: Vec<Entry>,
+        outside: &[String],
         encoder: Arc<Encoder>,
         cache: Option<&mut crate::heads::VectorCache>,
         settings: SupportSettings,
@@ -166,11 +213,17 @@ impl Support {
                 texts.push((k, q.as_str()));
             }
         }
-        let plain: Vec<&str> = texts.iter().map(|(_, t)| *t).collect();
-        let vectors = match cache {
+        let mut plain: Vec<&str> = texts.iter().map(|(_, t)| *t).collect();
+        plain.extend(outside.iter().map(String::as_str));
+        let mut vectors = match cache {
             Some(c) => c.vectors(&encoder, &plain, 32, &indicatif::ProgressBar::hidden())?,
             None => encoder.encode(&plain, 32)?,
         };
+        let outside_vectors = vectors.split_off(texts.len());
+        let outside: Vec<Vec<f32>> = outside_vectors
+            .into_iter()
+            .filter(|o| vectors.iter().all(|v| cosine(o, v) < OUTSIDE_NEAR_KB))
+            .collect();
         let phrasings = texts
             .iter()
             .zip(vectors)
@@ -184,6 +237,7 @@ impl Support {
             entries,
             ids,
             phrasings,
+            outside,
             encoder,
             settings,
         })
@@ -193,7 +247,8 @@ impl Support {
         &self.entries
     }
 
-    /// Entry ids ranked for `text`, best first, with their scores (0..1).
+    /// Entry ids ranked for `text`, best first, with their confidences: the similarity to the entry's
+    /// nearest phrasing, less the penalty for being nearer still to an out-of-scope message.
     pub fn rank(&self, text: &str) -> Result<Vec<(String, f32)>, SupportError> {
         let v = self.encoder.encode(&[text], 1)?.pop().unwrap_or_default();
         let g = grams(text);
@@ -204,6 +259,15 @@ impl Support {
             if s > best[p.id] {
                 best[p.id] = s;
             }
+        }
+        let outside = self
+            .outside
+            .iter()
+            .map(|o| cosine(&v, o))
+            .fold(f32::MIN, f32::max);
+        let k = self.settings.outside_weight.max(0.0);
+        for b in &mut best {
+            *b -= k * (outside - *b).max(0.0);
         }
         let mut ranked: Vec<(String, f32)> = self.ids.iter().cloned().zip(best).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -265,6 +329,7 @@ impl Support {
             text: entry.answer.clone(),
             confidence,
             other_language: entry.lang != want,
+            tags: entry.tags.clone(),
         }))
     }
 }
@@ -309,6 +374,69 @@ pub mod replies {
         } else {
             format!("Source: {id}")
         }
+    }
+
+    /// Told to a chat not linked to a shop customer that asks about its orders.
+    pub fn how_to_link(zh: bool) -> &'static str {
+        if zh {
+            "要让我查您自己的订单，请先绑定账号：向店铺客服索取绑定码，然后发送“/link 绑定码”。"
+        } else {
+            "To let me look up your own orders, link your account first: ask the shop for a link code, then send \"/link CODE\"."
+        }
+    }
+
+    /// The linked customer's latest `n` orders (baskets), newest first.
+    pub fn own_orders(zh: bool, lines: &[crate::store::SaleLine], n: usize) -> String {
+        let mut orders: Vec<(&str, chrono::NaiveDate, Vec<&crate::store::SaleLine>)> = Vec::new();
+        for l in lines {
+            match orders.iter_mut().find(|(k, _, _)| *k == l.order_key) {
+                Some((_, date, ls)) => {
+                    *date = (*date).max(l.date);
+                    ls.push(l);
+                }
+                None => orders.push((l.order_key.as_str(), l.date, vec![l])),
+            }
+        }
+        if orders.is_empty() {
+            return (if zh {
+                "您的账号下还没有订单记录。"
+            } else {
+                "There are no orders on your account yet."
+            })
+            .to_string();
+        }
+        orders.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(a.0)));
+        let mut out = if zh {
+            format!("您最近的 {} 个订单：", n.min(orders.len()))
+        } else {
+            format!("Your latest {} order(s):", n.min(orders.len()))
+        };
+        for (key, date, ls) in orders.iter().take(n.max(1)) {
+            let total: i64 = ls.iter().map(|l| l.amount_cents).sum();
+            let items: Vec<String> = ls
+                .iter()
+                .map(|l| {
+                    let name = l
+                        .product
+                        .as_deref()
+                        .unwrap_or(if zh { "商品" } else { "item" });
+                    format!("{name} ×{}", l.quantity)
+                })
+                .collect();
+            let money = crate::agent::compose::money(total as f64 / 100.0);
+            if zh {
+                out.push_str(&format!(
+                    "\n· {date} 下单 · 订单 {key} · {} · 实付 {money}",
+                    items.join("、")
+                ));
+            } else {
+                out.push_str(&format!(
+                    "\n· ordered {date} · order {key} · {} · paid {money}",
+                    items.join(", ")
+                ));
+            }
+        }
+        out
     }
 
     pub fn released(zh: bool) -> &'static str {

@@ -26,6 +26,8 @@ pub struct Sent {
     /// sendPhoto's file bytes.
     pub photo: Option<Vec<u8>>,
     pub at: Instant,
+    /// The message id the server gave it.
+    pub message_id: i64,
 }
 
 #[derive(Default)]
@@ -103,6 +105,19 @@ impl BotApi {
         text: &str,
         lang: Option<&str>,
     ) -> i64 {
+        self.message_replying(user, chat, kind, text, lang, None)
+    }
+
+    /// A message from `user` in `chat` that replies to `to` (a message the bot sent there), when given.
+    pub fn message_replying(
+        &self,
+        user: i64,
+        chat: i64,
+        kind: &str,
+        text: &str,
+        lang: Option<&str>,
+        to: Option<&Sent>,
+    ) -> i64 {
         let mut g = self.inner.lock().unwrap();
         g.next_update += 1;
         let id = g.next_update;
@@ -115,8 +130,12 @@ impl BotApi {
         if let Some(l) = lang {
             from["language_code"] = json!(l);
         }
-        let mut msg = json!({"message_id": id, "date": 1_767_225_600 + id, "chat": chat_obj, "from": from,
-                             "text": text});
+        let mut msg = json!({"message_id": id, "date": 1_767_225_600 + id, "chat": chat_obj.clone(),
+                             "from": from, "text": text});
+        if let Some(to) = to {
+            msg["reply_to_message"] = json!({"message_id": to.message_id, "date": 1_767_225_600,
+                "chat": chat_obj, "from": bot_user(), "text": to.text});
+        }
         if text.starts_with('/') {
             let len = text
                 .split_whitespace()
@@ -387,6 +406,7 @@ async fn handle(
             }
             let message_id = {
                 let mut g = api.inner.lock().unwrap();
+                let next = 100_000 + g.sent.len() as i64 + 1;
                 g.sent.push(Sent {
                     method: method.clone(),
                     chat_id,
@@ -394,6 +414,7 @@ async fn handle(
                     parse_mode: params["parse_mode"].as_str().map(str::to_string),
                     photo: photo.clone(),
                     at: Instant::now(),
+                    message_id: next,
                 });
                 g.sent.len() as i64
             };

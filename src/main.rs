@@ -490,6 +490,15 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Rust ignores SIGPIPE, so a println! into a closed pipe (`dongcha … | head`) panics. A command's
+    // output into a pipe that closed ends the command quietly instead, as it does for other tools. Not
+    // for `serve`: a peer that goes away mid-write must not end the service.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // SAFETY: at the start of main, before any thread: resetting a signal's disposition to default.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

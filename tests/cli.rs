@@ -662,3 +662,24 @@ fn eval_support_hands_over_real_out_of_scope_requests() {
     }
     assert!(f["hit_at_1"].as_f64().unwrap() >= 0.7, "{f}");
 }
+
+/// `dongcha … | head` once panicked with "failed printing to stdout: Broken pipe": output into a pipe
+/// whose reader is gone now ends the command quietly (by SIGPIPE, as other tools end).
+#[test]
+fn output_into_a_closed_pipe_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dongcha"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["setup", "--list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}

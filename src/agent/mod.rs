@@ -236,12 +236,19 @@ impl Agent {
         {
             // The previous call, with whatever the follow-up says instead.
             let mut args = prev.args.clone();
-            args.extend(router::extract_args(
-                &prev.tool,
-                &question,
-                today,
-                &self.catalogue,
-            ));
+            let said = router::extract_args(&prev.tool, &question, today, &self.catalogue);
+            // "那上个月呢？" right after "上个月的销售额": the same relative words again mean the period
+            // before the one just answered, not that one once more.
+            let same_period =
+                said.get("period").is_some() && said.get("period") == prev.args.get("period");
+            args.extend(said);
+            if same_period
+                && let Some(p) = args
+                    .get("period")
+                    .and_then(|v| serde_json::from_value::<dates::Period>(v.clone()).ok())
+            {
+                args.insert("period".into(), serde_json::json!(p.previous()));
+            }
             route.tool = prev.tool.clone();
             route.args = args;
             route.stage = "follow-up".into();

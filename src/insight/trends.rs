@@ -15,6 +15,8 @@ pub struct ReviewTokens {
     pub negative: bool,
     /// Shared, so the tokens of a review are computed once and reused for every period asked.
     pub tokens: std::sync::Arc<[String]>,
+    /// The review as written: a label's phrase must occur in it.
+    pub text: std::sync::Arc<str>,
 }
 
 /// Tokens worth counting: no single Latin letters or lone Han characters (mostly particles), no numbers.
@@ -23,15 +25,101 @@ fn meaningful(t: &str) -> bool {
     chars >= 2 && !t.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
+/// The most frequent phrase of two adjacent content words containing `seed` in `reviews`, as the
+/// reviews write it ("前台" + "服务" → "前台服务", "battery" + "life" → "battery life"), when at least a
+/// quarter of them (and two) use it; of two as frequent, the one whose other word is rarer in all
+/// complaints ("前台服务" before "酒店前台").
+fn phrase_of(
+    seed: &str,
+    reviews: &[&ReviewTokens],
+    background: &dyn Fn(&str) -> f64,
+) -> Option<String> {
+    let mut counts: HashMap<String, (usize, f64)> = HashMap::new();
+    for r in reviews {
+        let mut seen = HashSet::new();
+        for w in r.tokens.windows(2) {
+            let (a, b) = (w[0].as_str(), w[1].as_str());
+            if (a != seed && b != seed) || a == b {
+                continue;
+            }
+            let other = if a == seed { b } else { a };
+            if !crate::nlp::text::is_content_word(other) {
+                continue;
+            }
+            let han = |x: &str| x.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+            let phrase = if han(a) || han(b) {
+                format!("{a}{b}")
+            } else {
+                format!("{a} {b}")
+            };
+            if crate::nlp::text::mentions(&r.text, &phrase) && seen.insert(phrase.clone()) {
+                counts.entry(phrase).or_insert((0, background(other))).0 += 1;
+            }
+        }
+    }
+    let (phrase, (n, _)) = counts.into_iter().max_by(|a, b| {
+        (a.1.0)
+            .cmp(&b.1.0)
+            .then_with(|| b.1.1.total_cmp(&a.1.1))
+            .then_with(|| b.0.cmp(&a.0))
+    })?;
+    (n >= 2 && n * 4 >= reviews.len()).then_some(phrase)
+}
+
+/// A topic's label: its keyword (or the phrase it heads) and up to two companion content words that
+/// mark the topic (in a fifth of its reviews, and three times as often as in all complaints of the period:
+/// "酒店" in every hotel complaint says nothing), each part occurring as written in one of its reviews.
+fn topic_label(
+    seed: &str,
+    companions: &[(&str, usize)],
+    reviews: &[&ReviewTokens],
+    background: &dyn Fn(&str) -> f64,
+) -> String {
+    let head = phrase_of(seed, reviews, background).unwrap_or_else(|| seed.to_string());
+    let occurs = |part: &str| {
+        reviews
+            .iter()
+            .any(|r| crate::nlp::text::mentions(&r.text, part))
+    };
+    let mut parts = vec![head];
+    for (w, n) in companions {
+        if parts.len() == 3 {
+            break;
+        }
+        let share = *n as f64 / reviews.len().max(1) as f64;
+        if *n * 5 < reviews.len()
+            || share < 3.0 * background(w)
+            || parts
+                .iter()
+                .any(|p| p.contains(w) || w.contains(p.as_str()))
+            || !crate::nlp::text::is_content_word(w)
+            || !occurs(w)
+        {
+            continue;
+        }
+        parts.push(w.to_string());
+    }
+    if !occurs(&parts[0]) {
+        // Tokens are normalised (width, case): the seed may be written otherwise; say it as tokenised.
+        parts[0] = seed.to_string();
+    }
+    parts.join(" / ")
+}
+
 /// TF-IDF keywords of each period against all periods: what is distinctive about a period.
 pub fn keywords_by_period(
     reviews: &[ReviewTokens],
     top: usize,
 ) -> BTreeMap<String, Vec<(String, f64)>> {
     let mut counts: BTreeMap<&str, HashMap<&str, f64>> = BTreeMap::new();
+    let mut content: HashMap<&str, bool> = HashMap::new();
     for r in reviews {
         let c = counts.entry(r.period.as_str()).or_default();
-        for t in r.tokens.iter().filter(|t| meaningful(t)) {
+        for t in r.tokens.iter().filter(|t| {
+            *content
+                .entry(t.as_str())
+                .or_insert_with(|| crate::nlp::text::is_content_word(t))
+        }) {
             *c.entry(t.as_str()).or_default() += 1.0;
         }
     }
@@ -133,7 +221,7 @@ pub fn complaint_topics(
     }
     let mut weight: Vec<(&str, f64)> = neg_df
         .iter()
-        .filter(|(_, c)| **c >= 5.0)
+        .filter(|(t, c)| **c >= 5.0 && crate::nlp::text::is_content_word(t))
         .map(|(t, c)| {
             let p_neg = (c + 0.5) / (n_neg + 1.0);
             let p_pos = (pos_df.get(t).copied().unwrap_or(0.0) + 0.5) / (n_pos + 1.0);
@@ -159,6 +247,19 @@ pub fn complaint_topics(
     let mut now = vec![0usize; weight.len()];
     let mut before = vec![0usize; weight.len()];
     let mut companions: Vec<HashMap<&str, usize>> = vec![HashMap::new(); weight.len()];
+    let mut members: Vec<Vec<&ReviewTokens>> = vec![Vec::new(); weight.len()];
+    // In how many of the period's complaints each word occurs (what a companion must beat).
+    let mut neg_now: HashMap<&str, usize> = HashMap::new();
+    let mut n_neg_now = 0usize;
+    for r in reviews.iter().filter(|r| r.negative && r.period == current) {
+        n_neg_now += 1;
+        let set: HashSet<&str> = r.tokens.iter().map(String::as_str).collect();
+        for t in set {
+            *neg_now.entry(t).or_default() += 1;
+        }
+    }
+    let background =
+        |w: &str| neg_now.get(w).copied().unwrap_or(0) as f64 / n_neg_now.max(1) as f64;
     let (mut n_now, mut n_before) = (0usize, 0usize);
     for r in reviews {
         let is_now = r.period == current;
@@ -174,12 +275,16 @@ pub fn complaint_topics(
         if let Some(k) = assign(r) {
             if is_now {
                 now[k] += 1;
+                members[k].push(r);
+                let mut seen = HashSet::new();
                 for t in r
                     .tokens
                     .iter()
                     .filter(|t| meaningful(t) && t.as_str() != weight[k].0)
                 {
-                    *companions[k].entry(t.as_str()).or_default() += 1;
+                    if seen.insert(t.as_str()) {
+                        *companions[k].entry(t.as_str()).or_default() += 1;
+                    }
                 }
             } else {
                 before[k] += 1;
@@ -194,10 +299,7 @@ pub fn complaint_topics(
             let mut comp: Vec<(&str, usize)> =
                 companions[k].iter().map(|(w, c)| (*w, *c)).collect();
             comp.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-            let label = std::iter::once(*t)
-                .chain(comp.iter().take(2).map(|(w, _)| *w))
-                .collect::<Vec<_>>()
-                .join(" / ");
+            let label = topic_label(t, &comp, &members[k], &background);
             let share = now[k] as f64 / n_now.max(1) as f64;
             let previous_share = before[k] as f64 / n_before.max(1) as f64;
             let p_value = two_proportion_p(now[k], n_now, before[k], n_before);
@@ -232,6 +334,7 @@ mod tests {
             period: period.into(),
             negative,
             tokens: text.split_whitespace().map(str::to_string).collect(),
+            text: text.into(),
         }
     }
 
@@ -281,5 +384,83 @@ mod tests {
 
         let kw = keywords_by_period(&reviews, 3);
         assert!(kw["2026-W02"].iter().any(|(t, _)| t == "快递"), "{kw:?}");
+        // Labels name things: "太慢" is how it was, not what.
+        assert!(
+            topics.iter().all(|t| !t.label.contains("太慢")),
+            "{topics:?}"
+        );
+    }
+
+    fn tokenised(period: &str, negative: bool, text: &str) -> ReviewTokens {
+        ReviewTokens {
+            period: period.into(),
+            negative,
+            tokens: crate::nlp::text::tokens(text).into(),
+            text: text.into(),
+        }
+    }
+
+    /// Labels were the topic's top TF-IDF words, often function or sentiment words: "根本 / 酒店 / 前台",
+    /// "很差 / 没有 / 房间", "最差 / 酒店 / 可以".
+    #[test]
+    fn topic_labels_name_things_whole_and_never_feelings() {
+        let mut reviews = Vec::new();
+        for i in 0..120 {
+            reviews.push(tokenised(
+                "now",
+                false,
+                "酒店房间干净，位置很好，早餐可以，总体不错",
+            ));
+            if i < 40 {
+                reviews.push(tokenised(
+                    "now",
+                    true,
+                    "酒店前台服务很差，根本没有人理，最差的一次",
+                ));
+            }
+            if i < 30 {
+                reviews.push(tokenised(
+                    "now",
+                    true,
+                    "隔音效果很差，晚上根本睡不着，太失望了",
+                ));
+            }
+            if i < 20 {
+                reviews.push(tokenised(
+                    "now",
+                    true,
+                    "The battery life is terrible, really bad battery life",
+                ));
+            }
+        }
+        let topics = complaint_topics(&reviews, "now", "before", 5);
+        let labels: Vec<&str> = topics.iter().map(|t| t.label.as_str()).collect();
+        for bad in [
+            "很差", "最差", "根本", "没有", "可以", "失望", "terrible", "bad", "really",
+        ] {
+            assert!(
+                labels
+                    .iter()
+                    .all(|l| l.split(" / ").all(|p| !p.contains(bad))),
+                "{bad} in {labels:?}"
+            );
+        }
+        for want in ["前台服务", "隔音效果", "battery life"] {
+            assert!(
+                labels.iter().any(|l| l.starts_with(want)),
+                "{want} not heading {labels:?}"
+            );
+        }
+        for t in &topics {
+            for part in t.label.split(" / ") {
+                assert!(
+                    reviews
+                        .iter()
+                        .any(|r| r.negative && crate::nlp::text::mentions(&r.text, part)),
+                    "{part} of {} occurs in no review",
+                    t.label
+                );
+            }
+        }
     }
 }

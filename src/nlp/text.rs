@@ -25,6 +25,61 @@ static STOP_WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     .collect()
 });
 
+/// Words that carry an opinion, a degree or nothing in particular (`opinion_words.txt`).
+static OPINION_WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("opinion_words.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+});
+
+/// Whether a token (as [`tokens`] makes them) names a thing or an aspect — what a topic may be labelled
+/// by: at least two characters, not a number, not a stop word, not an opinion, degree or vague word, and,
+/// for Chinese, a common noun in jieba's dictionary or its part-of-speech model (n, nz, ng, vn, an, nw; not
+/// people's, places' or organisations' names: "中国", "东路" name no aspect). English has no tagger here:
+/// the word lists decide.
+pub fn is_content_word(w: &str) -> bool {
+    if w.chars().count() < 2
+        || w.chars().all(|c| c.is_ascii_digit() || c == '.')
+        || STOP_WORDS.contains(w)
+        || OPINION_WORDS.contains(w)
+    {
+        return false;
+    }
+    if !w.chars().any(is_han) {
+        return w.chars().any(char::is_alphabetic);
+    }
+    // What shops are judged on, which jieba's dictionary tags as verbs ("快递" v).
+    const ASPECTS: [&str; 16] = [
+        "快递", "包装", "发货", "送货", "配送", "售后", "客服", "退货", "退款", "安装", "做工",
+        "续航", "充电", "散热", "印刷", "装修",
+    ];
+    if ASPECTS.contains(&w) {
+        return true;
+    }
+    let tags = JIEBA.tag(w, true);
+    tags.len() == 1 && matches!(tags[0].tag, "n" | "nz" | "ng" | "vn" | "an" | "nw")
+}
+
+/// Whether `text` (any case) contains the label part `phrase` as written: Latin words as whole words
+/// (a phrase's words separated by anything), Chinese as a substring.
+pub fn mentions(text: &str, phrase: &str) -> bool {
+    let t = text.to_lowercase();
+    if phrase.chars().any(is_han) {
+        return t.contains(&phrase.to_lowercase());
+    }
+    let words: Vec<String> = phrase.split_whitespace().map(str::to_lowercase).collect();
+    let toks: Vec<&str> = t
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|x| !x.is_empty())
+        .collect();
+    !words.is_empty()
+        && toks
+            .windows(words.len())
+            .any(|win| win.iter().zip(&words).all(|(a, b)| a == b))
+}
+
 /// Markup, links and handles: removed before anything else.
 static NOISE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(

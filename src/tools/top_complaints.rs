@@ -63,7 +63,7 @@ fn negative(r: &LabelledText) -> bool {
 /// The dated reviews of a scope (the shop or one product), each with its tokens: tokenised once per
 /// context (data version), whatever period a question asks about.
 pub struct Texts {
-    reviews: Vec<(LabelledText, Arc<[String]>)>,
+    reviews: Vec<(LabelledText, Arc<[String]>, Arc<str>)>,
 }
 
 /// [`Texts`] of the whole shop or of one product (by id), shared by every call.
@@ -87,7 +87,8 @@ pub async fn texts(ctx: &Context, product: Option<i64>) -> Result<Arc<Texts>, To
                 .filter(|r| r.date.is_some())
                 .map(|r| {
                     let tokens: Arc<[String]> = crate::nlp::text::tokens(&r.text_raw).into();
-                    (r, tokens)
+                    let text: Arc<str> = r.text_raw.as_str().into();
+                    (r, tokens, text)
                 })
                 .collect()
         });
@@ -107,8 +108,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let dated: Vec<(&LabelledText, ReviewTokens)> = texts
         .reviews
         .iter()
-        .filter(|(r, _)| r.date.is_some_and(|d| d <= period.to))
-        .map(|(r, tokens)| {
+        .filter(|(r, _, _)| r.date.is_some_and(|d| d <= period.to))
+        .map(|(r, tokens, text)| {
             let d = r.date.expect("dated");
             let label = if period.contains(d) {
                 "now"
@@ -123,6 +124,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
                     period: label.to_string(),
                     negative: negative(r),
                     tokens: tokens.clone(),
+                    text: text.clone(),
                 },
             )
         })

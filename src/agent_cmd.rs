@@ -100,14 +100,25 @@ pub async fn chat(cfg: &Config, llm: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn eval_routing(
-    cfg: &Config,
-    data: Option<&Path>,
-    part: Part,
-    tune: bool,
-    llm: bool,
-    json: bool,
-) -> Result<()> {
+/// What `dongcha eval routing` does.
+#[derive(Clone, Copy)]
+pub struct RoutingEval {
+    pub part: Part,
+    pub tune: bool,
+    pub llm: bool,
+    /// Also answer each question and count the grounding check's stops.
+    pub answer: bool,
+    pub json: bool,
+}
+
+pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) -> Result<()> {
+    let RoutingEval {
+        part,
+        tune,
+        llm,
+        answer,
+        json,
+    } = opts;
     let (text, source) = match data {
         Some(p) => (
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -257,8 +268,18 @@ pub async fn eval_routing(
     let mut misses = Vec::new();
     let mut stages: BTreeMap<String, usize> = BTreeMap::new();
     let mut right = 0;
+    // Questions whose composed reply the grounding check stopped, with the figures it stopped on.
+    let mut ungrounded: Vec<(String, String, Vec<String>)> = Vec::new();
     for (q, expected) in &set {
-        let r = agent.route(q, &[]).await?;
+        let r = if answer {
+            let a = agent.ask(q, &mut Vec::new()).await?;
+            if !a.ungrounded.is_empty() {
+                ungrounded.push((q.clone(), a.tool.clone(), a.ungrounded.clone()));
+            }
+            a.route
+        } else {
+            agent.route(q, &[]).await?
+        };
         let stage = if r.stage.starts_with("encoder (") {
             "encoder (LLM failed)".to_string()
         } else {
@@ -286,6 +307,7 @@ pub async fn eval_routing(
             serde_json::to_string_pretty(
                 &serde_json::json!({"questions": set.len(), "right": right,
             "accuracy": acc, "stages": stages,
+            "grounding_stops": answer.then_some(ungrounded.len()),
             "misses": misses.iter().map(|(q, e, g, s)| serde_json::json!({"question": q, "expected": e, "got": g, "stage": s})).collect::<Vec<_>>()})
             )?
         );
@@ -329,6 +351,16 @@ pub async fn eval_routing(
             .map(|((_, g), c)| format!("{g} {c}"))
             .collect();
         println!("{name:<20} {n:>5} {ok:>6}  {}", wrong.join(", "));
+    }
+    if answer {
+        println!(
+            "\ngrounding check: stopped {} replies over the {} questions answered",
+            ungrounded.len(),
+            set.len()
+        );
+        for (q, tool, n) in &ungrounded {
+            println!("  {q:?} ({tool}): {}", n.join(", "));
+        }
     }
     if !misses.is_empty() {
         println!("\nmisses:");

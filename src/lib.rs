@@ -19,4 +19,5 @@ pub mod progress;
 pub mod reply;
 pub mod store;
 pub mod support;
+pub mod terms;
 pub mod tools;

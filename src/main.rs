@@ -287,6 +287,10 @@ enum EvalCommand {
         /// Route with the encoder router alone.
         #[arg(long)]
         no_llm: bool,
+        /// Also answer every question on the shop in the data dir, and count the composed replies the
+        /// grounding check stopped (a figure not in the tool's output).
+        #[arg(long)]
+        answer: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -579,9 +583,19 @@ fn run(cli: Cli) -> Result<()> {
                         part,
                         tune,
                         no_llm,
+                        answer,
                         json,
                     },
-            } => agent_cmd::eval_routing(&cfg, data.as_deref(), part, tune, !no_llm, json).await,
+            } => {
+                let opts = agent_cmd::RoutingEval {
+                    part,
+                    tune,
+                    llm: !no_llm,
+                    answer,
+                    json,
+                };
+                agent_cmd::eval_routing(&cfg, data.as_deref(), opts).await
+            }
             Command::Eval {
                 what:
                     EvalCommand::Support {

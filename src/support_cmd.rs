@@ -264,6 +264,7 @@ pub async fn eval(cfg: &Config, src: Source<'_>, part: Part, tune: bool, json: b
         threshold: cfg.support.threshold,
         lexical_weight: cfg.support.lexical_weight,
         outside_weight: cfg.support.outside_weight,
+        answer_weight: cfg.support.answer_weight,
     };
     let mut support = tokio::task::block_in_place(|| {
         let mut cache = dongcha::support::vector_cache(cfg, &encoder)?;
@@ -301,48 +302,53 @@ pub async fn eval(cfg: &Config, src: Source<'_>, part: Part, tune: bool, json: b
     };
     let mut threshold = cfg.support.threshold;
     if tune {
-        // The lexical weight and threshold that answer most answerable questions right while handing
-        // over most out-of-scope ones (the best mean of the two rates), on the tuning part only.
+        // The weights and threshold that answer most answerable questions right while handing over most
+        // out-of-scope ones (the best mean of the two rates), on the tuning part only.
         let mut best = (
             f64::MIN,
             threshold,
             support.settings.lexical_weight,
             support.settings.outside_weight,
+            support.settings.answer_weight,
         );
-        for w in [0.0f32, 0.05, 0.1, 0.2, 0.3] {
-            for k in [0.0f32, 0.25, 0.5, 1.0, 2.0, 4.0] {
-                support.settings.lexical_weight = w;
-                support.settings.outside_weight = k;
-                let rows = tokio::task::block_in_place(|| score(&support, Part::Tune))?;
-                let lo = rows.iter().map(|r| r.score).fold(f32::MAX, f32::min);
-                let hi = rows.iter().map(|r| r.score).fold(f32::MIN, f32::max);
-                for step in 0..=200 {
-                    let t = lo + (hi - lo) * step as f32 / 200.0;
-                    let f = figures(&rows, t);
-                    let right = rows
-                        .iter()
-                        .filter(|r| {
-                            r.expected != "none"
-                                && r.score >= t
-                                && r.answered.as_deref() == Some(r.expected.as_str())
-                        })
-                        .count() as f64
-                        / f.answerable.max(1) as f64;
-                    let objective = (right + f.none_recall) / 2.0;
-                    if objective > best.0 {
-                        best = (objective, t, w, k);
-                    }
+        for (w, k, a) in [0.0f32, 0.05, 0.1, 0.2, 0.3]
+            .into_iter()
+            .flat_map(|w| [0.0f32, 0.25, 0.5, 1.0, 2.0, 4.0].map(|k| (w, k)))
+            .flat_map(|(w, k)| [0.0f32, 0.1, 0.2, 0.3, 0.4, 0.5].map(|a| (w, k, a)))
+        {
+            support.settings.lexical_weight = w;
+            support.settings.outside_weight = k;
+            support.settings.answer_weight = a;
+            let rows = tokio::task::block_in_place(|| score(&support, Part::Tune))?;
+            let lo = rows.iter().map(|r| r.score).fold(f32::MAX, f32::min);
+            let hi = rows.iter().map(|r| r.score).fold(f32::MIN, f32::max);
+            for step in 0..=200 {
+                let t = lo + (hi - lo) * step as f32 / 200.0;
+                let f = figures(&rows, t);
+                let right = rows
+                    .iter()
+                    .filter(|r| {
+                        r.expected != "none"
+                            && r.score >= t
+                            && r.answered.as_deref() == Some(r.expected.as_str())
+                    })
+                    .count() as f64
+                    / f.answerable.max(1) as f64;
+                let objective = (right + f.none_recall) / 2.0;
+                if objective > best.0 {
+                    best = (objective, t, w, k, a);
                 }
             }
         }
         threshold = best.1;
         support.settings.lexical_weight = best.2;
         support.settings.outside_weight = best.3;
+        support.settings.answer_weight = best.4;
         if !json {
             println!(
-                "tuning part: best threshold {threshold:.3}, lexical weight {:.2}, outside weight {:.2} \
-                 (set them under [support])",
-                best.2, best.3
+                "tuning part: best threshold {threshold:.3}, lexical weight {:.2}, outside weight {:.2}, \
+                 answer weight {:.2} (set them under [support])",
+                best.2, best.3, best.4
             );
         }
     }

@@ -39,6 +39,11 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// One of dongcha's own words (a segment, a model, an event, an incentive) in the reply's language.
+fn tr(v: &Value, zh: bool) -> String {
+    crate::terms::term(&s(v), zh)
+}
+
 fn period(v: &Value) -> String {
     let (a, b) = (s(&v["from"]), s(&v["to"]));
     if a == b { a } else { format!("{a} – {b}") }
@@ -122,7 +127,7 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                 })
                 .unwrap_or_default();
             let events = list(&out["event_effects"], |e| {
-                format!("{} x{:.2}", s(&e["name"]), num(&e["ratio"]))
+                format!("{} x{:.2}", tr(&e["name"], zh), num(&e["ratio"]))
             });
             let ev = if events.is_empty() {
                 String::new()
@@ -139,7 +144,7 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                     s(&out["to"]),
                     out["horizon_days"],
                     money(num(&out["total"])),
-                    s(&out["method"])
+                    tr(&out["method"], true)
                 ),
                 format!(
                     "Forecast{scope} for {} to {} ({} days): {} in total{change}; model {}.{ev}",
@@ -147,7 +152,7 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                     s(&out["to"]),
                     out["horizon_days"],
                     money(num(&out["total"])),
-                    s(&out["method"])
+                    tr(&out["method"], false)
                 ),
             )
         }
@@ -156,14 +161,14 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                 t(
                     format!(
                         "{}：{} 位，贡献 {} 收入，人均消费 {}",
-                        s(&g["name"]),
+                        tr(&g["name"], true),
                         g["customers"],
                         pct(num(&g["revenue_share_pct"])),
                         money(num(&g["mean_spent"]))
                     ),
                     format!(
                         "{}: {} customers, {} of revenue, {} spent on average",
-                        s(&g["name"]),
+                        tr(&g["name"], false),
                         g["customers"],
                         pct(num(&g["revenue_share_pct"])),
                         money(num(&g["mean_spent"]))
@@ -192,8 +197,8 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                 .get("segment")
                 .map(|g| {
                     t(
-                        format!("“{}”客户群中", s(g)),
-                        format!(" in segment \"{}\"", s(g)),
+                        format!("“{}”客户群中", tr(g, true)),
+                        format!(" in segment \"{}\"", tr(g, false)),
                     )
                 })
                 .unwrap_or_default();
@@ -254,7 +259,7 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                     s(&out["first_purchase"]),
                     s(&out["last_purchase"]),
                     out["days_since_last"],
-                    s(&out["segment"]),
+                    tr(&out["segment"], true),
                     churn,
                     out["clv_months"],
                     money(num(&out["clv"])),
@@ -275,7 +280,7 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                     s(&out["first_purchase"]),
                     s(&out["last_purchase"]),
                     out["days_since_last"],
-                    s(&out["segment"]),
+                    tr(&out["segment"], false),
                     churn,
                     out["clv_months"],
                     money(num(&out["clv"])),
@@ -328,7 +333,7 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
             let unl = out["unlabelled"].as_u64().unwrap_or(0);
             let note = if unl > 0 {
                 t(
-                    format!("（{unl} 条尚未标注，请运行 dongcha enrich）"),
+                    format!("（{unl} 条尚未标注，请运行 `dongcha enrich`）"),
                     format!(" ({unl} not labelled yet: run `dongcha enrich`)"),
                 )
             } else {
@@ -431,7 +436,7 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                 format!(
                     "#{} [{}] {} — {}",
                     s(&r["id"]),
-                    s(&r["sentiment"]),
+                    tr(&r["sentiment"], zh),
                     s(&r["product"]),
                     s(&r["text"])
                 )
@@ -509,8 +514,12 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
             let who = match (out.get("customer"), out.get("segment")) {
                 (Some(c), _) => t(format!("客户 {}", s(c)), format!("customer {}", s(c))),
                 (_, Some(g)) => t(
-                    format!("“{}”客户群（{} 位）", s(g), out["customers"]),
-                    format!("segment \"{}\" ({} customers)", s(g), out["customers"]),
+                    format!("“{}”客户群（{} 位）", tr(g, true), out["customers"]),
+                    format!(
+                        "segment \"{}\" ({} customers)",
+                        tr(g, false),
+                        out["customers"]
+                    ),
                 ),
                 _ => String::new(),
             };
@@ -542,14 +551,14 @@ pub fn reply(tool: &str, out: &Value, zh: bool) -> String {
                 format!(
                     "{goal_zh}方案：针对 {} 位客户，激励“{}”，涉及价值合计 {}。名单：{}。",
                     out["targets"],
-                    s(&out["incentive"]),
+                    tr(&out["incentive"], true),
                     money(num(&out["total_value_at_stake"])),
                     top.join("，")
                 ),
                 format!(
                     "Plan to {goal}: {} customers, incentive \"{}\", {} of value at stake. Targets: {}.",
                     out["targets"],
-                    s(&out["incentive"]),
+                    tr(&out["incentive"], false),
                     money(num(&out["total_value_at_stake"])),
                     top.join(", ")
                 ),
@@ -566,6 +575,113 @@ pub fn none_reply(zh: bool) -> String {
     } else {
         "I can't answer that. I can answer about sales and forecasts, customer segments, churn risk, customer value, a customer's profile, review sentiment and complaint topics, searching reviews by meaning, purchase intent, product reports, recommendations and promotion plans.".into()
     }
+}
+
+/// The reply to a comparison ([`super::plan::combine`]'s output): each part's figures, the headline
+/// difference and ratio, and what could not be answered.
+pub fn comparison(out: &Value, zh: bool) -> String {
+    let t = |z: String, e: String| if zh { z } else { e };
+    let value = |f: &str, v: &Value| match v.as_f64() {
+        None => "—".to_string(),
+        Some(x) if f.ends_with("_pct") => pct(x),
+        Some(x) if matches!(f, "revenue" | "aov" | "total" | "previous_total") => money(x),
+        Some(_) => v.to_string(),
+    };
+    let mut lines = Vec::new();
+    if out.get("period").is_some() {
+        lines.push(t(
+            format!("对比（{}）：", period(&out["period"])),
+            format!("Compared ({}):", period(&out["period"])),
+        ));
+    } else {
+        lines.push(t("对比：".into(), "Compared:".into()));
+    }
+    for row in out["compared"].as_array().into_iter().flatten() {
+        let figs: Vec<String> = super::plan::figures(&s(&out["tool"]))
+            .iter()
+            .map(|f| format!("{} {}", figure_name(f, zh), value(f, &row[*f])))
+            .collect();
+        lines.push(t(
+            format!("{}：{}", s(&row["label"]), figs.join("，")),
+            format!("{}: {}", s(&row["label"]), figs.join(", ")),
+        ));
+    }
+    let d = &out["difference"];
+    if d.is_object() {
+        let f = s(&d["figure"]);
+        let diff = num(&d["difference"]);
+        let (a, b) = (s(&d["of"][0]), s(&d["of"][1]));
+        let name = figure_name(&f, zh);
+        let by = value(&f, &json_abs(diff));
+        let ratio = d["ratio"].as_f64().map(|r| format!("{r:.2}"));
+        lines.push(match (zh, diff >= 0.0, ratio) {
+            (true, up, Some(r)) => format!(
+                "{a} 的{name}比 {b} {}{by}，是后者的 {r} 倍。",
+                if up { "高 " } else { "低 " }
+            ),
+            (true, up, None) => format!(
+                "{a} 的{name}比 {b} {}{by}。",
+                if up { "高 " } else { "低 " }
+            ),
+            (false, up, Some(r)) => format!(
+                "{a}'s {name} is {by} {} {b}'s ({r}×).",
+                if up { "above" } else { "below" }
+            ),
+            (false, up, None) => format!(
+                "{a}'s {name} is {by} {} {b}'s.",
+                if up { "above" } else { "below" }
+            ),
+        });
+    }
+    for m in out["missing"].as_array().into_iter().flatten() {
+        lines.push(t(
+            format!("无法回答“{}”：{}。", s(&m["label"]), s(&m["reason"])),
+            format!(
+                "Not answered for \"{}\": {}.",
+                s(&m["label"]),
+                s(&m["reason"])
+            ),
+        ));
+    }
+    lines.join("\n")
+}
+
+/// A figure's name in running text (a table's column name without its unit).
+fn figure_name(f: &str, zh: bool) -> String {
+    crate::terms::column(f, zh)
+        .trim_end_matches(" %")
+        .to_string()
+}
+
+fn json_abs(x: f64) -> Value {
+    serde_json::json!(x.abs())
+}
+
+/// The reply when the composed one fails the grounding check: the output's scalar fields as they are
+/// (nested objects flattened to `a.b`; lists are the reply's table), so every figure is the output's.
+pub fn plain_reply(out: &Value, zh: bool) -> String {
+    fn walk(prefix: &str, v: &Value, lines: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => o.iter().for_each(|(k, x)| {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                walk(&key, x, lines)
+            }),
+            Value::Array(_) | Value::Null => {}
+            Value::String(t) => lines.push(format!("{prefix}: {t}")),
+            other => lines.push(format!("{prefix}: {other}")),
+        }
+    }
+    let mut lines = vec![if zh {
+        "结果如下（工具的原始输出）：".to_string()
+    } else {
+        "The result, as the tool gave it:".to_string()
+    }];
+    walk("", out, &mut lines);
+    lines.join("\n")
 }
 
 /// Every number in `text` (digits with optional separators and decimals), as written.
@@ -606,11 +722,13 @@ pub fn ungrounded_numbers(reply: &str, output: &Value) -> Vec<String> {
             let Ok(x) = plain.parse::<f64>() else {
                 return true;
             };
-            let decimals = plain.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
-            let scale = 10f64.powi(decimals);
+            let decimals = plain.split_once('.').map_or(0, |(_, d)| d.len());
+            // The output's number written at the reply's precision, as the composer writes it
+            // (`format!` rounds ties to even and works on the exact binary value, which `f64::round`
+            // of a scaled value does not: 213.35 is written "213.3" yet scales to 2133.5).
             !nums.iter().any(|y| {
-                ((y * scale).round() - x * scale).abs() < 0.5
-                    || ((y.abs() * scale).round() - x * scale).abs() < 0.5
+                let a = format!("{:.*}", decimals, y.abs());
+                a == plain || a.parse::<f64>().is_ok_and(|a| a == x)
             })
         })
         .collect()
@@ -638,5 +756,45 @@ mod tests {
         assert!(ungrounded_numbers(&r, &out).is_empty(), "{r}");
         let bad = format!("{r} 预计下月增长 15%");
         assert_eq!(ungrounded_numbers(&bad, &out), vec!["15".to_string()]);
+    }
+
+    /// A follow-up's complaint topic rose by 213.35 %, which the reply writes "+213.3%"; the check
+    /// rounded the scaled value (2133.5 → 2134) and flagged the reply's own figure as invented.
+    #[test]
+    fn the_grounding_check_accepts_a_figure_rounded_as_the_reply_writes_it() {
+        for (y, written) in [
+            (213.35f64, "213.3"),
+            (0.125, "0.12"),
+            (2.5, "2"),
+            (-7.25, "7.2"),
+        ] {
+            let out = json!({"change_pct": y});
+            assert!(
+                ungrounded_numbers(written, &out).is_empty(),
+                "{y} written {written}"
+            );
+            assert_eq!(
+                format!(
+                    "{:.*}",
+                    written.split_once('.').map_or(0, |(_, d)| d.len()),
+                    y.abs()
+                ),
+                written
+            );
+        }
+        let out = json!({"change_pct": 213.35});
+        assert_eq!(ungrounded_numbers("213.4", &out), vec!["213.4".to_string()]);
+    }
+
+    #[test]
+    fn the_plain_reply_is_grounded_by_construction() {
+        let out = json!({"period": {"from": "2026-05-01", "to": "2026-05-31"}, "revenue": 1234567.8,
+            "change_pct": 213.35, "groups": [{"x": 1}], "note": null});
+        for zh in [true, false] {
+            let r = plain_reply(&out, zh);
+            assert!(r.contains("period.from: 2026-05-01"), "{r}");
+            assert!(r.contains("revenue: 1234567.8"), "{r}");
+            assert!(ungrounded_numbers(&r, &out).is_empty(), "{r}");
+        }
     }
 }

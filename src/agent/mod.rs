@@ -13,6 +13,7 @@
 pub mod compose;
 pub mod dates;
 pub mod llm;
+pub mod plan;
 pub mod router;
 
 use std::sync::Arc;
@@ -94,6 +95,10 @@ pub struct Answer {
     pub args: Map<String, Value>,
     pub result: Value,
     pub reply: String,
+    /// Figures the composed reply had that the tool's output does not: when any, `reply` is the plain
+    /// rendering of the output instead ([`compose::plain_reply`]) and the event is counted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ungrounded: Vec<String>,
     pub timings_ms: Timings,
     pub route: Route,
 }
@@ -204,6 +209,7 @@ impl Agent {
         let v = tokio::task::block_in_place(|| self.router.encode(question))?;
         let mut r = self.router.rank_vector(question, &v);
         router::adjust_for_arguments(&mut r, question, self.today);
+        router::adjust_for_categories(&mut r, &self.catalogue.categories(question));
         Ok(r)
     }
 
@@ -437,8 +443,22 @@ impl Agent {
         let route = self.route(question, history).await?;
         let t_route = t0.elapsed();
         let t1 = Instant::now();
+        let parts = if route.clarify.is_none() {
+            plan::parts(&route.tool, &route.args, question, &self.catalogue)
+        } else {
+            Vec::new()
+        };
+        let compared = parts.len() >= 2;
         let (result, reply_direct) = if let Some(c) = &route.clarify {
             (Value::Null, Some(c.clone()))
+        } else if compared {
+            // A comparison: the same tool once per named product or category, side by side.
+            let mut results = Vec::new();
+            for p in parts {
+                let r = tools::run(&self.ctx, &route.tool, Value::Object(p.args.clone())).await;
+                results.push((p, r));
+            }
+            (plan::combine(&route.tool, &results, route.zh), None)
         } else if route.tool == "none" {
             (
                 Value::Object(Map::new()),
@@ -451,7 +471,7 @@ impl Agent {
                 Err(e) => {
                     let msg = e.to_string();
                     let r = if route.zh {
-                        format!("没法回答：{msg}")
+                        format!("没法回答：{}", e.say(true))
                     } else {
                         format!("I can't answer that: {msg}")
                     };
@@ -461,14 +481,25 @@ impl Agent {
         };
         let t_tool = t1.elapsed();
         let t2 = Instant::now();
-        let reply = match reply_direct {
-            Some(r) => r,
-            None => compose::reply(&route.tool, &result, route.zh),
+        // The grounding check decides: a composed reply with a figure the output does not have is
+        // not sent; the output's own fields are, and the event is counted (never logged into a chat).
+        let (reply, ungrounded) = match reply_direct {
+            Some(r) => (r, Vec::new()),
+            None => {
+                let r = if compared {
+                    compose::comparison(&result, route.zh)
+                } else {
+                    compose::reply(&route.tool, &result, route.zh)
+                };
+                let ungrounded = compose::ungrounded_numbers(&r, &result);
+                if ungrounded.is_empty() {
+                    (r, ungrounded)
+                } else {
+                    tracing::debug!(?ungrounded, tool = %route.tool, "composed reply not grounded");
+                    (compose::plain_reply(&result, route.zh), ungrounded)
+                }
+            }
         };
-        let ungrounded = compose::ungrounded_numbers(&reply, &result);
-        if !ungrounded.is_empty() && result.is_object() {
-            tracing::warn!(?ungrounded, tool = %route.tool, "reply has numbers not in the tool output");
-        }
         let t_compose = t2.elapsed();
         if route.clarify.is_none() {
             history.push(Turn {
@@ -484,6 +515,7 @@ impl Agent {
             args: route.args.clone(),
             result,
             reply,
+            ungrounded,
             timings_ms: Timings {
                 route: ms(t_route),
                 tool: ms(t_tool),

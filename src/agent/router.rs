@@ -213,6 +213,22 @@ pub fn adjust_for_arguments(r: &mut Ranking, question: &str, today: NaiveDate) {
     r.scores.sort_by(|a, b| b.1.total_cmp(&a.1));
 }
 
+/// A question that names a category of the catalogue is about a tool that takes one (the sales tools),
+/// not one over all customers ("Compare revenue of laptops and books" is not about segments).
+pub fn adjust_for_categories(r: &mut Ranking, categories: &[String]) {
+    if categories.is_empty() {
+        return;
+    }
+    for (tool, s) in r.scores.iter_mut() {
+        match *tool {
+            "sales_summary" | "sales_forecast" => *s += 0.03,
+            "customer_segments" | "churn_risk" | "customer_value" | "promotion_plan" => *s -= 0.03,
+            _ => {}
+        }
+    }
+    r.scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+}
+
 /// The shop's catalogue as the argument extractor matches it: aliases → product name, categories.
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
@@ -306,6 +322,62 @@ impl Catalogue {
             }
         }
         None
+    }
+
+    /// Every catalogue product the question names, in the order it names them (longest aliases first,
+    /// no two on the same words): "iPhone 和 Mate 上个月谁卖得好" → both.
+    pub fn products(&self, question: &str) -> Vec<String> {
+        let q = normalise(question);
+        let mut taken: Vec<(usize, usize)> = Vec::new();
+        let mut found: Vec<(usize, String)> = Vec::new();
+        for (alias, name) in &self.aliases {
+            for (i, _) in q.match_indices(alias.as_str()) {
+                let end = i + alias.len();
+                let before = q[..i].chars().next_back();
+                let after = q[end..].chars().next();
+                let bounded = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric());
+                if alias.is_ascii() && !(bounded(before) && bounded(after)) {
+                    continue;
+                }
+                if taken.iter().any(|(a, b)| i < *b && *a < end) {
+                    continue;
+                }
+                taken.push((i, end));
+                if !found.iter().any(|(_, n)| n == name) {
+                    found.push((i, name.clone()));
+                }
+            }
+        }
+        found.sort_by_key(|(i, _)| *i);
+        found.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Every category the question names, in the order it names them.
+    pub fn categories(&self, question: &str) -> Vec<String> {
+        let q = normalise(question);
+        let mut found: Vec<(usize, String)> = Vec::new();
+        let mut add = |i: usize, c: &String| {
+            if !found.iter().any(|(_, x)| x == c) {
+                found.push((i, c.clone()));
+            }
+        };
+        for c in &self.categories {
+            if let Some(i) = q.find(&c.to_lowercase()) {
+                add(i, c);
+            }
+        }
+        for (word, stem) in CATEGORY_WORDS {
+            if let Some(i) = q.find(word)
+                && let Some(c) = self
+                    .categories
+                    .iter()
+                    .find(|c| c.to_lowercase().contains(stem))
+            {
+                add(i, c);
+            }
+        }
+        found.sort_by_key(|(i, _)| *i);
+        found.into_iter().map(|(_, c)| c).collect()
     }
 
     pub fn category(&self, question: &str) -> Option<String> {
@@ -551,9 +623,10 @@ pub fn extract_args(
             .into_iter()
             .next()
     });
+    // "一个" / "一位" is the indefinite article ("做一个方案"), not a count of one.
     let top = RE_TOP.captures(&q).and_then(|c| {
         c.get(1)
-            .or(c.get(2))
+            .or(c.get(2).filter(|m| m.as_str() != "一"))
             .and_then(|m| dates::small_number(m.as_str()))
     });
     let customer = RE_CUSTOMER
@@ -775,6 +848,27 @@ mod tests {
         assert_eq!(c.product("洞察旅行"), None);
         assert_eq!(c.product("上个月的销售额是多少？"), None);
         assert_eq!(c.category("笔记本电脑的销量").as_deref(), Some("laptops"));
+        assert_eq!(
+            c.categories("Compare revenue of laptops and books last quarter"),
+            ["laptops", "books"]
+        );
+        assert_eq!(
+            c.categories("图书和笔记本电脑哪个卖得好"),
+            ["books", "laptops"]
+        );
+        assert_eq!(c.categories("laptop sales"), ["laptops"]);
+        assert_eq!(
+            c.products("ThinkPad T14 和戴尔上个月谁卖得好"),
+            ["联想 ThinkPad T14", "戴尔 Inspiron 14"]
+        );
+        assert_eq!(
+            c.products("北京酒店和上海酒店的差评"),
+            [
+                "北京酒店预订 Beijing Hotel Stay",
+                "上海酒店预订 Shanghai Hotel Stay"
+            ]
+        );
+        assert_eq!(c.products("ThinkPad T14 的差评"), ["联想 ThinkPad T14"]);
         let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
         let a = extract_args("customer_profile", "客户 00042 的情况", today, &c);
         assert_eq!(a["customer_id"], "00042");
@@ -798,6 +892,21 @@ mod tests {
             &c,
         );
         assert_eq!(a["product"], "iPhone 13");
+    }
+
+    /// "给沉睡客户做一个召回方案" planned for one customer: "一个" read as a count.
+    #[test]
+    fn a_plan_asked_for_as_yi_ge_is_not_for_one_customer() {
+        let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let a = extract_args("promotion_plan", "给沉睡客户做一个召回方案", today, &cat());
+        assert!(a.get("top_k").is_none(), "{a:?}");
+        let a = extract_args(
+            "promotion_plan",
+            "给前十个沉睡客户做召回方案",
+            today,
+            &cat(),
+        );
+        assert_eq!(a["top_k"], 10);
     }
 
     #[test]

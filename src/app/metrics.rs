@@ -23,6 +23,9 @@ pub struct Metrics {
     pub data_refreshes: IntCounter,
     /// Customer messages by what became of them (answered, relayed, or the handoff's reason).
     pub support: IntCounterVec,
+    /// Composed replies the grounding check stopped (a figure not in the tool's output), by tool: the
+    /// plain output was sent instead.
+    pub ungrounded_replies: IntCounterVec,
 }
 
 impl Metrics {
@@ -70,6 +73,14 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let ungrounded_replies = IntCounterVec::new(
+            Opts::new(
+                "ungrounded_replies_total",
+                "Composed replies replaced by the plain tool output: a figure was not in the output",
+            ),
+            &["tool"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(questions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stage_seconds.clone()),
@@ -79,6 +90,7 @@ impl Metrics {
             Box::new(platform_retries.clone()),
             Box::new(data_refreshes.clone()),
             Box::new(support.clone()),
+            Box::new(ungrounded_replies.clone()),
         ] {
             registry.register(c).expect("metrics registered once");
         }
@@ -92,6 +104,7 @@ impl Metrics {
             platform_retries,
             data_refreshes,
             support,
+            ungrounded_replies,
         }
     }
 

@@ -953,6 +953,12 @@ impl App {
         if a.route.llm.is_some() {
             self.metrics.llm_consultations.inc();
         }
+        if !a.ungrounded.is_empty() {
+            self.metrics
+                .ungrounded_replies
+                .with_label_values(&[a.tool.as_str()])
+                .inc();
+        }
         let reply = Reply::from_answer(&a, self.font.as_ref());
         if let Some(c) = &reply.chart {
             self.keep_chart(c);
@@ -1006,6 +1012,7 @@ async fn open_support(
         threshold: cfg.support.threshold,
         lexical_weight: cfg.support.lexical_weight,
         outside_weight: cfg.support.outside_weight,
+        answer_weight: cfg.support.answer_weight,
     };
     let s = tokio::task::block_in_place(|| {
         let mut cache = crate::support::vector_cache(cfg, &encoder)?;

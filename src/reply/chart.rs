@@ -242,7 +242,10 @@ fn segments_chart(out: &Value, zh: bool) -> Drawn {
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|s| Some((s["name"].as_str()?.to_string(), f(s, "customers")?)))
+                .filter_map(|s| {
+                    let name = crate::terms::term(s["name"].as_str()?, zh);
+                    Some((name, f(s, "customers")?))
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -67,7 +67,7 @@ impl Reply {
         Self {
             text: a.reply.clone(),
             zh: a.route.zh,
-            table: table_of(&a.result),
+            table: table_of(&a.result, a.route.zh),
             chart,
             cited_reviews: cited_reviews(&a.result),
             clarify: a.route.clarify.clone(),
@@ -75,8 +75,9 @@ impl Reply {
     }
 }
 
-/// The first array of objects in a tool's output, as a table of its scalar fields.
-pub fn table_of(result: &Value) -> Option<Table> {
+/// The first array of objects in a tool's output, as a table of its scalar fields, headed and with
+/// dongcha's own words (segment names, incentives) in the reply's language ([`crate::terms`]).
+pub fn table_of(result: &Value, zh: bool) -> Option<Table> {
     let obj = result.as_object()?;
     let rows = obj.iter().find_map(|(k, v)| {
         let a = v.as_array()?;
@@ -85,20 +86,28 @@ pub fn table_of(result: &Value) -> Option<Table> {
             .then_some(a)
     })?;
     let first = rows[0].as_object()?;
-    let columns: Vec<String> = first
+    let mut fields: Vec<&String> = first
         .iter()
         .filter(|(_, v)| is_scalar(v))
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| k)
         .collect();
-    if columns.is_empty() {
+    // A comparison's rows say first what each is about.
+    fields.sort_by_key(|f| f.as_str() != "label");
+    if fields.is_empty() {
         return None;
     }
     let rows = rows
         .iter()
         .take(MAX_TABLE_ROWS)
         .filter_map(Value::as_object)
-        .map(|r| columns.iter().map(|c| cell(r.get(c))).collect())
+        .map(|r| {
+            fields
+                .iter()
+                .map(|c| crate::terms::term(&cell(r.get(*c)), zh))
+                .collect()
+        })
         .collect();
+    let columns = fields.iter().map(|f| crate::terms::column(f, zh)).collect();
     Some(Table { columns, rows })
 }
 
@@ -243,10 +252,10 @@ mod tests {
             {"name": "loyal", "customers": 10, "share": 0.5, "nested": {"x": 1}},
             {"name": "new", "customers": 3, "share": null}
         ], "reviews": [{"id": 7, "text": "t"}, {"id": 3}]});
-        let t = table_of(&out).unwrap();
+        let t = table_of(&out, false).unwrap();
         assert_eq!(t.columns, ["name", "customers", "share"]);
         assert_eq!(t.rows[1], ["new", "3", ""]);
         assert_eq!(cited_reviews(&out), [3, 7]);
-        assert!(table_of(&json!({"daily": [{"a": 1}]})).is_none());
+        assert!(table_of(&json!({"daily": [{"a": 1}]}), false).is_none());
     }
 }

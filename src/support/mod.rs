@@ -105,6 +105,10 @@ pub struct SupportSettings {
     /// How much being nearer to an out-of-scope message ([`outside_phrasings`]) than to an entry costs
     /// that entry's confidence: confidence = score − weight × max(0, outside − score).
     pub outside_weight: f32,
+    /// How much the similarity of the question to an entry's answer counts next to its nearest phrasing:
+    /// score = (1 − weight) × phrasing + weight × answer. A customer often names what the answer
+    /// speaks of ("Visa" → "credit cards") rather than how the shop phrased the question.
+    pub answer_weight: f32,
 }
 
 /// Out-of-scope messages shipped with dongcha: `prompts/support_outside.tsv` and the operators'
@@ -143,6 +147,8 @@ pub struct Support {
     entries: Vec<Entry>,
     ids: Vec<String>,
     phrasings: Vec<Phrasing>,
+    /// Each answer's vector, by index into the distinct ids (one per language an entry has).
+    answers: Vec<(usize, Vec<f32>)>,
     /// Vectors of out-of-scope messages (those not too close to the shop's own phrasings).
     outside: Vec<Vec<f32>>,
     encoder: Arc<Encoder>,
@@ -201,6 +207,7 @@ impl Support {
     ) -> Result<Self, SupportError> {
         let mut ids: Vec<String> = Vec::new();
         let mut texts: Vec<(usize, &str)> = Vec::new();
+        let mut answer_texts: Vec<(usize, &str)> = Vec::new();
         for e in &entries {
             let k = match ids.iter().position(|i| *i == e.id) {
                 Some(k) => k,
@@ -212,14 +219,21 @@ impl Support {
             for q in &e.questions {
                 texts.push((k, q.as_str()));
             }
+            answer_texts.push((k, e.answer.as_str()));
         }
         let mut plain: Vec<&str> = texts.iter().map(|(_, t)| *t).collect();
+        plain.extend(answer_texts.iter().map(|(_, t)| *t));
         plain.extend(outside.iter().map(String::as_str));
         let mut vectors = match cache {
             Some(c) => c.vectors(&encoder, &plain, 32, &indicatif::ProgressBar::hidden())?,
             None => encoder.encode(&plain, 32)?,
         };
-        let outside_vectors = vectors.split_off(texts.len());
+        let outside_vectors = vectors.split_off(texts.len() + answer_texts.len());
+        let answers: Vec<(usize, Vec<f32>)> = answer_texts
+            .iter()
+            .map(|(k, _)| *k)
+            .zip(vectors.split_off(texts.len()))
+            .collect();
         let outside: Vec<Vec<f32>> = outside_vectors
             .into_iter()
             .filter(|o| vectors.iter().all(|v| cosine(o, v) < OUTSIDE_NEAR_KB))
@@ -237,6 +251,7 @@ impl Support {
             entries,
             ids,
             phrasings,
+            answers,
             outside,
             encoder,
             settings,
@@ -248,7 +263,8 @@ impl Support {
     }
 
     /// Entry ids ranked for `text`, best first, with their confidences: the similarity to the entry's
-    /// nearest phrasing, less the penalty for being nearer still to an out-of-scope message.
+    /// nearest phrasing blended with that to its answer, less the penalty for being nearer still to an
+    /// out-of-scope message.
     pub fn rank(&self, text: &str) -> Result<Vec<(String, f32)>, SupportError> {
         let v = self.encoder.encode(&[text], 1)?.pop().unwrap_or_default();
         let g = grams(text);
@@ -258,6 +274,18 @@ impl Support {
             let s = (1.0 - w) * cosine(&v, &p.vector) + w * overlap(&g, &p.grams);
             if s > best[p.id] {
                 best[p.id] = s;
+            }
+        }
+        let a = self.settings.answer_weight.clamp(0.0, 1.0);
+        if a > 0.0 {
+            let mut answer = vec![f32::MIN; self.ids.len()];
+            for (k, vector) in &self.answers {
+                answer[*k] = answer[*k].max(cosine(&v, vector));
+            }
+            for (b, s) in best.iter_mut().zip(answer) {
+                if s > f32::MIN {
+                    *b = (1.0 - a) * *b + a * s;
+                }
             }
         }
         let outside = self

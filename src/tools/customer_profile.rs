@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, ToolError, WEEK, round2, round4};
+use super::{Context, Said, ToolError, WEEK, round2, round4};
 use crate::insight::clv::lifetime_value;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -51,18 +51,23 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         .store
         .customer_lines(&want)
         .await?
-        .ok_or_else(|| ToolError::NotFound(format!("no customer {want:?}")))?;
+        .ok_or_else(|| ToolError::no_customer(&want))?;
     let shop = ctx.shop().await?;
     let idx = shop
         .ids
         .iter()
         .position(|x| *x == want)
-        .ok_or_else(|| ToolError::NotFound(format!("no customer {want:?}")))?;
+        .ok_or_else(|| ToolError::no_customer(&want))?;
     let row_i = shop
         .rows
         .iter()
         .position(|c| c.customer as usize == idx)
-        .ok_or_else(|| ToolError::NotFound(format!("customer {want:?} has no purchases")))?;
+        .ok_or_else(|| {
+            ToolError::NotFound(Said {
+                en: format!("customer {want:?} has no purchases"),
+                zh: format!("客户 {want} 没有购买记录"),
+            })
+        })?;
     let c = shop.rows[row_i];
     let mut products: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for l in &lines {

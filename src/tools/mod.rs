@@ -46,15 +46,67 @@ pub enum ToolError {
     BadArgs { tool: &'static str, reason: String },
     /// Something the question names does not exist (a product, a customer, a segment).
     #[error("{0}")]
-    NotFound(String),
+    NotFound(Said),
     #[error("{0}")]
-    NoData(String),
+    NoData(Said),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Insight(#[from] crate::insight::InsightError),
     #[error(transparent)]
     Enrich(#[from] crate::enrich::EnrichError),
+}
+
+/// A message in both languages: English in logs and the JSON, the question's language in a reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Said {
+    pub en: String,
+    pub zh: String,
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.en)
+    }
+}
+
+impl ToolError {
+    pub fn no_purchases() -> Self {
+        ToolError::NoData(Said {
+            en: "the store has no purchases: run `dongcha setup --demo` or `dongcha ingest` first"
+                .into(),
+            zh: "店里还没有购买记录：先运行 `dongcha setup --demo` 或 `dongcha ingest`".into(),
+        })
+    }
+
+    pub fn no_customer(id: &str) -> Self {
+        ToolError::NotFound(Said {
+            en: format!("no customer {id:?}"),
+            zh: format!("没有客户 {id}"),
+        })
+    }
+
+    /// What a reply says about this error, in the question's language (the details of a store or
+    /// model failure stay in the JSON and the log, in English).
+    pub fn say(&self, zh: bool) -> String {
+        if !zh {
+            return self.to_string();
+        }
+        match self {
+            ToolError::NotFound(m) | ToolError::NoData(m) => m.zh.clone(),
+            ToolError::Unknown(_) => "这个问题没有对应的工具".into(),
+            ToolError::BadArgs { .. } => "问题里的条件无法使用，请换个说法再问".into(),
+            ToolError::Insight(crate::insight::InsightError::NoData(what)) => match *what {
+                "segments need at least 20 customers" => "划分客户群至少需要 20 位客户".into(),
+                "BG/NBD needs at least one customer" => "没有可用于建模的客户".into(),
+                "no model could be fitted" => "没有模型能拟合这些数据".into(),
+                _ => "数据不足，无法计算".into(),
+            },
+            ToolError::Insight(_) => "模型拟合失败，无法计算".into(),
+            ToolError::Store(_) => "读取店铺数据时出错，请稍后再试".into(),
+            ToolError::Enrich(_) => "分析评论时出错，请稍后再试".into(),
+        }
+    }
 }
 
 /// The tools, each listed once, in the order the prompt lists them: this makes [`NAMES`], each tool's
@@ -276,12 +328,11 @@ impl Context {
         self.shop
             .get_or_try_init(|| async {
                 let (ids, purchases) = self.store.purchases().await?;
-                let last = purchases.iter().map(|p| p.date).max().ok_or_else(|| {
-                    ToolError::NoData(
-                        "the store has no purchases: run `dongcha setup --demo` or `dongcha ingest` first"
-                            .into(),
-                    )
-                })?;
+                let last = purchases
+                    .iter()
+                    .map(|p| p.date)
+                    .max()
+                    .ok_or_else(ToolError::no_purchases)?;
                 let as_of = self.as_of.unwrap_or(last);
                 let rows = summarize(&purchases, as_of, WEEK);
                 Ok::<_, ToolError>(Arc::new(Shop {
@@ -400,7 +451,9 @@ impl Context {
     pub async fn find_segment(&self, name: &str) -> Result<(usize, String), ToolError> {
         let seg = self.segments().await?;
         let want = name.trim().to_lowercase();
-        if let Some(k) = seg.segments.iter().position(|s| s.name == want) {
+        if let Some(k) = seg.segments.iter().position(|s| {
+            s.name == want || crate::terms::zh_term(&s.name).as_deref() == Some(name.trim())
+        }) {
             return Ok((k, seg.segments[k].name.clone()));
         }
         let words: Vec<&str> = want
@@ -419,14 +472,24 @@ impl Context {
             .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)));
         match best {
             Some((k, _, _)) => Ok((k, seg.segments[k].name.clone())),
-            None => Err(ToolError::NotFound(format!(
-                "no segment {name:?} (segments: {})",
-                seg.segments
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            None => Err(ToolError::NotFound(Said {
+                en: format!(
+                    "no segment {name:?} (segments: {})",
+                    seg.segments
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                zh: format!(
+                    "没有叫“{name}”的客户群（现有：{}）",
+                    seg.segments
+                        .iter()
+                        .map(|s| crate::terms::term(&s.name, true))
+                        .collect::<Vec<_>>()
+                        .join("、")
+                ),
+            })),
         }
     }
 
@@ -453,7 +516,10 @@ impl Context {
     pub async fn find_product(&self, name: &str) -> Result<(i64, String), ToolError> {
         let found = self.store.find_products(name.trim()).await?;
         match found.as_slice() {
-            [] => Err(ToolError::NotFound(format!("no product matches {name:?}"))),
+            [] => Err(ToolError::NotFound(Said {
+                en: format!("no product matches {name:?}"),
+                zh: format!("没有与“{name}”相符的产品"),
+            })),
             [one] => Ok(one.clone()),
             many => {
                 // Prefer an exact model match, then the shortest name.

@@ -57,7 +57,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
                 .ids
                 .iter()
                 .position(|x| x == c)
-                .ok_or_else(|| ToolError::NotFound(format!("no customer {c:?}")))?;
+                .ok_or_else(|| ToolError::no_customer(c))?;
             (vec![i], None)
         }
         (None, Some(s)) => {

@@ -9,7 +9,7 @@ use chrono::{Datelike, Duration, Months, NaiveDate};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, ToolError, round2};
+use super::{Context, Said, ToolError, round2};
 use crate::config::Config;
 use crate::insight::calendar::{self, Calendar, EventEffect};
 use crate::insight::forecast::{self, Method, Selection};
@@ -115,10 +115,7 @@ pub fn compute(
     }
     let (Some(first), Some(last)) = (totals.keys().next().copied(), totals.keys().last().copied())
     else {
-        return Err(ToolError::NoData(
-            "the store has no purchases: run `dongcha setup --demo` or `dongcha ingest` first"
-                .into(),
-        ));
+        return Err(ToolError::no_purchases());
     };
     let next = |d: NaiveDate, i: u32| -> NaiveDate {
         match freq {
@@ -277,7 +274,10 @@ pub async fn shared(
     cell.get_or_try_init(|| async {
         let purchases = ctx.store.sales(product, category).await?;
         if purchases.is_empty() && category.is_some() {
-            return Err(ToolError::NotFound("no sales in that category".into()));
+            return Err(ToolError::NotFound(Said {
+                en: "no sales in that category".into(),
+                zh: "这个品类没有销售记录".into(),
+            }));
         }
         let cfg = ctx.cfg.clone();
         let forecast = tokio::task::block_in_place(|| {

@@ -8,7 +8,7 @@ use chrono::{Datelike, Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Period, ToolError, round2, round4};
+use super::{Context, Period, Said, ToolError, round2, round4};
 use crate::store::SaleLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -122,10 +122,11 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         )
         .await?;
     if lines.is_empty() && args.category.is_some() {
-        return Err(ToolError::NotFound(format!(
-            "no sales in category {:?}",
-            args.category.as_deref().unwrap_or("")
-        )));
+        let c = args.category.as_deref().unwrap_or("");
+        return Err(ToolError::NotFound(Said {
+            en: format!("no sales in category {c:?}"),
+            zh: format!("品类“{c}”没有销售记录"),
+        }));
     }
     let now: Vec<&SaleLine> = lines.iter().filter(|l| period.contains(l.date)).collect();
     let before: Vec<&SaleLine> = lines

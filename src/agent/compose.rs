@@ -615,6 +615,10 @@ pub fn comparison(out: &Value, zh: bool) -> String {
         let by = value(&f, &json_abs(diff));
         let ratio = d["ratio"].as_f64().map(|r| format!("{r:.2}"));
         lines.push(match (zh, diff >= 0.0, ratio) {
+            _ if diff == 0.0 => t(
+                format!("{a} 与 {b} 的{name}相同。"),
+                format!("{a} and {b} have the same {name}."),
+            ),
             (true, up, Some(r)) => format!(
                 "{a} 的{name}比 {b} {}{by}，是后者的 {r} 倍。",
                 if up { "高 " } else { "低 " }
@@ -624,11 +628,11 @@ pub fn comparison(out: &Value, zh: bool) -> String {
                 if up { "高 " } else { "低 " }
             ),
             (false, up, Some(r)) => format!(
-                "{a}'s {name} is {by} {} {b}'s ({r}×).",
+                "The {name} of {a} is {by} {} that of {b} ({r}×).",
                 if up { "above" } else { "below" }
             ),
             (false, up, None) => format!(
-                "{a}'s {name} is {by} {} {b}'s.",
+                "The {name} of {a} is {by} {} that of {b}.",
                 if up { "above" } else { "below" }
             ),
         });

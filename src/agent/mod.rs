@@ -455,7 +455,10 @@ impl Agent {
             // A comparison: the same tool once per named product or category, side by side.
             let mut results = Vec::new();
             for p in parts {
-                let r = tools::run(&self.ctx, &route.tool, Value::Object(p.args.clone())).await;
+                let r = match &p.missing {
+                    Some(why) => Err(ToolError::NotFound(why.clone())),
+                    None => tools::run(&self.ctx, &route.tool, Value::Object(p.args.clone())).await,
+                };
                 results.push((p, r));
             }
             (plan::combine(&route.tool, &results, route.zh), None)

@@ -8,13 +8,15 @@
 use serde_json::{Map, Value, json};
 
 use super::router::Catalogue;
-use crate::tools::ToolError;
+use crate::tools::{Said, ToolError};
 
 /// One call of a plan: what it is about and its arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part {
     pub label: String,
     pub args: Map<String, Value>,
+    /// Why this part cannot be answered (a category the shop does not have), known before any call.
+    pub missing: Option<Said>,
 }
 
 /// The figures a comparison puts side by side, headline first; empty: the tool is not compared.
@@ -43,6 +45,7 @@ pub fn parts(tool: &str, args: &Map<String, Value>, question: &str, cat: &Catalo
         Part {
             label: value.to_string(),
             args: a,
+            missing: None,
         }
     };
     let products = cat.products(question);
@@ -50,11 +53,22 @@ pub fn parts(tool: &str, args: &Map<String, Value>, question: &str, cat: &Catalo
         return products.iter().map(|p| with("product", p)).collect();
     }
     let categories = cat.categories(question);
+    let unknown = cat.unknown_categories(question);
     if products.is_empty()
-        && categories.len() >= 2
+        && categories.len() + unknown.len() >= 2
+        && !categories.is_empty()
         && matches!(tool, "sales_summary" | "sales_forecast")
     {
-        return categories.iter().map(|c| with("category", c)).collect();
+        let mut out: Vec<Part> = categories.iter().map(|c| with("category", c)).collect();
+        out.extend(unknown.into_iter().map(|w| Part {
+            missing: Some(Said {
+                en: format!("the shop has no category {w:?}"),
+                zh: format!("店里没有“{w}”这个品类"),
+            }),
+            label: w,
+            args: Map::new(),
+        }));
+        return out;
     }
     Vec::new()
 }
@@ -162,6 +176,16 @@ mod tests {
         // One name, or a tool that is not compared: no plan.
         assert!(parts("sales_summary", &args, "books last quarter", &cat()).is_empty());
         assert!(parts("customer_segments", &args, "laptops and books", &cat()).is_empty());
+        // A category the shop does not have is a part, named as missing, not dropped.
+        let p = parts(
+            "sales_summary",
+            &args,
+            "compare sales of laptops and phones",
+            &cat(),
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].missing.is_none() && p[1].missing.is_some(), "{p:?}");
+        assert_eq!(p[1].label, "phones");
     }
 
     #[test]
@@ -169,6 +193,7 @@ mod tests {
         let part = |l: &str| Part {
             label: l.into(),
             args: Map::new(),
+            missing: None,
         };
         let results = vec![
             (part("laptops"), Ok(json!({"revenue": 300.0, "orders": 3}))),

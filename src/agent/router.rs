@@ -380,6 +380,47 @@ impl Catalogue {
         found.into_iter().map(|(_, c)| c).collect()
     }
 
+    /// Category words the question uses that match no category of the catalogue, as written ("phones"
+    /// in a shop without phones): a comparison names them as missing instead of dropping them.
+    pub fn unknown_categories(&self, question: &str) -> Vec<String> {
+        let q = normalise(question);
+        let mut out: Vec<(usize, &str, String)> = Vec::new();
+        for (word, stem) in CATEGORY_WORDS {
+            if self
+                .categories
+                .iter()
+                .any(|c| c.to_lowercase().contains(stem))
+            {
+                continue;
+            }
+            for (i, _) in q.match_indices(word) {
+                let mut end = i + word.len();
+                if word.is_ascii() {
+                    let before = q[..i].chars().next_back();
+                    if before.is_some_and(|c| c.is_ascii_alphanumeric()) {
+                        continue;
+                    }
+                    if q[end..].starts_with('s') {
+                        end += 1;
+                    }
+                    if q[end..]
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphanumeric())
+                    {
+                        continue;
+                    }
+                }
+                if !out.iter().any(|(_, s, _)| *s == stem) {
+                    out.push((i, stem, q[i..end].to_string()));
+                }
+                break;
+            }
+        }
+        out.sort_by_key(|(i, _, _)| *i);
+        out.into_iter().map(|(_, _, w)| w).collect()
+    }
+
     pub fn category(&self, question: &str) -> Option<String> {
         let q = normalise(question);
         for c in &self.categories {
@@ -857,6 +898,13 @@ mod tests {
             ["books", "laptops"]
         );
         assert_eq!(c.categories("laptop sales"), ["laptops"]);
+        assert_eq!(
+            c.unknown_categories("compare sales of laptops and phones last month"),
+            ["phones"]
+        );
+        assert_eq!(c.unknown_categories("手机和图书的销售额"), ["手机"]);
+        assert!(c.unknown_categories("iPhone 13 的差评").is_empty());
+        assert!(c.unknown_categories("laptops and books").is_empty());
         assert_eq!(
             c.products("ThinkPad T14 和戴尔上个月谁卖得好"),
             ["联想 ThinkPad T14", "戴尔 Inspiron 14"]

@@ -12,6 +12,8 @@ use dongcha::config::Config;
 
 /// The routing set shipped with the repository (`question<TAB>expected`).
 pub const ROUTING_TSV: &str = include_str!("../tests/data/routing.tsv");
+/// Questions that need a plan of calls, and look-alikes that need one call.
+pub const PLANS_TSV: &str = include_str!("../tests/data/plans.tsv");
 
 /// Which part of the routing set: held out for reporting (40%, by a hash of the question), the rest for
 /// tuning.
@@ -35,15 +37,18 @@ pub fn parse_routing(text: &str, source: &str) -> Result<Vec<(String, String)>> 
         let (q, t) = line
             .rsplit_once('\t')
             .with_context(|| format!("{source} line {}: expected question<TAB>expected", i + 1))?;
-        if i == 0 && q == "question" {
+        if q == "question" {
             continue;
         }
         let t = t.trim();
-        anyhow::ensure!(
-            dongcha::tools::NAMES.contains(&t),
-            "{source} line {}: unknown tool {t:?}",
-            i + 1
-        );
+        // One tool, or a plan: "tool(key=value | …)" or "a + b".
+        for name in t.split(" + ").map(|x| x.split('(').next().unwrap_or(x)) {
+            anyhow::ensure!(
+                dongcha::tools::NAMES.contains(&name),
+                "{source} line {}: unknown tool {name:?}",
+                i + 1
+            );
+        }
         out.push((q.trim().to_string(), t.to_string()));
     }
     Ok(out)
@@ -262,19 +267,79 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
         }
         return Ok(());
     }
-    let set = pick(part);
-    anyhow::ensure!(!set.is_empty(), "no questions in that part");
+    let part_name = match part {
+        Part::Test => "held-out part (40%, by a hash of the question)",
+        Part::Tune => "tuning part",
+        Part::All => "all questions",
+    };
+    let mut sets = vec![(source.clone(), pick(part))];
+    if data.is_none() {
+        let plans = parse_routing(PLANS_TSV, "tests/data/plans.tsv")?;
+        let plans: Vec<(String, String)> = plans
+            .into_iter()
+            .filter(|(q, _)| match part {
+                Part::All => true,
+                Part::Test => is_test_question(q),
+                Part::Tune => !is_test_question(q),
+            })
+            .collect();
+        sets.push(("tests/data/plans.tsv".to_string(), plans));
+    }
+    let mut reports = Vec::new();
+    for (source, set) in &sets {
+        anyhow::ensure!(!set.is_empty(), "no questions in that part of {source}");
+        let r = score_routing(&agent, set, answer).await?;
+        if !json {
+            r.print(source, part_name, answer);
+        }
+        reports.push(serde_json::json!({"source": source, "report": r}));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(())
+}
+
+/// Whether an expected route is a plan (`tool(…)` or `a + b`) rather than one call.
+fn is_plan(expected: &str) -> bool {
+    expected.contains('(') || expected.contains(" + ")
+}
+
+/// One evaluation set's routing figures.
+#[derive(serde::Serialize)]
+struct RoutingReport {
+    questions: usize,
+    right: usize,
+    accuracy: f64,
+    /// Questions whose expected route is one call, and those right.
+    single: (usize, usize),
+    /// Questions whose expected route is a plan, and those right.
+    plans: (usize, usize),
+    stages: BTreeMap<String, usize>,
+    #[serde(skip)]
+    confusion: BTreeMap<(String, String), usize>,
+    grounding_stops: Option<usize>,
+    #[serde(skip)]
+    ungrounded: Vec<(String, String, Vec<String>)>,
+    misses: Vec<serde_json::Value>,
+}
+
+async fn score_routing(
+    agent: &Agent,
+    set: &[(String, String)],
+    answer: bool,
+) -> Result<RoutingReport> {
     let mut confusion: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut misses = Vec::new();
     let mut stages: BTreeMap<String, usize> = BTreeMap::new();
-    let mut right = 0;
+    let (mut right, mut single, mut plans) = (0, (0, 0), (0, 0));
     // Questions whose composed reply the grounding check stopped, with the figures it stopped on.
     let mut ungrounded: Vec<(String, String, Vec<String>)> = Vec::new();
-    for (q, expected) in &set {
+    for (q, expected) in set {
         let r = if answer {
             let a = agent.ask(q, &mut Vec::new()).await?;
             if !a.ungrounded.is_empty() {
-                ungrounded.push((q.clone(), a.tool.clone(), a.ungrounded.clone()));
+                ungrounded.push((q.clone(), a.route.signature(), a.ungrounded.clone()));
             }
             a.route
         } else {
@@ -291,84 +356,113 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
                 .entry("of which a clarifying question".into())
                 .or_default() += 1;
         }
-        *confusion
-            .entry((expected.clone(), r.tool.clone()))
-            .or_default() += 1;
-        if &r.tool == expected {
-            right += 1;
+        let got = r.signature();
+        let kind = |e: &str| {
+            if is_plan(e) {
+                "plan".to_string()
+            } else {
+                e.to_string()
+            }
+        };
+        *confusion.entry((kind(expected), kind(&got))).or_default() += 1;
+        let ok = &got == expected;
+        right += ok as usize;
+        let bucket = if is_plan(expected) {
+            &mut plans
         } else {
-            misses.push((q.clone(), expected.clone(), r.tool.clone(), r.stage.clone()));
+            &mut single
+        };
+        bucket.0 += 1;
+        bucket.1 += ok as usize;
+        if !ok {
+            misses.push(serde_json::json!({"question": q, "expected": expected, "got": got, "stage": r.stage}));
         }
     }
-    let acc = right as f64 / set.len() as f64;
-    if json {
+    Ok(RoutingReport {
+        questions: set.len(),
+        right,
+        accuracy: right as f64 / set.len() as f64,
+        single,
+        plans,
+        stages,
+        confusion,
+        grounding_stops: answer.then_some(ungrounded.len()),
+        ungrounded,
+        misses,
+    })
+}
+
+impl RoutingReport {
+    fn print(&self, source: &str, part_name: &str, answer: bool) {
+        let acc = |(n, r): (usize, usize)| {
+            if n == 0 {
+                "—".to_string()
+            } else {
+                format!("{r}/{n} = {:.3}", r as f64 / n as f64)
+            }
+        };
         println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"questions": set.len(), "right": right,
-            "accuracy": acc, "stages": stages,
-            "grounding_stops": answer.then_some(ungrounded.len()),
-            "misses": misses.iter().map(|(q, e, g, s)| serde_json::json!({"question": q, "expected": e, "got": g, "stage": s})).collect::<Vec<_>>()})
-            )?
+            "routing on the {part_name} of {source}: {}/{} right, accuracy {:.3} (single call {}, plans {})",
+            self.right,
+            self.questions,
+            self.accuracy,
+            acc(self.single),
+            acc(self.plans)
         );
-        return Ok(());
-    }
-    let part_name = match part {
-        Part::Test => "held-out part (40%, by a hash of the question)",
-        Part::Tune => "tuning part",
-        Part::All => "all questions",
-    };
-    println!(
-        "routing on the {part_name} of {source}: {right}/{} right, accuracy {acc:.3}",
-        set.len()
-    );
-    println!(
-        "stages: {}",
-        stages
-            .iter()
-            .map(|(s, n)| format!("{s} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!("\nper tool (expected → routed):");
-    println!("{:<20} {:>5} {:>6}  misrouted to", "tool", "n", "right");
-    for name in dongcha::tools::NAMES {
-        let n: usize = confusion
-            .iter()
-            .filter(|((e, _), _)| e == name)
-            .map(|(_, c)| c)
-            .sum();
-        if n == 0 {
-            continue;
-        }
-        let ok = confusion
-            .get(&(name.to_string(), name.to_string()))
-            .copied()
-            .unwrap_or(0);
-        let wrong: Vec<String> = confusion
-            .iter()
-            .filter(|((e, g), _)| e == name && g != name)
-            .map(|((_, g), c)| format!("{g} {c}"))
-            .collect();
-        println!("{name:<20} {n:>5} {ok:>6}  {}", wrong.join(", "));
-    }
-    if answer {
         println!(
-            "\ngrounding check: stopped {} replies over the {} questions answered",
-            ungrounded.len(),
-            set.len()
+            "stages: {}",
+            self.stages
+                .iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        for (q, tool, n) in &ungrounded {
-            println!("  {q:?} ({tool}): {}", n.join(", "));
+        println!("\nper tool (expected → routed; \"plan\" is any plan):");
+        println!("{:<20} {:>5} {:>6}  misrouted to", "tool", "n", "right");
+        for name in dongcha::tools::NAMES.iter().copied().chain(["plan"]) {
+            let n: usize = self
+                .confusion
+                .iter()
+                .filter(|((e, _), _)| e == name)
+                .map(|(_, c)| c)
+                .sum();
+            if n == 0 {
+                continue;
+            }
+            let ok = self
+                .confusion
+                .get(&(name.to_string(), name.to_string()))
+                .copied()
+                .unwrap_or(0);
+            let wrong: Vec<String> = self
+                .confusion
+                .iter()
+                .filter(|((e, g), _)| e == name && g != name)
+                .map(|((_, g), c)| format!("{g} {c}"))
+                .collect();
+            println!("{name:<20} {n:>5} {ok:>6}  {}", wrong.join(", "));
         }
-    }
-    if !misses.is_empty() {
-        println!("\nmisses:");
-        for (q, e, g, s) in &misses {
-            println!("  {q:?}: expected {e}, got {g} ({s})");
+        if answer {
+            println!(
+                "\ngrounding check: stopped {} replies over the {} questions answered",
+                self.ungrounded.len(),
+                self.questions
+            );
+            for (q, tool, n) in &self.ungrounded {
+                println!("  {q:?} ({tool}): {}", n.join(", "));
+            }
         }
+        if !self.misses.is_empty() {
+            println!("\nmisses:");
+            for m in &self.misses {
+                println!(
+                    "  {}: expected {}, got {} ({})",
+                    m["question"], m["expected"], m["got"], m["stage"]
+                );
+            }
+        }
+        println!();
     }
-    Ok(())
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {

@@ -275,6 +275,66 @@ fn ask_answers_on_the_demo_shop_with_the_insight_figures_and_resists_injection()
         assert!(foreign.is_empty(), "{q}: {foreign:?} in {reply}");
     }
 
+    // A comparison of periods: one call per period, each row equal to `dongcha insight sales` for it.
+    let insight_sales = |from: &str, to: &str| {
+        json_of(&dongcha(
+            d,
+            &["insight", "sales", "--from", from, "--to", to, "--json"],
+            &[],
+        ))
+    };
+    for (q, zh) in [
+        ("Sales this month against last month", false),
+        ("本月和上月的营业额比一比", true),
+    ] {
+        let a = ask(d, q, &[]);
+        assert_eq!(a["result"]["by"], "period", "{q}: {a}");
+        let parts = a["result"]["parts"].as_array().expect("parts");
+        let rows = a["result"]["compared"].as_array().expect("a comparison");
+        assert_eq!(rows.len(), 2, "{q}: {a}");
+        let mut froms = Vec::new();
+        for (row, part) in rows.iter().zip(parts) {
+            let p = &part["args"]["period"];
+            let (from, to) = (p["from"].as_str().unwrap(), p["to"].as_str().unwrap());
+            froms.push(from.to_string());
+            let direct = insight_sales(from, to);
+            for k in ["revenue", "orders", "customers", "aov"] {
+                assert_eq!(row[k], direct[k], "{q}: {from} {k}");
+            }
+        }
+        // This month first (the demo's clock is 2026-06-30), then the month before.
+        assert_eq!(froms, ["2026-06-01", "2026-05-01"], "{q}");
+        let reply = a["reply"].as_str().unwrap();
+        assert!(a.get("ungrounded").is_none(), "{q}: {a}");
+        assert!(reply.contains("2026-05-01 – 2026-05-31"), "{reply}");
+        let foreign = foreign_runs(reply, &a["result"], zh);
+        assert!(foreign.is_empty(), "{q}: {foreign:?} in {reply}");
+    }
+
+    // A question in two parts: two tools, each reply in turn, each figure the tool's own.
+    for (q, zh) in [
+        ("Last month's revenue, and the main complaints", false),
+        ("上个月卖了多少，买家都抱怨些什么", true),
+    ] {
+        let a = ask(d, q, &[]);
+        assert_eq!(a["result"]["plan"], "parts", "{q}: {a}");
+        let parts = a["result"]["parts"].as_array().unwrap();
+        let tools: Vec<&str> = parts.iter().map(|p| p["tool"].as_str().unwrap()).collect();
+        assert_eq!(tools, ["sales_summary", "top_complaints"], "{q}");
+        let direct = insight_sales("2026-05-01", "2026-05-31");
+        assert_eq!(parts[0]["output"]["revenue"], direct["revenue"], "{q}");
+        assert_eq!(
+            parts[1]["output"]["period"]["from"], "2026-05-01",
+            "{q}: the complaints of the same month"
+        );
+        let reply = a["reply"].as_str().unwrap();
+        assert!(a.get("ungrounded").is_none(), "{q}: {a}");
+        let topic = parts[1]["output"]["topics"][0]["topic"].as_str().unwrap();
+        assert!(reply.contains(topic), "{reply}");
+        let foreign = foreign_runs(reply, &a["result"], zh);
+        assert!(foreign.is_empty(), "{q}: {foreign:?} in {reply}");
+    }
+
     // One language per reply: every tool asked in Chinese and in English.
     for (tool, zh_q, en_q) in LANGUAGE_WALK {
         for (q, zh) in [(zh_q, true), (en_q, false)] {

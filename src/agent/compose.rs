@@ -577,6 +577,28 @@ pub fn none_reply(zh: bool) -> String {
     }
 }
 
+/// The reply to a plan ([`super::plan::combine`]'s output): a comparison, or each part's reply in turn.
+pub fn plan_reply(out: &Value, zh: bool) -> String {
+    if out["plan"] != "parts" {
+        return comparison(out, zh);
+    }
+    let mut blocks = Vec::new();
+    for p in out["parts"].as_array().into_iter().flatten() {
+        if p.get("output").is_some() {
+            blocks.push(reply(&s(&p["tool"]), &p["output"], zh));
+        }
+    }
+    for m in out["missing"].as_array().into_iter().flatten() {
+        let label = crate::tools::label(&s(&m["label"]), zh);
+        blocks.push(if zh {
+            format!("没法回答{label}：{}", s(&m["reason"]))
+        } else {
+            format!("I can't answer {label}: {}", s(&m["reason"]))
+        });
+    }
+    blocks.join("\n\n")
+}
+
 /// The reply to a comparison ([`super::plan::combine`]'s output): each part's figures, the headline
 /// difference and ratio, and what could not be answered.
 pub fn comparison(out: &Value, zh: bool) -> String {
@@ -585,7 +607,16 @@ pub fn comparison(out: &Value, zh: bool) -> String {
         None => "—".to_string(),
         Some(x) if f.ends_with("_pct") => pct(x),
         Some(x) if matches!(f, "revenue" | "aov" | "total" | "previous_total") => money(x),
+        Some(x) if x.fract() == 0.0 => format!("{}", x as i64),
         Some(_) => v.to_string(),
+    };
+    // A compared period is written as the other replies write periods.
+    let label = |v: &Value| {
+        let l = s(v);
+        match l.split_once("..") {
+            Some((a, b)) if a.len() == 10 && b.len() == 10 => format!("{a} – {b}"),
+            _ => l,
+        }
     };
     let mut lines = Vec::new();
     if out.get("period").is_some() {
@@ -602,15 +633,27 @@ pub fn comparison(out: &Value, zh: bool) -> String {
             .map(|f| format!("{} {}", figure_name(f, zh), value(f, &row[*f])))
             .collect();
         lines.push(t(
-            format!("{}：{}", s(&row["label"]), figs.join("，")),
-            format!("{}: {}", s(&row["label"]), figs.join(", ")),
+            format!("{}：{}", label(&row["label"]), figs.join("，")),
+            format!("{}: {}", label(&row["label"]), figs.join(", ")),
         ));
+        let topics: Vec<String> = row["topics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| format!("{} ({})", s(&x["topic"]), x["complaints"]))
+            .collect();
+        if !topics.is_empty() {
+            lines.push(t(
+                format!("  主要抱怨：{}", topics.join("、")),
+                format!("  top complaints: {}", topics.join("; ")),
+            ));
+        }
     }
     let d = &out["difference"];
     if d.is_object() {
         let f = s(&d["figure"]);
         let diff = num(&d["difference"]);
-        let (a, b) = (s(&d["of"][0]), s(&d["of"][1]));
+        let (a, b) = (label(&d["of"][0]), label(&d["of"][1]));
         let name = figure_name(&f, zh);
         let by = value(&f, &json_abs(diff));
         let ratio = d["ratio"].as_f64().map(|r| format!("{r:.2}"));

@@ -36,6 +36,37 @@ impl Period {
     pub fn contains(&self, d: NaiveDate) -> bool {
         self.from <= d && d <= self.to
     }
+    fn whole_months(&self) -> Option<u32> {
+        (self.from.day() == 1 && (self.to + Duration::days(1)).day() == 1).then(|| {
+            ((self.to.year() * 12 + self.to.month() as i32)
+                - (self.from.year() * 12 + self.from.month() as i32)
+                + 1) as u32
+        })
+    }
+    /// The period of the same length just after this one, ending no later than `today` ("比上个月": the
+    /// month after last month, this month so far).
+    pub fn next(&self, today: NaiveDate) -> Period {
+        let p = match self.whole_months() {
+            Some(m) => Period::new(
+                self.to + Duration::days(1),
+                self.to + Duration::days(1) + Months::new(m) - Duration::days(1),
+            ),
+            None => {
+                let len = Duration::days(self.days());
+                Period::new(self.from + len, self.to + len)
+            }
+        };
+        Period::new(p.from, p.to.min(today))
+    }
+    /// The same days a year earlier ("同比", "year over year"); whole months stay whole months.
+    pub fn year_before(&self) -> Period {
+        let from = self.from - Months::new(12);
+        let to = match self.whole_months() {
+            Some(_) => self.to + Duration::days(1) - Months::new(12) - Duration::days(1),
+            None => self.to - Months::new(12),
+        };
+        Period::new(from, to)
+    }
 }
 
 impl std::fmt::Display for Period {
@@ -334,6 +365,144 @@ pub fn resolve(question: &str, today: NaiveDate) -> Option<Period> {
     None
 }
 
+/// Words that put what follows against what precedes ("A 比 B", "A vs B", "compared with B").
+const AGAINST: [&str; 13] = [
+    " vs ",
+    " vs. ",
+    " versus ",
+    " compared with ",
+    " compared to ",
+    " against ",
+    " than ",
+    "对比",
+    "相比",
+    "比较",
+    "比起",
+    "比",
+    "对照",
+];
+/// Words that join two periods without putting one against the other.
+const JOIN: [&str; 10] = [
+    " and ", " with ", " or ", "和", "与", "跟", "、", ",", "，", "还是",
+];
+const YEAR_BEFORE: [&str; 8] = [
+    "同比",
+    "去年同期",
+    "year over year",
+    "year-over-year",
+    "yoy",
+    "same period last year",
+    "same month last year",
+    "a year earlier",
+];
+const PERIOD_BEFORE: [&str; 10] = [
+    "环比",
+    "month over month",
+    "month-over-month",
+    "week over week",
+    "the month before",
+    "the week before",
+    "the quarter before",
+    "the previous period",
+    "前一个月",
+    "上一期",
+];
+
+const EN_MONTH_NAMES: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+/// A month named at the start of a compared part ("May vs April"): bare month names are read only
+/// here, where a comparison word stands next to them.
+fn bare_month(part: &str, today: NaiveDate) -> Option<Period> {
+    let first = part
+        .trim()
+        .split(|c: char| !c.is_alphabetic())
+        .find(|w| !w.is_empty())?;
+    let m = EN_MONTH_NAMES.iter().position(|n| *n == first)? as u32 + 1;
+    let y = if m <= today.month() {
+        today.year()
+    } else {
+        today.year() - 1
+    };
+    month_bounds(y, m).map(|p| Period::new(p.from, p.to.min(today)))
+}
+
+/// The periods a question compares, in the order it names them (the first is the one compared), or
+/// empty when it compares none: two named periods ("this month vs last month", "今年和去年"), one
+/// period and a comparison word ("同比" → the same days a year earlier, "环比" / "the month before" →
+/// the period before, "比上个月" → this month against last month).
+pub fn periods(question: &str, today: NaiveDate) -> Vec<Period> {
+    let mut q = question.to_lowercase();
+    // Shares are not comparisons ("差评比例").
+    for w in ["比例", "比率", "占比", "比重"] {
+        q = q.replace(w, "份额");
+    }
+    let has = |words: &[&str]| words.iter().any(|w| q.contains(w));
+    // The question cut at every comparison or joining word; each piece resolved on its own.
+    let mut pieces: Vec<(String, bool)> = vec![(q.clone(), false)];
+    for (words, against) in [(&AGAINST[..], true), (&JOIN[..], false)] {
+        for w in words {
+            pieces = pieces
+                .into_iter()
+                .flat_map(|(p, after)| {
+                    let mut out = Vec::new();
+                    for (i, x) in p.split(w).enumerate() {
+                        out.push((x.to_string(), if i == 0 { after } else { against }));
+                    }
+                    out
+                })
+                .collect();
+        }
+    }
+    let mut found: Vec<(Period, bool)> = Vec::new();
+    let joined = pieces.len() > 1;
+    for (piece, after_against) in &pieces {
+        let p =
+            resolve(piece, today).or_else(|| joined.then(|| bare_month(piece, today)).flatten());
+        if let Some(p) = p
+            && !found.iter().any(|(x, _)| *x == p)
+        {
+            // "比上个月": the period right after the comparison word, not "more than 100 orders last month".
+            let head: String = piece.trim_start().chars().take(10).collect();
+            let against_it = *after_against && resolve(&head, today).is_some();
+            found.push((p, against_it));
+        }
+    }
+    match found.as_slice() {
+        [] if has(&PERIOD_BEFORE) => {
+            let this = month_bounds(today.year(), today.month())
+                .map(|p| Period::new(p.from, p.to.min(today)));
+            this.map(|p| vec![p.clone(), p.previous()])
+                .unwrap_or_default()
+        }
+        [(p, after)] => {
+            if has(&YEAR_BEFORE) {
+                vec![p.clone(), p.year_before()]
+            } else if has(&PERIOD_BEFORE) {
+                vec![p.clone(), p.previous()]
+            } else if *after {
+                vec![p.next(today), p.clone()]
+            } else {
+                Vec::new()
+            }
+        }
+        [] => Vec::new(),
+        more => more.iter().map(|(p, _)| p.clone()).collect(),
+    }
+}
+
 static RE_ZH_NEXT_N: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
         r"(?:未来|接下来|之后|后)\s*{NUM}\s*(天|日|周|个星期|个月|月)"
@@ -462,6 +631,42 @@ mod tests {
         assert_eq!(m.previous(), Period::new(d("2026-04-01"), d("2026-04-30")));
         let w = Period::new(d("2026-06-24"), d("2026-06-30"));
         assert_eq!(w.previous(), Period::new(d("2026-06-17"), d("2026-06-23")));
+    }
+
+    #[test]
+    fn compared_periods_in_the_order_asked() {
+        let today = d("2026-06-30");
+        let may = Period::new(d("2026-05-01"), d("2026-05-31"));
+        let june = Period::new(d("2026-06-01"), d("2026-06-30"));
+        let april = Period::new(d("2026-04-01"), d("2026-04-30"));
+        assert_eq!(
+            periods("本月和上个月的销售额", today),
+            vec![june.clone(), may.clone()]
+        );
+        assert_eq!(
+            periods("比上个月多卖了多少", today),
+            vec![june.clone(), may.clone()]
+        );
+        assert_eq!(periods("本月环比", today), vec![june.clone(), may.clone()]);
+        assert_eq!(
+            periods("sales last month year over year", today),
+            vec![may.clone(), Period::new(d("2025-05-01"), d("2025-05-31"))]
+        );
+        assert_eq!(periods("April vs March", today).len(), 2);
+        assert_eq!(
+            periods("last month against the month before", today),
+            vec![may.clone(), april]
+        );
+        // One period and no comparison: nothing compared.
+        assert!(periods("上个月的订单数和客单价", today).is_empty());
+        assert!(periods("sales last month", today).is_empty());
+        assert!(periods("laptops and books last quarter", today).is_empty());
+        assert!(periods("may I see the sales", today).is_empty());
+        assert!(periods("差评比例上个月是多少", today).is_empty());
+        assert!(periods("more than 100 orders last month?", today).is_empty());
+        assert!(periods("上个月的销售额，同时看看差评", today).is_empty());
+        let y = Period::new(d("2025-01-01"), d("2025-12-31"));
+        assert_eq!(y.next(today), Period::new(d("2026-01-01"), d("2026-06-30")));
     }
 
     #[test]

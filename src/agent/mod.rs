@@ -77,6 +77,19 @@ pub struct Route {
     pub zh: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<Completion>,
+    /// More than one call: a comparison or a question in parts ([`plan::make`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<plan::Plan>,
+}
+
+impl Route {
+    /// What the route runs, in one line: the tool, or the plan's signature.
+    pub fn signature(&self) -> String {
+        self.plan
+            .as_ref()
+            .map(plan::Plan::signature)
+            .unwrap_or_else(|| self.tool.clone())
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -210,6 +223,7 @@ impl Agent {
         let mut r = self.router.rank_vector(question, &v);
         router::adjust_for_arguments(&mut r, question, self.today);
         router::adjust_for_categories(&mut r, &self.catalogue.categories(question));
+        router::adjust_for_words(&mut r, question, self.today);
         Ok(r)
     }
 
@@ -235,6 +249,7 @@ impl Agent {
             clarify: None,
             zh,
             llm: None,
+            plan: None,
         };
         if let Some(prev) = history.last()
             && router::is_follow_up(&question)
@@ -332,8 +347,13 @@ impl Agent {
         let llm_args = std::mem::take(&mut route.args);
         route.args = self.checked_llm_args(&question, llm_args);
         route.args.extend(code);
-        route.clarify = router::missing_required(&route.tool, &route.args, zh)
-            .or_else(|| unsure.map(|(a, b)| self.clarifying_question(&a, &b, zh)));
+        route.plan = plan::make(&route.tool, &route.args, &question, &self.catalogue, today);
+        route.clarify = match &route.plan {
+            // Each part carries the arguments its tool needs, or is named as missing.
+            Some(_) => None,
+            None => router::missing_required(&route.tool, &route.args, zh)
+                .or_else(|| unsure.map(|(a, b)| self.clarifying_question(&a, &b, zh))),
+        };
         Ok(route)
     }
 
@@ -443,25 +463,19 @@ impl Agent {
         let route = self.route(question, history).await?;
         let t_route = t0.elapsed();
         let t1 = Instant::now();
-        let parts = if route.clarify.is_none() {
-            plan::parts(&route.tool, &route.args, question, &self.catalogue)
-        } else {
-            Vec::new()
-        };
-        let compared = parts.len() >= 2;
         let (result, reply_direct) = if let Some(c) = &route.clarify {
             (Value::Null, Some(c.clone()))
-        } else if compared {
-            // A comparison: the same tool once per named product or category, side by side.
+        } else if let Some(plan) = &route.plan {
+            // A comparison (the same tool once per part, side by side) or a question in parts.
             let mut results = Vec::new();
-            for p in parts {
+            for p in &plan.parts {
                 let r = match &p.missing {
                     Some(why) => Err(ToolError::NotFound(why.clone())),
-                    None => tools::run(&self.ctx, &route.tool, Value::Object(p.args.clone())).await,
+                    None => tools::run(&self.ctx, &p.tool, Value::Object(p.args.clone())).await,
                 };
-                results.push((p, r));
+                results.push((p.clone(), r));
             }
-            (plan::combine(&route.tool, &results, route.zh), None)
+            (plan::combine(plan, &results, route.zh), None)
         } else if route.tool == "none" {
             (
                 Value::Object(Map::new()),
@@ -489,8 +503,8 @@ impl Agent {
         let (reply, ungrounded) = match reply_direct {
             Some(r) => (r, Vec::new()),
             None => {
-                let r = if compared {
-                    compose::comparison(&result, route.zh)
+                let r = if route.plan.is_some() {
+                    compose::plan_reply(&result, route.zh)
                 } else {
                     compose::reply(&route.tool, &result, route.zh)
                 };

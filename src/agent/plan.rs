@@ -1,22 +1,74 @@
-//! Plans of more than one call. A question that names two or more products, or two or more categories,
-//! for a tool that takes one ("Compare revenue of laptops and books last quarter", "ThinkPad T14 和戴尔上个月谁
-//! 卖得好") runs that tool once per name with the same other arguments; code puts the outputs side by side
-//! and computes the difference and the ratio of the headline figure, so every figure of the reply is in the
-//! combined output. A part that cannot be answered (a name the shop does not have) is listed as missing,
-//! never silently dropped.
+//! Plans of more than one call. The plan stage reads a routed question once more for what one call
+//! cannot answer:
+//! - a **comparison**: two or more products, or categories, or periods ("Compare revenue of laptops and
+//!   books last quarter", "ThinkPad T14 和戴尔上个月谁卖得好", "本月和上个月", "同比") for a tool that
+//!   takes one: that tool once per part with the same other arguments; code puts the outputs side by
+//!   side and computes the difference and the ratio of the headline figure, so every figure of the reply
+//!   is in the combined output;
+//! - a question in **two parts** ("sales and top complaints for the T14 this month", "客户分群情况以及流失
+//!   风险高的客户"): each clause names what it asks for in words of one tool; the tools run one after the
+//!   other on the question's shared arguments, and the reply is each tool's reply in turn.
+//!
+//! A part that cannot be answered (a category the shop does not have) is listed as missing, never
+//! silently dropped.
 
+use chrono::NaiveDate;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::router::Catalogue;
+use super::dates::{self, Period};
+use super::router::{self, Catalogue};
 use crate::tools::{Said, ToolError};
 
-/// One call of a plan: what it is about and its arguments.
-#[derive(Debug, Clone, PartialEq)]
+/// One call of a plan: its tool, what it is about and its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Part {
+    pub tool: String,
     pub label: String,
     pub args: Map<String, Value>,
     /// Why this part cannot be answered (a category the shop does not have), known before any call.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub missing: Option<Said>,
+}
+
+/// A routed question's calls when there is more than one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The argument the parts differ in ("product", "category", "period") for a comparison; None for a
+    /// question in parts (one call per tool).
+    pub by: Option<&'static str>,
+    pub parts: Vec<Part>,
+}
+
+impl Plan {
+    /// The plan in one line, as `tests/data/plans.tsv` writes it: `tool(key=value | missing=name)` for a
+    /// comparison (answered parts in the order asked, then the missing ones), `a + b` for parts.
+    pub fn signature(&self) -> String {
+        match self.by {
+            None => self
+                .parts
+                .iter()
+                .map(|p| p.tool.as_str())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            Some(by) => {
+                let tool = self.parts.first().map(|p| p.tool.as_str()).unwrap_or("");
+                let mut items: Vec<String> = self
+                    .parts
+                    .iter()
+                    .filter(|p| p.missing.is_none())
+                    .map(|p| format!("{by}={}", p.label))
+                    .collect();
+                items.extend(
+                    self.parts
+                        .iter()
+                        .filter(|p| p.missing.is_some())
+                        .map(|p| format!("missing={}", p.label)),
+                );
+                format!("{tool}({})", items.join(" | "))
+            }
+        }
+    }
 }
 
 /// The figures a comparison puts side by side, headline first; empty: the tool is not compared.
@@ -31,11 +83,34 @@ pub fn figures(tool: &str) -> &'static [&'static str] {
     }
 }
 
+/// The plan for `tool` called with `args` on `question`, when one call cannot answer it; see the
+/// module's documentation. Two parts first, then products, categories, periods.
+pub fn make(
+    tool: &str,
+    args: &Map<String, Value>,
+    question: &str,
+    cat: &Catalogue,
+    today: NaiveDate,
+) -> Option<Plan> {
+    if let Some(p) = two_tools(question, cat, today) {
+        return Some(p);
+    }
+    let (by, p) = parts(tool, args, question, cat, today);
+    (p.len() >= 2).then_some(Plan { by, parts: p })
+}
+
 /// The parts of a comparison for `tool` called with `args`, when the question names two or more products
-/// (tools that take a product) or, naming none, two or more categories (the sales tools); else empty.
-pub fn parts(tool: &str, args: &Map<String, Value>, question: &str, cat: &Catalogue) -> Vec<Part> {
+/// (tools that take a product) or, naming none, two or more categories (the sales tools), or two periods
+/// (tools that take a period), with the argument they differ in; else empty.
+pub fn parts(
+    tool: &str,
+    args: &Map<String, Value>,
+    question: &str,
+    cat: &Catalogue,
+    today: NaiveDate,
+) -> (Option<&'static str>, Vec<Part>) {
     if figures(tool).is_empty() {
-        return Vec::new();
+        return (None, Vec::new());
     }
     let with = |key: &str, value: &str| {
         let mut a = args.clone();
@@ -43,6 +118,7 @@ pub fn parts(tool: &str, args: &Map<String, Value>, question: &str, cat: &Catalo
         a.remove("category");
         a.insert(key.to_string(), json!(value));
         Part {
+            tool: tool.to_string(),
             label: value.to_string(),
             args: a,
             missing: None,
@@ -50,7 +126,10 @@ pub fn parts(tool: &str, args: &Map<String, Value>, question: &str, cat: &Catalo
     };
     let products = cat.products(question);
     if products.len() >= 2 {
-        return products.iter().map(|p| with("product", p)).collect();
+        return (
+            Some("product"),
+            products.iter().map(|p| with("product", p)).collect(),
+        );
     }
     let categories = cat.categories(question);
     let unknown = cat.unknown_categories(question);
@@ -61,6 +140,7 @@ pub fn parts(tool: &str, args: &Map<String, Value>, question: &str, cat: &Catalo
     {
         let mut out: Vec<Part> = categories.iter().map(|c| with("category", c)).collect();
         out.extend(unknown.into_iter().map(|w| Part {
+            tool: tool.to_string(),
             missing: Some(Said {
                 en: format!("the shop has no category {w:?}"),
                 zh: format!("店里没有“{w}”这个品类"),
@@ -68,9 +148,57 @@ pub fn parts(tool: &str, args: &Map<String, Value>, question: &str, cat: &Catalo
             label: w,
             args: Map::new(),
         }));
-        return out;
+        return (Some("category"), out);
     }
-    Vec::new()
+    if tool != "sales_forecast" {
+        let periods = dates::periods(question, today);
+        if periods.len() >= 2 {
+            let p = periods
+                .iter()
+                .map(|p| {
+                    let mut a = args.clone();
+                    a.insert("period".into(), json!(p));
+                    Part {
+                        tool: tool.to_string(),
+                        label: period_label(p),
+                        args: a,
+                        missing: None,
+                    }
+                })
+                .collect();
+            return (Some("period"), p);
+        }
+    }
+    (None, Vec::new())
+}
+
+fn period_label(p: &Period) -> String {
+    format!("{}..{}", p.from, p.to)
+}
+
+/// A question in two parts: its clauses ask for two different tools by their words. Each tool gets the
+/// question's arguments (its clause's own period, where it names one).
+fn two_tools(question: &str, cat: &Catalogue, today: NaiveDate) -> Option<Plan> {
+    let asked = router::asked_tools(question, today);
+    if asked.len() != 2 {
+        return None;
+    }
+    let parts = asked
+        .into_iter()
+        .map(|(tool, clause)| {
+            let mut args = router::extract_args(tool, question, today, cat);
+            if let Some(p) = router::extract_args(tool, &clause, today, cat).remove("period") {
+                args.insert("period".into(), p);
+            }
+            Part {
+                tool: tool.to_string(),
+                label: tool.to_string(),
+                args,
+                missing: None,
+            }
+        })
+        .collect();
+    Some(Plan { by: None, parts })
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -78,15 +206,33 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * s).round() / s
 }
 
-/// The combined output of a plan's calls: `compared` (one row per answered part: its label and the
-/// figures), `difference` (headline figure of the first two answered parts: a − b and a / b), `missing`
-/// (the parts that could not be answered, with why, in the question's language), `parts` (each call's
-/// arguments and full output).
-pub fn combine(tool: &str, results: &[(Part, Result<Value, ToolError>)], zh: bool) -> Value {
-    let figs = figures(tool);
-    let mut compared = Vec::new();
+/// The combined output of a plan's calls.
+///
+/// A comparison: `by`, `compared` (one row per answered part: its label and the figures; for complaints
+/// also the top topics), `difference` (headline figure of the first two answered parts: a − b and a / b),
+/// `missing` (the parts that could not be answered, with why, in the question's language), `parts` (each
+/// call's arguments and full output). A question in parts: `parts` (each tool, its arguments, its output
+/// or error) and `missing`.
+pub fn combine(plan: &Plan, results: &[(Part, Result<Value, ToolError>)], zh: bool) -> Value {
     let mut missing = Vec::new();
     let mut parts = Vec::new();
+    let Some(by) = plan.by else {
+        for (part, r) in results {
+            match r {
+                Ok(out) => parts.push(json!({"tool": part.tool, "args": part.args, "output": out})),
+                Err(e) => {
+                    missing.push(json!({"label": part.tool, "reason": e.say(zh)}));
+                    parts.push(
+                        json!({"tool": part.tool, "args": part.args, "error": e.to_string()}),
+                    );
+                }
+            }
+        }
+        return json!({"plan": "parts", "parts": parts, "missing": missing});
+    };
+    let tool = plan.parts.first().map(|p| p.tool.as_str()).unwrap_or("");
+    let figs = figures(tool);
+    let mut compared = Vec::new();
     for (part, r) in results {
         match r {
             Ok(out) => {
@@ -97,6 +243,16 @@ pub fn combine(tool: &str, results: &[(Part, Result<Value, ToolError>)], zh: boo
                         (*f).to_string(),
                         out.get(*f).cloned().unwrap_or(Value::Null),
                     );
+                }
+                if tool == "top_complaints" {
+                    let topics: Vec<Value> = out["topics"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .take(3)
+                        .map(|t| json!({"topic": t["topic"], "complaints": t["complaints"]}))
+                        .collect();
+                    row.insert("topics".into(), Value::Array(topics));
                 }
                 compared.push(Value::Object(row));
                 parts.push(json!({"args": part.args, "output": out}));
@@ -109,6 +265,7 @@ pub fn combine(tool: &str, results: &[(Part, Result<Value, ToolError>)], zh: boo
     }
     let mut out = Map::new();
     out.insert("tool".into(), json!(tool));
+    out.insert("by".into(), json!(by));
     if let (Some(a), Some(b)) = (compared.first(), compared.get(1)) {
         let f = figs[0];
         if let (Some(x), Some(y)) = (a[f].as_f64(), b[f].as_f64()) {
@@ -123,9 +280,10 @@ pub fn combine(tool: &str, results: &[(Part, Result<Value, ToolError>)], zh: boo
             );
         }
     }
-    if let Some(p) = results
-        .iter()
-        .find_map(|(_, r)| r.as_ref().ok().and_then(|o| o.get("period").cloned()))
+    if by != "period"
+        && let Some(p) = results
+            .iter()
+            .find_map(|(_, r)| r.as_ref().ok().and_then(|o| o.get("period").cloned()))
     {
         out.insert("period".into(), p);
     }
@@ -163,25 +321,42 @@ mod tests {
             json!({"from": "2026-04-01", "to": "2026-06-30"}),
         );
         args.insert("category".into(), json!("books"));
-        let p = parts(
+        let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let (_, p) = parts(
             "sales_summary",
             &args,
             "Compare revenue of laptops and books last quarter",
             &cat(),
+            today,
         );
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[0].args["category"], "laptops");
         assert_eq!(p[1].args["category"], "books");
         assert!(p.iter().all(|x| x.args["period"] == args["period"]));
         // One name, or a tool that is not compared: no plan.
-        assert!(parts("sales_summary", &args, "books last quarter", &cat()).is_empty());
-        assert!(parts("customer_segments", &args, "laptops and books", &cat()).is_empty());
+        assert!(
+            parts("sales_summary", &args, "books last quarter", &cat(), today)
+                .1
+                .is_empty()
+        );
+        assert!(
+            parts(
+                "customer_segments",
+                &args,
+                "laptops and books",
+                &cat(),
+                today
+            )
+            .1
+            .is_empty()
+        );
         // A category the shop does not have is a part, named as missing, not dropped.
-        let p = parts(
+        let (_, p) = parts(
             "sales_summary",
             &args,
             "compare sales of laptops and phones",
             &cat(),
+            today,
         );
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].missing.is_none() && p[1].missing.is_some(), "{p:?}");
@@ -191,6 +366,7 @@ mod tests {
     #[test]
     fn the_comparison_is_computed_and_a_missing_part_is_named() {
         let part = |l: &str| Part {
+            tool: "sales_summary".into(),
             label: l.into(),
             args: Map::new(),
             missing: None,
@@ -206,7 +382,11 @@ mod tests {
                 })),
             ),
         ];
-        let v = combine("sales_summary", &results, false);
+        let plan = Plan {
+            by: Some("category"),
+            parts: results.iter().map(|(p, _)| p.clone()).collect(),
+        };
+        let v = combine(&plan, &results, false);
         assert_eq!(v["compared"].as_array().unwrap().len(), 2);
         assert_eq!(v["difference"]["difference"], 180.0);
         assert_eq!(v["difference"]["ratio"], 2.5);
@@ -216,6 +396,44 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("no sales")
+        );
+    }
+
+    #[test]
+    fn a_question_in_two_parts_runs_two_tools_on_its_shared_arguments() {
+        let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let plan = |q: &str| make("sales_summary", &Map::new(), q, &cat(), today);
+        let p = plan("sales and top complaints for the ThinkPad T14 last month").expect("a plan");
+        assert_eq!(p.signature(), "sales_summary + top_complaints");
+        for part in &p.parts {
+            assert_eq!(part.args["product"], "联想 ThinkPad T14", "{part:?}");
+            assert_eq!(part.args["period"]["from"], "2026-05-01", "{part:?}");
+        }
+        // Each clause keeps its own period.
+        let p = plan("上个月的销售额，再预测一下下个月").expect("a plan");
+        assert_eq!(p.signature(), "sales_summary + sales_forecast");
+        assert_eq!(p.parts[1].args["horizon_days"], 31);
+        // One tool asked twice, or one forecast: one call.
+        for q in [
+            "上个月的订单数和客单价",
+            "好评和差评各占多少",
+            "下个季度 T14 谁会卖得更多？预测一下",
+            "find reviews mentioning battery and screen",
+        ] {
+            assert_eq!(plan(q), None, "{q}");
+        }
+        // Periods compared, by code: this month against last month.
+        let p = make(
+            "sales_summary",
+            &Map::new(),
+            "这个月比上个月卖得好吗",
+            &cat(),
+            today,
+        )
+        .expect("a plan");
+        assert_eq!(
+            p.signature(),
+            "sales_summary(period=2026-06-01..2026-06-30 | period=2026-05-01..2026-05-31)"
         );
     }
 }

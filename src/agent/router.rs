@@ -229,6 +229,210 @@ pub fn adjust_for_categories(r: &mut Ranking, categories: &[String]) {
     r.scores.sort_by(|a, b| b.1.total_cmp(&a.1));
 }
 
+/// The words that ask for a tool, tools in the order of precedence when one clause has words of several ("预测下个月的销量" asks for a
+/// forecast, not last month's sales; "高价值客户的流失风险" for churn).
+pub const TOOL_WORDS: [(&str, &[&str]); 11] = [
+    (
+        "promotion_plan",
+        &[
+            "retention plan",
+            "promotion plan",
+            "campaign",
+            "win back",
+            "win them back",
+            "促销方案",
+            "营销方案",
+            "活动方案",
+            "挽回",
+            "召回",
+        ],
+    ),
+    (
+        "sales_forecast",
+        &["forecast", "predict", "projection", "预测", "预计", "预估"],
+    ),
+    (
+        "recommend_products",
+        &["recommend", "cross-sell", "推荐", "交叉销售"],
+    ),
+    ("churn_risk", &["churn", "at risk", "流失"]),
+    (
+        "customer_value",
+        &[
+            "lifetime value",
+            "clv",
+            "high-value",
+            "high value",
+            "most valuable",
+            "高价值",
+            "客户价值",
+            "生命周期价值",
+        ],
+    ),
+    (
+        "top_complaints",
+        &["complain", "complaint", "抱怨", "投诉", "吐槽", "差评"],
+    ),
+    (
+        "purchase_intent",
+        &[
+            "purchase intent",
+            "intent to buy",
+            "buying intent",
+            "购买意向",
+            "购买意愿",
+        ],
+    ),
+    (
+        "review_sentiment",
+        &[
+            "sentiment",
+            "happier",
+            "satisf",
+            "口碑",
+            "好评",
+            "情绪",
+            "满意",
+        ],
+    ),
+    (
+        "customer_segments",
+        &["segment", "rfm", "分群", "客群", "分层"],
+    ),
+    (
+        "search_reviews",
+        &[
+            "find reviews",
+            "search reviews",
+            "搜索评论",
+            "找评论",
+            "mentioning",
+            "提到",
+        ],
+    ),
+    (
+        "sales_summary",
+        &[
+            "sales",
+            "revenue",
+            "sold",
+            "turnover",
+            "gmv",
+            "销售额",
+            "销量",
+            "营收",
+            "营业额",
+            "卖了",
+            "卖得",
+            "成交",
+            "订单数",
+            "订单量",
+            "客单价",
+        ],
+    ),
+];
+
+/// Where a question is cut into clauses.
+const CLAUSE_BREAKS: [&str; 17] = [
+    "，",
+    ",",
+    "；",
+    ";",
+    "？",
+    "?",
+    "。",
+    " and ",
+    " plus ",
+    " as well as ",
+    "以及",
+    "还有",
+    "并且",
+    "同时",
+    "然后",
+    "再",
+    "和",
+];
+
+/// The tool a clause asks for by its words, if any.
+pub fn clause_tool(clause: &str) -> Option<&'static str> {
+    let c = clause.to_lowercase();
+    let found = TOOL_WORDS
+        .iter()
+        .find(|(_, words)| words.iter().any(|w| c.contains(w)))
+        .map(|(t, _)| *t)?;
+    // "差评" with a share ("好评和差评各占多少") or beside "好评" is sentiment, not complaint topics.
+    if found == "top_complaints"
+        && !["complain", "抱怨", "投诉", "吐槽"]
+            .iter()
+            .any(|w| c.contains(w))
+        && ["占", "比例", "率", "share", "多少条", "好评"]
+            .iter()
+            .any(|w| c.contains(w))
+    {
+        return Some("review_sentiment");
+    }
+    Some(found)
+}
+
+/// The question's clauses.
+pub fn clauses(question: &str) -> Vec<String> {
+    let mut clauses = vec![question.to_string()];
+    for b in CLAUSE_BREAKS {
+        clauses = clauses
+            .into_iter()
+            .flat_map(|c| c.split(b).map(str::to_string).collect::<Vec<_>>())
+            .collect();
+    }
+    clauses
+}
+
+/// The tools the question asks for by their words, in the order asked, each with its first clause.
+/// Sales so far and a forecast are both asked only when the question names a period gone by and one
+/// to come ("上个月的销售额和下个月的预测"); "下个季度谁会卖得更多？预测一下" asks for one forecast.
+pub fn asked_tools(question: &str, today: NaiveDate) -> Vec<(&'static str, String)> {
+    let mut asked: Vec<(&'static str, String)> = Vec::new();
+    for c in clauses(question) {
+        if let Some(t) = clause_tool(&c)
+            && !asked.iter().any(|(x, _)| *x == t)
+        {
+            asked.push((t, c));
+        }
+    }
+    let has = |t: &str| asked.iter().any(|(x, _)| *x == t);
+    if has("sales_summary") && has("sales_forecast") {
+        let past = dates::resolve(question, today).is_some();
+        let future = dates::horizon_days(question, today).is_some();
+        if !(past && future) {
+            let drop = if past {
+                "sales_forecast"
+            } else {
+                "sales_summary"
+            };
+            asked.retain(|(x, _)| *x != drop);
+        }
+    }
+    asked
+}
+
+/// How much a tool gains when the question's words ask for it and no other: the smallest of the best
+/// weights on the tuning parts of the routing and plan sets (0 → 175/190 right, 0.03 → 181, 0.06 → 182,
+/// 0.1 → 181, 0.15 → 179).
+pub const WORDS_WEIGHT: f32 = 0.06;
+
+/// A question whose words ask for exactly one tool ("谁卖得好": sales; "好评率": sentiment) leans to it.
+pub fn adjust_for_words(r: &mut Ranking, question: &str, today: NaiveDate) {
+    let asked = asked_tools(question, today);
+    let [(tool, _)] = asked.as_slice() else {
+        return;
+    };
+    for (t, s) in r.scores.iter_mut() {
+        if t == tool {
+            *s += WORDS_WEIGHT;
+        }
+    }
+    r.scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+}
+
 /// The shop's catalogue as the argument extractor matches it: aliases → product name, categories.
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
@@ -238,7 +442,7 @@ pub struct Catalogue {
 }
 
 /// Everyday words for categories, matched to the catalogue's own category names.
-const CATEGORY_WORDS: [(&str, &str); 16] = [
+const CATEGORY_WORDS: [(&str, &str); 38] = [
     ("笔记本", "laptop"),
     ("电脑", "laptop"),
     ("laptop", "laptop"),
@@ -254,7 +458,29 @@ const CATEGORY_WORDS: [(&str, &str); 16] = [
     ("服装", "cloth"),
     ("衣服", "cloth"),
     ("clothing", "cloth"),
+    ("clothes", "cloth"),
     ("家电", "appliance"),
+    ("appliance", "appliance"),
+    ("鞋", "shoe"),
+    ("shoe", "shoe"),
+    ("美妆", "beauty"),
+    ("化妆品", "beauty"),
+    ("cosmetic", "beauty"),
+    ("beauty", "beauty"),
+    ("食品", "food"),
+    ("零食", "food"),
+    ("groceries", "food"),
+    ("玩具", "toy"),
+    ("toy", "toy"),
+    ("母婴", "baby"),
+    ("baby", "baby"),
+    ("家具", "furniture"),
+    ("furniture", "furniture"),
+    ("运动", "sport"),
+    ("sportswear", "sport"),
+    ("数码", "electronic"),
+    ("electronics", "electronic"),
+    ("珠宝", "jewel"),
 ];
 
 fn is_cjk(c: char) -> bool {
@@ -277,6 +503,15 @@ impl Catalogue {
             let cjk: String = name.chars().take_while(|c| is_cjk(*c)).collect();
             let latin = name[cjk.len()..].trim().to_string();
             if !latin.is_empty() {
+                // Its model word alone ("t14" of "thinkpad t14"), when it has letters and digits.
+                if let Some(last) = latin.split_whitespace().last()
+                    && last != latin
+                    && last.chars().count() >= 3
+                    && last.chars().any(|c| c.is_ascii_digit())
+                    && last.chars().any(|c| c.is_ascii_alphabetic())
+                {
+                    add(last.to_string(), &e.name);
+                }
                 add(latin, &e.name);
             }
             let cjk_chars: Vec<char> = cjk.chars().collect();

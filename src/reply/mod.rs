@@ -79,6 +79,10 @@ impl Reply {
 /// dongcha's own words (segment names, incentives) in the reply's language ([`crate::terms`]).
 pub fn table_of(result: &Value, zh: bool) -> Option<Table> {
     let obj = result.as_object()?;
+    // A question in parts: each part's reply carries its own lists; no one table stands for them.
+    if obj.get("plan").is_some_and(|p| p == "parts") {
+        return None;
+    }
     let rows = obj.iter().find_map(|(k, v)| {
         let a = v.as_array()?;
         // Per-day forecast steps and chart series are long: the chart shows them, not a table.

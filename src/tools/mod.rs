@@ -58,7 +58,7 @@ pub enum ToolError {
 }
 
 /// A message in both languages: English in logs and the JSON, the question's language in a reply.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Said {
     pub en: String,
     pub zh: String,
@@ -215,6 +215,15 @@ pub fn catalogue() -> Vec<ToolSpec> {
             }
         })
         .collect()
+}
+
+/// What a reply calls a tool ("销售概况" / "a sales summary"), its name when it has no label.
+pub fn label(name: &str, zh: bool) -> String {
+    catalogue()
+        .into_iter()
+        .find(|t| t.name == name)
+        .map(|t| if zh { t.label_zh } else { t.label_en })
+        .unwrap_or_else(|| name.to_string())
 }
 
 /// `none` takes nothing.

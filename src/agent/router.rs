@@ -483,6 +483,25 @@ const CATEGORY_WORDS: [(&str, &str); 38] = [
     ("珠宝", "jewel"),
 ];
 
+/// Where `word` stands in `q` as a word: Chinese anywhere, Latin on word bounds with an optional plural
+/// ("books" yes, "bookings" no).
+fn find_word(q: &str, word: &str) -> Option<usize> {
+    if !word.is_ascii() {
+        return q.find(word);
+    }
+    q.match_indices(word).map(|(i, _)| i).find(|&i| {
+        let before = q[..i].chars().next_back();
+        let rest = &q[i + word.len()..];
+        let rest = rest
+            .strip_prefix("es")
+            .or_else(|| rest.strip_prefix('s'))
+            .unwrap_or(rest);
+        let after = rest.chars().next();
+        let bound = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric());
+        bound(before) && (bound(after) || bound(q[i + word.len()..].chars().next()))
+    })
+}
+
 fn is_cjk(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c)
 }
@@ -506,7 +525,7 @@ impl Catalogue {
                 // Its model word alone ("t14" of "thinkpad t14"), when it has letters and digits.
                 if let Some(last) = latin.split_whitespace().last()
                     && last != latin
-                    && last.chars().count() >= 3
+                    && last.chars().count() >= 2
                     && last.chars().any(|c| c.is_ascii_digit())
                     && last.chars().any(|c| c.is_ascii_alphabetic())
                 {
@@ -597,12 +616,12 @@ impl Catalogue {
             }
         };
         for c in &self.categories {
-            if let Some(i) = q.find(&c.to_lowercase()) {
+            if let Some(i) = find_word(&q, &c.to_lowercase()) {
                 add(i, c);
             }
         }
         for (word, stem) in CATEGORY_WORDS {
-            if let Some(i) = q.find(word)
+            if let Some(i) = find_word(&q, word)
                 && let Some(c) = self
                     .categories
                     .iter()
@@ -659,12 +678,12 @@ impl Catalogue {
     pub fn category(&self, question: &str) -> Option<String> {
         let q = normalise(question);
         for c in &self.categories {
-            if q.contains(&c.to_lowercase()) {
+            if find_word(&q, &c.to_lowercase()).is_some() {
                 return Some(c.clone());
             }
         }
         for (word, stem) in CATEGORY_WORDS {
-            if q.contains(word)
+            if find_word(&q, word).is_some()
                 && let Some(c) = self
                     .categories
                     .iter()
@@ -1098,7 +1117,31 @@ mod tests {
                 "hotels",
             ),
             e("历史人文 History & Culture", "洞察书局", "History", "books"),
+            e("神舟 战神 Z8", "Hasee", "战神 Z8", "laptops"),
         ])
+    }
+
+    /// "will hotel bookings pick up next month" compared hotels with books: "book" matched inside
+    /// "bookings".
+    #[test]
+    fn hotel_bookings_are_not_books() {
+        let c = cat();
+        assert_eq!(
+            c.categories("will hotel bookings pick up next month"),
+            ["hotels"]
+        );
+        assert_eq!(c.category("bookings this week").as_deref(), None);
+        assert_eq!(c.categories("books and hotels"), ["books", "hotels"]);
+    }
+
+    /// "which gets more complaints: the Z8 or the T14?" found one product: a two-character model word
+    /// ("z8") was no alias.
+    #[test]
+    fn a_short_model_word_names_its_product() {
+        assert_eq!(
+            cat().products("which gets more complaints: the Z8 or the T14?"),
+            ["神舟 战神 Z8", "联想 ThinkPad T14"]
+        );
     }
 
     #[test]

@@ -219,11 +219,19 @@ impl Agent {
 
     /// The encoder router's ranking of a question.
     pub fn rank(&self, question: &str) -> Result<Ranking, AgentError> {
+        self.rank_with(
+            question,
+            &router::Facts::read(question, self.today, &self.catalogue),
+        )
+    }
+
+    /// The ranking, adjusted by what the question states (`facts`, read once per question).
+    fn rank_with(&self, question: &str, facts: &router::Facts) -> Result<Ranking, AgentError> {
         let v = tokio::task::block_in_place(|| self.router.encode(question))?;
         let mut r = self.router.rank_vector(question, &v);
-        router::adjust_for_arguments(&mut r, question, self.today);
-        router::adjust_for_categories(&mut r, &self.catalogue.categories(question));
-        router::adjust_for_words(&mut r, question, self.today);
+        router::adjust_for_arguments(&mut r, facts);
+        router::adjust_for_categories(&mut r, &facts.categories);
+        router::adjust_for_words(&mut r, facts);
         Ok(r)
     }
 
@@ -232,7 +240,9 @@ impl Agent {
         let question: String = question.chars().take(MAX_QUESTION).collect();
         let zh = router::is_chinese(&question);
         let today = self.today;
-        let ranking = self.rank(&question)?;
+        // What the question states, read once: the ranking, the arguments and the plan use it.
+        let facts = router::Facts::read(&question, today, &self.catalogue);
+        let ranking = self.rank_with(&question, &facts)?;
         let shortlist: Vec<(String, f32)> = ranking
             .scores
             .iter()
@@ -257,7 +267,7 @@ impl Agent {
         {
             // The previous call, with whatever the follow-up says instead.
             let mut args = prev.args.clone();
-            let said = router::extract_args(&prev.tool, &question, today, &self.catalogue);
+            let said = router::args_of(&prev.tool, &question, &facts);
             // "那上个月呢？" right after "上个月的销售额": the same relative words again mean the period
             // before the one just answered, not that one once more.
             let same_period =
@@ -343,11 +353,18 @@ impl Agent {
             }
         }
         // Code-read arguments win; the LLM's stay only where they check out.
-        let code = router::extract_args(&route.tool, &question, today, &self.catalogue);
+        let code = router::args_of(&route.tool, &question, &facts);
         let llm_args = std::mem::take(&mut route.args);
         route.args = self.checked_llm_args(&question, llm_args);
         route.args.extend(code);
-        route.plan = plan::make(&route.tool, &route.args, &question, &self.catalogue, today);
+        route.plan = plan::make_with(
+            &route.tool,
+            &route.args,
+            &question,
+            &facts,
+            &self.catalogue,
+            today,
+        );
         route.clarify = match &route.plan {
             // Each part carries the arguments its tool needs, or is named as missing.
             Some(_) => None,

@@ -16,8 +16,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::dates::{self, Period};
-use super::router::{self, Catalogue};
+use super::dates::Period;
+use super::router::{self, Catalogue, Facts};
 use crate::tools::{Said, ToolError};
 
 /// One call of a plan: its tool, what it is about and its arguments.
@@ -92,10 +92,29 @@ pub fn make(
     cat: &Catalogue,
     today: NaiveDate,
 ) -> Option<Plan> {
-    if let Some(p) = two_tools(question, cat, today) {
+    make_with(
+        tool,
+        args,
+        question,
+        &Facts::read(question, today, cat),
+        cat,
+        today,
+    )
+}
+
+/// [`make`] with what the question states already read (routing reads it once).
+pub fn make_with(
+    tool: &str,
+    args: &Map<String, Value>,
+    question: &str,
+    facts: &Facts,
+    cat: &Catalogue,
+    today: NaiveDate,
+) -> Option<Plan> {
+    if let Some(p) = two_tools(question, facts, cat, today) {
         return Some(p);
     }
-    let (by, p) = parts(tool, args, question, cat, today);
+    let (by, p) = parts(tool, args, facts);
     (p.len() >= 2).then_some(Plan { by, parts: p })
 }
 
@@ -105,9 +124,7 @@ pub fn make(
 pub fn parts(
     tool: &str,
     args: &Map<String, Value>,
-    question: &str,
-    cat: &Catalogue,
-    today: NaiveDate,
+    facts: &Facts,
 ) -> (Option<&'static str>, Vec<Part>) {
     if figures(tool).is_empty() {
         return (None, Vec::new());
@@ -124,34 +141,33 @@ pub fn parts(
             missing: None,
         }
     };
-    let products = cat.products(question);
+    let products = &facts.products;
     if products.len() >= 2 {
         return (
             Some("product"),
             products.iter().map(|p| with("product", p)).collect(),
         );
     }
-    let categories = cat.categories(question);
-    let unknown = cat.unknown_categories(question);
+    let (categories, unknown) = (&facts.categories, &facts.unknown_categories);
     if products.is_empty()
         && categories.len() + unknown.len() >= 2
         && !categories.is_empty()
         && matches!(tool, "sales_summary" | "sales_forecast")
     {
         let mut out: Vec<Part> = categories.iter().map(|c| with("category", c)).collect();
-        out.extend(unknown.into_iter().map(|w| Part {
+        out.extend(unknown.iter().map(|w| Part {
             tool: tool.to_string(),
             missing: Some(Said {
                 en: format!("the shop has no category {w:?}"),
                 zh: format!("店里没有“{w}”这个品类"),
             }),
-            label: w,
+            label: w.clone(),
             args: Map::new(),
         }));
         return (Some("category"), out);
     }
     if tool != "sales_forecast" {
-        let periods = dates::periods(question, today);
+        let periods = &facts.periods;
         if periods.len() >= 2 {
             let p = periods
                 .iter()
@@ -178,16 +194,16 @@ fn period_label(p: &Period) -> String {
 
 /// A question in two parts: its clauses ask for two different tools by their words. Each tool gets the
 /// question's arguments (its clause's own period, where it names one).
-fn two_tools(question: &str, cat: &Catalogue, today: NaiveDate) -> Option<Plan> {
-    let asked = router::asked_tools(question, today);
-    if asked.len() != 2 {
+fn two_tools(question: &str, facts: &Facts, cat: &Catalogue, today: NaiveDate) -> Option<Plan> {
+    if facts.asked.len() != 2 {
         return None;
     }
-    let parts = asked
-        .into_iter()
+    let parts = facts
+        .asked
+        .iter()
         .map(|(tool, clause)| {
-            let mut args = router::extract_args(tool, question, today, cat);
-            if let Some(p) = router::extract_args(tool, &clause, today, cat).remove("period") {
+            let mut args = router::args_of(tool, question, facts);
+            if let Some(p) = router::extract_args(tool, clause, today, cat).remove("period") {
                 args.insert("period".into(), p);
             }
             Part {
@@ -322,12 +338,11 @@ mod tests {
         );
         args.insert("category".into(), json!("books"));
         let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let facts = |q: &str| Facts::read(q, today, &cat());
         let (_, p) = parts(
             "sales_summary",
             &args,
-            "Compare revenue of laptops and books last quarter",
-            &cat(),
-            today,
+            &facts("Compare revenue of laptops and books last quarter"),
         );
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[0].args["category"], "laptops");
@@ -335,28 +350,20 @@ mod tests {
         assert!(p.iter().all(|x| x.args["period"] == args["period"]));
         // One name, or a tool that is not compared: no plan.
         assert!(
-            parts("sales_summary", &args, "books last quarter", &cat(), today)
+            parts("sales_summary", &args, &facts("books last quarter"))
                 .1
                 .is_empty()
         );
         assert!(
-            parts(
-                "customer_segments",
-                &args,
-                "laptops and books",
-                &cat(),
-                today
-            )
-            .1
-            .is_empty()
+            parts("customer_segments", &args, &facts("laptops and books"))
+                .1
+                .is_empty()
         );
         // A category the shop does not have is a part, named as missing, not dropped.
         let (_, p) = parts(
             "sales_summary",
             &args,
-            "compare sales of laptops and phones",
-            &cat(),
-            today,
+            &facts("compare sales of laptops and phones"),
         );
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].missing.is_none() && p[1].missing.is_some(), "{p:?}");

@@ -196,11 +196,10 @@ impl Router {
 
 /// What the question's own arguments say about the tool: a customer id points to the per-customer tools,
 /// a future horizon to the forecast, a past period away from it.
-pub fn adjust_for_arguments(r: &mut Ranking, question: &str, today: NaiveDate) {
-    let q = normalise(question);
-    let has_id = RE_CUSTOMER.is_match(&q) || RE_HASH_ID.is_match(&q);
-    let future = dates::horizon_days(question, today).is_some();
-    let past = dates::resolve(question, today).is_some();
+pub fn adjust_for_arguments(r: &mut Ranking, facts: &Facts) {
+    let has_id = facts.has_id;
+    let future = facts.horizon_days.is_some();
+    let past = facts.period.is_some();
     for (tool, s) in r.scores.iter_mut() {
         match *tool {
             "customer_profile" | "recommend_products" if has_id => *s += 0.05,
@@ -389,7 +388,7 @@ pub fn clauses(question: &str) -> Vec<String> {
 /// The tools the question asks for by their words, in the order asked, each with its first clause.
 /// Sales so far and a forecast are both asked only when the question names a period gone by and one
 /// to come ("上个月的销售额和下个月的预测"); "下个季度谁会卖得更多？预测一下" asks for one forecast.
-pub fn asked_tools(question: &str, today: NaiveDate) -> Vec<(&'static str, String)> {
+pub fn asked_tools(question: &str, past: bool, future: bool) -> Vec<(&'static str, String)> {
     let mut asked: Vec<(&'static str, String)> = Vec::new();
     for c in clauses(question) {
         if let Some(t) = clause_tool(&c)
@@ -399,17 +398,13 @@ pub fn asked_tools(question: &str, today: NaiveDate) -> Vec<(&'static str, Strin
         }
     }
     let has = |t: &str| asked.iter().any(|(x, _)| *x == t);
-    if has("sales_summary") && has("sales_forecast") {
-        let past = dates::resolve(question, today).is_some();
-        let future = dates::horizon_days(question, today).is_some();
-        if !(past && future) {
-            let drop = if past {
-                "sales_forecast"
-            } else {
-                "sales_summary"
-            };
-            asked.retain(|(x, _)| *x != drop);
-        }
+    if has("sales_summary") && has("sales_forecast") && !(past && future) {
+        let drop = if past {
+            "sales_forecast"
+        } else {
+            "sales_summary"
+        };
+        asked.retain(|(x, _)| *x != drop);
     }
     asked
 }
@@ -420,9 +415,8 @@ pub fn asked_tools(question: &str, today: NaiveDate) -> Vec<(&'static str, Strin
 pub const WORDS_WEIGHT: f32 = 0.06;
 
 /// A question whose words ask for exactly one tool ("谁卖得好": sales; "好评率": sentiment) leans to it.
-pub fn adjust_for_words(r: &mut Ranking, question: &str, today: NaiveDate) {
-    let asked = asked_tools(question, today);
-    let [(tool, _)] = asked.as_slice() else {
+pub fn adjust_for_words(r: &mut Ranking, facts: &Facts) {
+    let [(tool, _)] = facts.asked.as_slice() else {
         return;
     };
     for (t, s) in r.scores.iter_mut() {
@@ -901,6 +895,73 @@ fn search_query(question: &str) -> String {
     }
 }
 
+/// What a question states, read once by code against the data's clock: the ranking's adjustments, the
+/// arguments of every tool and the plan stage all read it from here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    /// The period it names (the first one).
+    pub period: Option<dates::Period>,
+    /// The periods it compares, in the order named ([`dates::periods`]).
+    pub periods: Vec<dates::Period>,
+    pub horizon_days: Option<u32>,
+    /// The product it names (catalogue first, then a model the gazetteer knows), and every catalogue
+    /// product it names.
+    pub product: Option<String>,
+    pub products: Vec<String>,
+    /// The first catalogue category it names (catalogue order), every one in the order named, and the
+    /// category words the catalogue lacks.
+    pub category: Option<String>,
+    pub categories: Vec<String>,
+    pub unknown_categories: Vec<String>,
+    /// A customer id written in it, and whether it has one at all.
+    pub customer_id: Option<String>,
+    pub has_id: bool,
+    /// A count ("前10", "top 5").
+    pub top: Option<u32>,
+    /// The tools its words ask for ([`asked_tools`]).
+    pub asked: Vec<(&'static str, String)>,
+}
+
+impl Facts {
+    pub fn read(question: &str, today: NaiveDate, cat: &Catalogue) -> Self {
+        let q = normalise(question);
+        let period = dates::resolve(question, today);
+        let horizon_days = dates::horizon_days(question, today);
+        let product = cat.product(question).or_else(|| {
+            BUILTIN_GAZETTEER
+                .extract(question)
+                .models
+                .into_iter()
+                .next()
+        });
+        // "一个" / "一位" is the indefinite article ("做一个方案"), not a count of one.
+        let top = RE_TOP.captures(&q).and_then(|c| {
+            c.get(1)
+                .or(c.get(2).filter(|m| m.as_str() != "一"))
+                .and_then(|m| dates::small_number(m.as_str()))
+        });
+        let customer_id = RE_CUSTOMER
+            .captures(&q)
+            .or_else(|| RE_HASH_ID.captures(&q))
+            .map(|c| c[1].to_string())
+            .filter(|id| id.chars().filter(|c| c.is_ascii_digit()).count() >= 2);
+        Facts {
+            asked: asked_tools(question, period.is_some(), horizon_days.is_some()),
+            periods: dates::periods(question, today),
+            period,
+            horizon_days,
+            product,
+            products: cat.products(question),
+            category: cat.category(question),
+            categories: cat.categories(question),
+            unknown_categories: cat.unknown_categories(question),
+            has_id: RE_CUSTOMER.is_match(&q) || RE_HASH_ID.is_match(&q),
+            customer_id,
+            top,
+        }
+    }
+}
+
 /// Arguments for `tool` that the question states, read by code (the data's clock is `today`).
 pub fn extract_args(
     tool: &str,
@@ -908,27 +969,17 @@ pub fn extract_args(
     today: NaiveDate,
     cat: &Catalogue,
 ) -> Map<String, Value> {
+    args_of(tool, question, &Facts::read(question, today, cat))
+}
+
+/// Arguments for `tool` from what the question states (`facts`, read from `question`).
+pub fn args_of(tool: &str, question: &str, facts: &Facts) -> Map<String, Value> {
     let q = normalise(question);
     let mut a = Map::new();
-    let period = dates::resolve(question, today);
-    let product = cat.product(question).or_else(|| {
-        BUILTIN_GAZETTEER
-            .extract(question)
-            .models
-            .into_iter()
-            .next()
-    });
-    // "一个" / "一位" is the indefinite article ("做一个方案"), not a count of one.
-    let top = RE_TOP.captures(&q).and_then(|c| {
-        c.get(1)
-            .or(c.get(2).filter(|m| m.as_str() != "一"))
-            .and_then(|m| dates::small_number(m.as_str()))
-    });
-    let customer = RE_CUSTOMER
-        .captures(&q)
-        .or_else(|| RE_HASH_ID.captures(&q))
-        .map(|c| c[1].to_string())
-        .filter(|id| id.chars().filter(|c| c.is_ascii_digit()).count() >= 2);
+    let period = facts.period.clone();
+    let product = facts.product.clone();
+    let top = facts.top;
+    let customer = facts.customer_id.clone();
     let put = |a: &mut Map<String, Value>, k: &str, v: Value| {
         a.insert(k.to_string(), v);
     };
@@ -960,7 +1011,7 @@ pub fn extract_args(
     match tool {
         "sales_summary" | "sales_forecast" => {
             if product.is_none()
-                && let Some(c) = cat.category(question)
+                && let Some(c) = &facts.category
             {
                 put(&mut a, "category", json!(c));
             }
@@ -969,7 +1020,7 @@ pub fn extract_args(
                     put(&mut a, "group_by", json!(g));
                 }
             } else {
-                if let Some(h) = dates::horizon_days(question, today) {
+                if let Some(h) = facts.horizon_days {
                     put(&mut a, "horizon_days", json!(h));
                 }
                 let off = [

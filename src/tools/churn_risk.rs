@@ -83,3 +83,54 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             .collect(),
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let scope = out
+        .get("segment")
+        .map(|g| {
+            t(
+                format!("“{}”客户群中", tr(g, true)),
+                format!(" in segment \"{}\"", tr(g, false)),
+            )
+        })
+        .unwrap_or_default();
+    let top = list(&out["top"], |c| {
+        t(
+            format!(
+                "{}（流失概率 {}，累计消费 {}）",
+                s(&c["customer"]),
+                pct(num(&c["churn_probability_pct"])),
+                money(num(&c["total_spent"]))
+            ),
+            format!(
+                "{} ({} churn risk, spent {})",
+                s(&c["customer"]),
+                pct(num(&c["churn_probability_pct"])),
+                money(num(&c["total_spent"]))
+            ),
+        )
+    });
+    t(
+        format!(
+            "{scope}{} 位客户里有 {} 位未来 {} 天流失概率 ≥ {}%，他们累计消费 {}。风险最高：{}。",
+            out["customers"],
+            out["likely_to_churn"],
+            out["horizon_days"],
+            out["threshold_pct"],
+            money(num(&out["likely_to_churn_spent"])),
+            top.join("；")
+        ),
+        format!(
+            "Of {} customers{scope}, {} have a churn risk of {}% or more over the next {} days; they spent {} in total. Highest risk: {}.",
+            out["customers"],
+            out["likely_to_churn"],
+            out["threshold_pct"],
+            out["horizon_days"],
+            money(num(&out["likely_to_churn_spent"])),
+            top.join("; ")
+        ),
+    )
+}

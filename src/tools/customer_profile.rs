@@ -125,3 +125,63 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         recent_review_ids: reviews.iter().take(3).map(|r| r.id).collect(),
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let products = list(&out["products"], |p| s(&p["product"]));
+    let shown: Vec<String> = products.into_iter().take(3).collect();
+    let churn = out["churn_probability_pct"]
+        .as_f64()
+        .map(pct)
+        .unwrap_or_else(|| "-".into());
+    let reviews = ids(&serde_json::Value::Array(list(
+        &out["recent_review_ids"],
+        |i| serde_json::json!({"id": i}),
+    )));
+    t(
+        format!(
+            "客户 {}：{} 笔订单，累计消费 {}，首购 {}，最近一次 {}（{} 天前），客户群“{}”，流失概率 {}，未来 {} 个月预期价值 {}。常买：{}。评论 {} 条（差评 {} 条）{}。",
+            s(&out["customer"]),
+            out["orders"],
+            money(num(&out["total_spent"])),
+            s(&out["first_purchase"]),
+            s(&out["last_purchase"]),
+            out["days_since_last"],
+            tr(&out["segment"], true),
+            churn,
+            out["clv_months"],
+            money(num(&out["clv"])),
+            shown.join("、"),
+            out["reviews"],
+            out["negative_reviews"],
+            if reviews.is_empty() {
+                String::new()
+            } else {
+                format!("，最近：{}", reviews.join(" "))
+            }
+        ),
+        format!(
+            "Customer {}: {} orders, {} spent, first bought {}, last {} ({} days ago), segment \"{}\", churn risk {}, expected value over {} months {}. Buys most: {}. {} reviews ({} negative){}.",
+            s(&out["customer"]),
+            out["orders"],
+            money(num(&out["total_spent"])),
+            s(&out["first_purchase"]),
+            s(&out["last_purchase"]),
+            out["days_since_last"],
+            tr(&out["segment"], false),
+            churn,
+            out["clv_months"],
+            money(num(&out["clv"])),
+            shown.join(", "),
+            out["reviews"],
+            out["negative_reviews"],
+            if reviews.is_empty() {
+                String::new()
+            } else {
+                format!(", latest {}", reviews.join(" "))
+            }
+        ),
+    )
+}

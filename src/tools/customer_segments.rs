@@ -72,3 +72,43 @@ pub async fn compute(ctx: &Context, k: Option<usize>) -> Result<Output, ToolErro
             .collect(),
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let rows = list(&out["segments"], |g| {
+        t(
+            format!(
+                "{}：{} 位，贡献 {} 收入，人均消费 {}",
+                tr(&g["name"], true),
+                g["customers"],
+                pct(num(&g["revenue_share_pct"])),
+                money(num(&g["mean_spent"]))
+            ),
+            format!(
+                "{}: {} customers, {} of revenue, {} spent on average",
+                tr(&g["name"], false),
+                g["customers"],
+                pct(num(&g["revenue_share_pct"])),
+                money(num(&g["mean_spent"]))
+            ),
+        )
+    });
+    t(
+        format!(
+            "截至 {}，{} 位客户分为 {} 个客户群：\n{}",
+            s(&out["as_of"]),
+            out["customers"],
+            out["k"],
+            rows.join("\n")
+        ),
+        format!(
+            "As of {}, {} customers fall into {} segments:\n{}",
+            s(&out["as_of"]),
+            out["customers"],
+            out["k"],
+            rows.join("\n")
+        ),
+    )
+}

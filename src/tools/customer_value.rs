@@ -96,3 +96,32 @@ pub async fn compute(ctx: &Context, args: Args, discount: f64) -> Result<Output,
         top,
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let top = list(&out["top"], |c| {
+        format!("{} {}", s(&c["customer"]), money(num(&c["clv"])))
+    });
+    t(
+        format!(
+            "未来 {} 个月全部 {} 位客户预期价值合计 {}；前 {} 位占 {}：{}。",
+            out["months"],
+            out["customers"],
+            money(num(&out["total_clv"])),
+            out["listed"],
+            pct(num(&out["top_share_pct"])),
+            top.join("，")
+        ),
+        format!(
+            "Expected value of all {} customers over {} months: {}; the top {} hold {}: {}.",
+            out["customers"],
+            out["months"],
+            money(num(&out["total_clv"])),
+            out["listed"],
+            pct(num(&out["top_share_pct"])),
+            top.join(", ")
+        ),
+    )
+}

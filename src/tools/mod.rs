@@ -27,6 +27,7 @@ pub mod product_report;
 pub mod promotion_plan;
 pub mod purchase_intent;
 pub mod recommend_products;
+pub mod render;
 pub mod review_sentiment;
 pub mod sales_forecast;
 pub mod sales_summary;

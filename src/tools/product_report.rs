@@ -61,3 +61,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         product: name,
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    [
+        super::sales_summary::render(&out["sales"], zh),
+        super::review_sentiment::render(&out["sentiment"], zh),
+        super::top_complaints::render(&out["complaints"], zh),
+        super::purchase_intent::render(&out["intent"], zh),
+    ]
+    .join("\n")
+}

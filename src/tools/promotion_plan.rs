@@ -94,3 +94,34 @@ pub async fn compute(ctx: &Context, args: Args, months: u32) -> Result<Output, T
             .collect(),
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let top = list(&out["top"], |c| {
+        format!("{} {}", s(&c["customer"]), money(num(&c["value_at_stake"])))
+    });
+    let goal = s(&out["goal"]);
+    let goal_zh = match goal.as_str() {
+        "retain" => "挽留",
+        "reactivate" => "召回",
+        _ => "提升客单",
+    };
+    t(
+        format!(
+            "{goal_zh}方案：针对 {} 位客户，激励“{}”，涉及价值合计 {}。名单：{}。",
+            out["targets"],
+            tr(&out["incentive"], true),
+            money(num(&out["total_value_at_stake"])),
+            top.join("，")
+        ),
+        format!(
+            "Plan to {goal}: {} customers, incentive \"{}\", {} of value at stake. Targets: {}.",
+            out["targets"],
+            tr(&out["incentive"], false),
+            money(num(&out["total_value_at_stake"])),
+            top.join(", ")
+        ),
+    )
+}

@@ -87,3 +87,48 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             .collect(),
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let scope = out
+        .get("product")
+        .map(|p| format!(" ({})", s(p)))
+        .unwrap_or_default();
+    let ex = ids(&out["abandon_examples"]);
+    t(
+        format!(
+            "{}{scope}，{} 条评论和帖子：想买 {} 条（{}），放弃 {} 条（{}），观望 {} 条（{}）。{}",
+            period(&out["period"]),
+            out["texts"],
+            out["buy"],
+            pct(num(&out["buy_pct"])),
+            out["abandon"],
+            pct(num(&out["abandon_pct"])),
+            out["wait"],
+            pct(num(&out["wait_pct"])),
+            if ex.is_empty() {
+                String::new()
+            } else {
+                format!("放弃的例子：{}。", ex.join(" "))
+            }
+        ),
+        format!(
+            "{}{scope}: {} reviews and posts — buy {} ({}), abandon {} ({}), wait {} ({}).{}",
+            period(&out["period"]),
+            out["texts"],
+            out["buy"],
+            pct(num(&out["buy_pct"])),
+            out["abandon"],
+            pct(num(&out["abandon_pct"])),
+            out["wait"],
+            pct(num(&out["wait_pct"])),
+            if ex.is_empty() {
+                String::new()
+            } else {
+                format!(" Abandoning, e.g. {}.", ex.join(" "))
+            }
+        ),
+    )
+}

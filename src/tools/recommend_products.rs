@@ -125,3 +125,34 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             .collect(),
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let who = match (out.get("customer"), out.get("segment")) {
+        (Some(c), _) => t(format!("客户 {}", s(c)), format!("customer {}", s(c))),
+        (_, Some(g)) => t(
+            format!("“{}”客户群（{} 位）", tr(g, true), out["customers"]),
+            format!(
+                "segment \"{}\" ({} customers)",
+                tr(g, false),
+                out["customers"]
+            ),
+        ),
+        _ => String::new(),
+    };
+    let recs = list(&out["recommendations"], |r| {
+        format!("{} ({:.2})", s(&r["product"]), num(&r["combined"]))
+    });
+    if recs.is_empty() {
+        return t(
+            format!("{who}暂时没有可推荐的产品。"),
+            format!("Nothing to recommend to {who} yet."),
+        );
+    }
+    t(
+        format!("推荐给{who}：{}。", recs.join("，")),
+        format!("For {who}: {}.", recs.join(", ")),
+    )
+}

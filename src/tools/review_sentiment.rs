@@ -168,3 +168,63 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         weekly,
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let scope = out
+        .get("product")
+        .map(|p| format!(" ({})", s(p)))
+        .unwrap_or_default();
+    let worst = ids(&out["most_negative"]);
+    let rating = out["mean_rating"]
+        .as_f64()
+        .map(|r| format!("{r:.2}"))
+        .unwrap_or_else(|| "-".into());
+    let unl = out["unlabelled"].as_u64().unwrap_or(0);
+    let note = if unl > 0 {
+        t(
+            format!("（{unl} 条尚未标注，请运行 `dongcha enrich`）"),
+            format!(" ({unl} not labelled yet: run `dongcha enrich`)"),
+        )
+    } else {
+        String::new()
+    };
+    t(
+        format!(
+            "{}{scope}，共 {} 条评论{note}：差评 {} 条（{}），中评 {} 条，好评 {} 条（{}），平均评分 {}；差评占比较上期变化 {:+.1} 个百分点。{}",
+            period(&out["period"]),
+            out["reviews"],
+            out["negative"],
+            pct(num(&out["negative_pct"])),
+            out["neutral"],
+            out["positive"],
+            pct(num(&out["positive_pct"])),
+            rating,
+            num(&out["negative_change_pts"]),
+            if worst.is_empty() {
+                String::new()
+            } else {
+                format!("最负面的评论：{}。", worst.join(" "))
+            }
+        ),
+        format!(
+            "{}{scope}: {} reviews{note}: {} negative ({}), {} neutral, {} positive ({}), mean rating {}; the negative share moved {:+.1} points against the period before.{}",
+            period(&out["period"]),
+            out["reviews"],
+            out["negative"],
+            pct(num(&out["negative_pct"])),
+            out["neutral"],
+            out["positive"],
+            pct(num(&out["positive_pct"])),
+            rating,
+            num(&out["negative_change_pts"]),
+            if worst.is_empty() {
+                String::new()
+            } else {
+                format!(" Most negative: {}.", worst.join(" "))
+            }
+        ),
+    )
+}

@@ -336,6 +336,55 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     })
 }
 
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let scope = out
+        .get("product")
+        .or(out.get("category"))
+        .map(|p| format!(" ({})", s(p)))
+        .unwrap_or_default();
+    let change = out["change_pct"]
+        .as_f64()
+        .map(|c| {
+            t(
+                format!("，比之前同样天数 {}", signed_pct(c)),
+                format!(", {} on the same number of days before", signed_pct(c)),
+            )
+        })
+        .unwrap_or_default();
+    let events = list(&out["event_effects"], |e| {
+        format!("{} x{:.2}", tr(&e["name"], zh), num(&e["ratio"]))
+    });
+    let ev = if events.is_empty() {
+        String::new()
+    } else {
+        t(
+            format!("\n计入的节日/促销效应：{}", events.join("，")),
+            format!("\nHolidays/promotions modelled: {}", events.join(", ")),
+        )
+    };
+    t(
+        format!(
+            "预测{scope} {} 至 {}（{} 天）销售额合计 {}{change}，模型 {}。{ev}",
+            s(&out["from"]),
+            s(&out["to"]),
+            out["horizon_days"],
+            money(num(&out["total"])),
+            tr(&out["method"], true)
+        ),
+        format!(
+            "Forecast{scope} for {} to {} ({} days): {} in total{change}; model {}.{ev}",
+            s(&out["from"]),
+            s(&out["to"]),
+            out["horizon_days"],
+            money(num(&out["total"])),
+            tr(&out["method"], false)
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

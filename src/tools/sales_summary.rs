@@ -174,3 +174,52 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         groups,
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let scope = match (out.get("product"), out.get("category")) {
+        (Some(p), _) => t(format!("（{}）", s(p)), format!(" ({})", s(p))),
+        (_, Some(c)) => t(format!("（{}）", s(c)), format!(" ({})", s(c))),
+        _ => String::new(),
+    };
+    let change = out["revenue_change_pct"]
+        .as_f64()
+        .map(|c| {
+            t(
+                format!("，环比 {}", signed_pct(c)),
+                format!(", {} vs the period before", signed_pct(c)),
+            )
+        })
+        .unwrap_or_default();
+    let mut r = t(
+        format!(
+            "{}{scope}，销售额 {}，订单 {} 笔，客单价 {}，购买客户 {} 位{change}。",
+            period(&out["period"]),
+            money(num(&out["revenue"])),
+            out["orders"],
+            money(num(&out["aov"])),
+            out["customers"]
+        ),
+        format!(
+            "{}{scope}: revenue {}, {} orders, average order {}, {} customers{change}.",
+            period(&out["period"]),
+            money(num(&out["revenue"])),
+            out["orders"],
+            money(num(&out["aov"])),
+            out["customers"]
+        ),
+    );
+    let groups = list(&out["groups"], |g| {
+        format!("{} {}", s(&g["key"]), money(num(&g["revenue"])))
+    });
+    if !groups.is_empty() {
+        let shown: Vec<String> = groups.into_iter().take(8).collect();
+        r.push_str(&t(
+            format!("\n分组：{}", shown.join("；")),
+            format!("\nBy group: {}", shown.join("; ")),
+        ));
+    }
+    r
+}

@@ -105,3 +105,38 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             .collect(),
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let rows = list(&out["reviews"], |r| {
+        format!(
+            "#{} [{}] {} — {}",
+            s(&r["id"]),
+            tr(&r["sentiment"], zh),
+            s(&r["product"]),
+            s(&r["text"])
+        )
+    });
+    if rows.is_empty() {
+        return t(
+            format!("没有找到与“{}”相关的评论。", s(&out["query"])),
+            format!("No reviews found for \"{}\".", s(&out["query"])),
+        );
+    }
+    t(
+        format!(
+            "与“{}”最相关的 {} 条评论：\n{}",
+            s(&out["query"]),
+            out["found"],
+            rows.join("\n")
+        ),
+        format!(
+            "The {} reviews closest to \"{}\":\n{}",
+            out["found"],
+            s(&out["query"]),
+            rows.join("\n")
+        ),
+    )
+}

@@ -169,3 +169,62 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         topics,
     })
 }
+
+/// The reply for this tool's output, in the asker's language; every figure is the output's.
+pub fn render(out: &serde_json::Value, zh: bool) -> String {
+    use super::render::*;
+    let t = |zh_text: String, en_text: String| if zh { zh_text } else { en_text };
+    let scope = out
+        .get("product")
+        .map(|p| format!(" ({})", s(p)))
+        .unwrap_or_default();
+    let topics = list(&out["topics"], |x| {
+        let change = x["change_pct"]
+            .as_f64()
+            .map(|c| format!(", {}", signed_pct(c)))
+            .unwrap_or_default();
+        let ex = ids(&x["examples"]);
+        format!(
+            "{} — {}{change}{}",
+            s(&x["topic"]),
+            x["complaints"],
+            if ex.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", ex.join(" "))
+            }
+        )
+    });
+    if topics.is_empty() {
+        return t(
+            format!(
+                "{}{scope}，没有找到差评话题（{} 条评论中差评 {} 条）。",
+                period(&out["period"]),
+                out["reviews"],
+                out["negative_reviews"]
+            ),
+            format!(
+                "{}{scope}: no complaint topics found ({} reviews, {} negative).",
+                period(&out["period"]),
+                out["reviews"],
+                out["negative_reviews"]
+            ),
+        );
+    }
+    t(
+        format!(
+            "{}{scope}，{} 条评论中差评 {} 条，主要抱怨：\n{}",
+            period(&out["period"]),
+            out["reviews"],
+            out["negative_reviews"],
+            topics.join("\n")
+        ),
+        format!(
+            "{}{scope}: {} reviews, {} negative. Main complaints:\n{}",
+            period(&out["period"]),
+            out["reviews"],
+            out["negative_reviews"],
+            topics.join("\n")
+        ),
+    )
+}

@@ -28,6 +28,15 @@ pub fn is_test_question(q: &str) -> bool {
     xxhash_rust::xxh3::xxh3_64(q.trim().as_bytes()) % 10 < 4
 }
 
+/// Whether a question of an evaluation set belongs to `part` (the held-out part by [`is_test_question`]).
+fn in_part(q: &str, part: Part) -> bool {
+    match part {
+        Part::All => true,
+        Part::Test => is_test_question(q),
+        Part::Tune => !is_test_question(q),
+    }
+}
+
 pub fn parse_routing(text: &str, source: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -136,14 +145,7 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
     };
     let all = parse_routing(&text, &source)?;
     let pick = |p: Part| -> Vec<(String, String)> {
-        all.iter()
-            .filter(|(q, _)| match p {
-                Part::All => true,
-                Part::Test => is_test_question(q),
-                Part::Tune => !is_test_question(q),
-            })
-            .cloned()
-            .collect()
+        all.iter().filter(|(q, _)| in_part(q, p)).cloned().collect()
     };
     let mut agent = Agent::open(cfg, llm).await?;
     let configured = RouterSettings {
@@ -277,11 +279,7 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
         let plans = parse_routing(PLANS_TSV, "tests/data/plans.tsv")?;
         let plans: Vec<(String, String)> = plans
             .into_iter()
-            .filter(|(q, _)| match part {
-                Part::All => true,
-                Part::Test => is_test_question(q),
-                Part::Tune => !is_test_question(q),
-            })
+            .filter(|(q, _)| in_part(q, part))
             .collect();
         sets.push(("tests/data/plans.tsv".to_string(), plans));
     }

@@ -23,11 +23,8 @@ impl Period {
     }
     /// The period of the same length just before this one (whole months stay whole months).
     pub fn previous(&self) -> Period {
-        if self.from.day() == 1 && (self.to + Duration::days(1)).day() == 1 {
-            let months = (self.to.year() * 12 + self.to.month() as i32)
-                - (self.from.year() * 12 + self.from.month() as i32)
-                + 1;
-            let from = self.from - Months::new(months as u32);
+        if let Some(months) = self.whole_months() {
+            let from = self.from - Months::new(months);
             return Period::new(from, self.from - Duration::days(1));
         }
         let len = Duration::days(self.days());

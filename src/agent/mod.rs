@@ -357,14 +357,7 @@ impl Agent {
         let llm_args = std::mem::take(&mut route.args);
         route.args = self.checked_llm_args(&question, llm_args);
         route.args.extend(code);
-        route.plan = plan::make_with(
-            &route.tool,
-            &route.args,
-            &question,
-            &facts,
-            &self.catalogue,
-            today,
-        );
+        route.plan = plan::make(&route.tool, &route.args, &question, &facts, today);
         route.clarify = match &route.plan {
             // Each part carries the arguments its tool needs, or is named as missing.
             Some(_) => None,
@@ -376,19 +369,7 @@ impl Agent {
 
     /// "Do you mean A or B?" in the asker's language.
     fn clarifying_question(&self, a: &str, b: &str, zh: bool) -> String {
-        let label = |name: &str| {
-            self.specs
-                .iter()
-                .find(|t| t.name == name)
-                .map(|t| {
-                    if zh {
-                        t.label_zh.clone()
-                    } else {
-                        t.label_en.clone()
-                    }
-                })
-                .unwrap_or_else(|| name.to_string())
-        };
+        let label = |name: &str| tools::label(name, zh);
         if zh {
             format!("你是想看{}，还是{}？请再说具体一点。", label(a), label(b))
         } else {

@@ -16,8 +16,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::dates::Period;
-use super::router::{self, Catalogue, Facts};
+use super::dates::{self, Period};
+use super::router::{self, Facts};
 use crate::tools::{Said, ToolError};
 
 /// One call of a plan: its tool, what it is about and its arguments.
@@ -83,35 +83,16 @@ pub fn figures(tool: &str) -> &'static [&'static str] {
     }
 }
 
-/// The plan for `tool` called with `args` on `question`, when one call cannot answer it; see the
-/// module's documentation. Two parts first, then products, categories, periods.
+/// The plan for `tool` called with `args` on `question` (what it states read into `facts`), when one call
+/// cannot answer it; see the module's documentation. Two parts first, then products, categories, periods.
 pub fn make(
     tool: &str,
     args: &Map<String, Value>,
     question: &str,
-    cat: &Catalogue,
-    today: NaiveDate,
-) -> Option<Plan> {
-    make_with(
-        tool,
-        args,
-        question,
-        &Facts::read(question, today, cat),
-        cat,
-        today,
-    )
-}
-
-/// [`make`] with what the question states already read (routing reads it once).
-pub fn make_with(
-    tool: &str,
-    args: &Map<String, Value>,
-    question: &str,
     facts: &Facts,
-    cat: &Catalogue,
     today: NaiveDate,
 ) -> Option<Plan> {
-    if let Some(p) = two_tools(question, facts, cat, today) {
+    if let Some(p) = two_tools(question, facts, today) {
         return Some(p);
     }
     let (by, p) = parts(tool, args, facts);
@@ -194,7 +175,7 @@ fn period_label(p: &Period) -> String {
 
 /// A question in two parts: its clauses ask for two different tools by their words. Each tool gets the
 /// question's arguments (its clause's own period, where it names one).
-fn two_tools(question: &str, facts: &Facts, cat: &Catalogue, today: NaiveDate) -> Option<Plan> {
+fn two_tools(question: &str, facts: &Facts, today: NaiveDate) -> Option<Plan> {
     if facts.asked.len() != 2 {
         return None;
     }
@@ -203,8 +184,10 @@ fn two_tools(question: &str, facts: &Facts, cat: &Catalogue, today: NaiveDate) -
         .iter()
         .map(|(tool, clause)| {
             let mut args = router::args_of(tool, question, facts);
-            if let Some(p) = router::extract_args(tool, clause, today, cat).remove("period") {
-                args.insert("period".into(), p);
+            if router::uses_period(tool)
+                && let Some(p) = dates::resolve(clause, today)
+            {
+                args.insert("period".into(), json!(p));
             }
             Part {
                 tool: tool.to_string(),
@@ -312,6 +295,7 @@ pub fn combine(plan: &Plan, results: &[(Part, Result<Value, ToolError>)], zh: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::router::Catalogue;
     use crate::store::CatalogueEntry;
 
     fn cat() -> Catalogue {
@@ -409,7 +393,10 @@ mod tests {
     #[test]
     fn a_question_in_two_parts_runs_two_tools_on_its_shared_arguments() {
         let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
-        let plan = |q: &str| make("sales_summary", &Map::new(), q, &cat(), today);
+        let plan = |q: &str| {
+            let facts = Facts::read(q, today, &cat());
+            make("sales_summary", &Map::new(), q, &facts, today)
+        };
         let p = plan("sales and top complaints for the ThinkPad T14 last month").expect("a plan");
         assert_eq!(p.signature(), "sales_summary + top_complaints");
         for part in &p.parts {
@@ -430,14 +417,7 @@ mod tests {
             assert_eq!(plan(q), None, "{q}");
         }
         // Periods compared, by code: this month against last month.
-        let p = make(
-            "sales_summary",
-            &Map::new(),
-            "这个月比上个月卖得好吗",
-            &cat(),
-            today,
-        )
-        .expect("a plan");
+        let p = plan("这个月比上个月卖得好吗").expect("a plan");
         assert_eq!(
             p.signature(),
             "sales_summary(period=2026-06-01..2026-06-30 | period=2026-05-01..2026-05-31)"

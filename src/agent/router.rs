@@ -477,23 +477,26 @@ const CATEGORY_WORDS: [(&str, &str); 38] = [
     ("珠宝", "jewel"),
 ];
 
-/// Where `word` stands in `q` as a word: Chinese anywhere, Latin on word bounds with an optional plural
-/// ("books" yes, "bookings" no).
-fn find_word(q: &str, word: &str) -> Option<usize> {
+/// Where `word` stands in `q` as a word, and where it ends (with its plural): Chinese anywhere, Latin on
+/// word bounds with an optional "s"/"es" ("books" yes, "bookings" no).
+fn word_span(q: &str, word: &str) -> Option<(usize, usize)> {
     if !word.is_ascii() {
-        return q.find(word);
+        return q.find(word).map(|i| (i, i + word.len()));
     }
-    q.match_indices(word).map(|(i, _)| i).find(|&i| {
-        let before = q[..i].chars().next_back();
+    let bound = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric());
+    q.match_indices(word).find_map(|(i, _)| {
         let rest = &q[i + word.len()..];
-        let rest = rest
-            .strip_prefix("es")
-            .or_else(|| rest.strip_prefix('s'))
-            .unwrap_or(rest);
-        let after = rest.chars().next();
-        let bound = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric());
-        bound(before) && (bound(after) || bound(q[i + word.len()..].chars().next()))
+        let plural = ["es", "s"]
+            .iter()
+            .find(|p| rest.starts_with(*p))
+            .map_or(0, |p| p.len());
+        let end = i + word.len() + plural;
+        (bound(q[..i].chars().next_back()) && bound(q[end..].chars().next())).then_some((i, end))
     })
+}
+
+fn find_word(q: &str, word: &str) -> Option<usize> {
+    word_span(q, word).map(|(i, _)| i)
 }
 
 fn is_cjk(c: char) -> bool {
@@ -641,28 +644,10 @@ impl Catalogue {
             {
                 continue;
             }
-            for (i, _) in q.match_indices(word) {
-                let mut end = i + word.len();
-                if word.is_ascii() {
-                    let before = q[..i].chars().next_back();
-                    if before.is_some_and(|c| c.is_ascii_alphanumeric()) {
-                        continue;
-                    }
-                    if q[end..].starts_with('s') {
-                        end += 1;
-                    }
-                    if q[end..]
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_alphanumeric())
-                    {
-                        continue;
-                    }
-                }
-                if !out.iter().any(|(_, s, _)| *s == stem) {
-                    out.push((i, stem, q[i..end].to_string()));
-                }
-                break;
+            if let Some((i, end)) = word_span(&q, word)
+                && !out.iter().any(|(_, s, _)| *s == stem)
+            {
+                out.push((i, stem, q[i..end].to_string()));
             }
         }
         out.sort_by_key(|(i, _, _)| *i);
@@ -895,6 +880,19 @@ fn search_query(question: &str) -> String {
     }
 }
 
+/// Whether `tool` takes a period.
+pub fn uses_period(tool: &str) -> bool {
+    matches!(
+        tool,
+        "sales_summary"
+            | "review_sentiment"
+            | "top_complaints"
+            | "purchase_intent"
+            | "product_report"
+            | "search_reviews"
+    )
+}
+
 /// What a question states, read once by code against the data's clock: the ranking's adjustments, the
 /// arguments of every tool and the plan stage all read it from here.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -983,16 +981,9 @@ pub fn args_of(tool: &str, question: &str, facts: &Facts) -> Map<String, Value> 
     let put = |a: &mut Map<String, Value>, k: &str, v: Value| {
         a.insert(k.to_string(), v);
     };
-    let uses_period = matches!(
-        tool,
-        "sales_summary"
-            | "review_sentiment"
-            | "top_complaints"
-            | "purchase_intent"
-            | "product_report"
-            | "search_reviews"
-    );
-    if uses_period && let Some(p) = &period {
+    if uses_period(tool)
+        && let Some(p) = &period
+    {
         put(&mut a, "period", json!(p));
     }
     let uses_product = matches!(

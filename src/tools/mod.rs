@@ -194,6 +194,13 @@ fn schema_of<T: JsonSchema>() -> Value {
 
 /// Every tool with its description and schema.
 pub fn catalogue() -> Vec<ToolSpec> {
+    CATALOGUE.clone()
+}
+
+/// The catalogue, built once from `prompts/tools.toml` and the schemas.
+static CATALOGUE: std::sync::LazyLock<Vec<ToolSpec>> = std::sync::LazyLock::new(build_catalogue);
+
+fn build_catalogue() -> Vec<ToolSpec> {
     let descriptions: toml::Table = toml::from_str(TOOLS_TOML).unwrap_or_default();
     NAMES
         .iter()
@@ -220,10 +227,11 @@ pub fn catalogue() -> Vec<ToolSpec> {
 
 /// What a reply calls a tool ("销售概况" / "a sales summary"), its name when it has no label.
 pub fn label(name: &str, zh: bool) -> String {
-    catalogue()
-        .into_iter()
+    CATALOGUE
+        .iter()
         .find(|t| t.name == name)
-        .map(|t| if zh { t.label_zh } else { t.label_en })
+        .map(|t| if zh { &t.label_zh } else { &t.label_en })
+        .cloned()
         .unwrap_or_else(|| name.to_string())
 }
 

@@ -136,6 +136,7 @@ pub fn column(field: &str, zh: bool) -> String {
         "wait_pct" => ("观望占比 %", "wait %"),
         "buy_pct" => ("购买占比 %", "buy %"),
         "texts" => ("文本数", "texts"),
+        "unlabelled" => ("未标注", "unlabelled"),
         "past_days" => ("历史天数", "past days"),
         "forecast_days" => ("预测期天数", "forecast days"),
         "weeks_since_last" => ("距上次购买周数", "weeks since last"),

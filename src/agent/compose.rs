@@ -50,14 +50,6 @@ pub fn comparison(out: &Value, zh: bool) -> String {
         Some(x) if x.fract() == 0.0 => format!("{}", x as i64),
         Some(_) => v.to_string(),
     };
-    // A compared period is written as the other replies write periods.
-    let label = |v: &Value| {
-        let l = s(v);
-        match l.split_once("..") {
-            Some((a, b)) if a.len() == 10 && b.len() == 10 => format!("{a} – {b}"),
-            _ => l,
-        }
-    };
     let mut lines = Vec::new();
     if out.get("period").is_some() {
         lines.push(t(
@@ -73,8 +65,8 @@ pub fn comparison(out: &Value, zh: bool) -> String {
             .map(|f| format!("{} {}", figure_name(f, zh), value(f, &row[*f])))
             .collect();
         lines.push(t(
-            format!("{}：{}", label(&row["label"]), figs.join("，")),
-            format!("{}: {}", label(&row["label"]), figs.join(", ")),
+            format!("{}：{}", s(&row["label"]), figs.join("，")),
+            format!("{}: {}", s(&row["label"]), figs.join(", ")),
         ));
         let topics: Vec<String> = row["topics"]
             .as_array()
@@ -93,7 +85,7 @@ pub fn comparison(out: &Value, zh: bool) -> String {
     if d.is_object() {
         let f = s(&d["figure"]);
         let diff = num(&d["difference"]);
-        let (a, b) = (label(&d["of"][0]), label(&d["of"][1]));
+        let (a, b) = (s(&d["of"][0]), s(&d["of"][1]));
         let name = figure_name(&f, zh);
         let by = value(&f, &json_abs(diff));
         let ratio = d["ratio"].as_f64().map(|r| format!("{r:.2}"));

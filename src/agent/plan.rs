@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::dates::{self, Period};
+use super::dates;
 use super::router::{self, Facts};
 use crate::tools::{Said, ToolError};
 
@@ -57,7 +57,14 @@ impl Plan {
                     .parts
                     .iter()
                     .filter(|p| p.missing.is_none())
-                    .map(|p| format!("{by}={}", p.label))
+                    .map(|p| match p.args.get("period") {
+                        Some(x) if by == "period" => format!(
+                            "period={}..{}",
+                            x["from"].as_str().unwrap_or(""),
+                            x["to"].as_str().unwrap_or("")
+                        ),
+                        _ => format!("{by}={}", p.label),
+                    })
                     .collect();
                 items.extend(
                     self.parts
@@ -76,9 +83,9 @@ pub fn figures(tool: &str) -> &'static [&'static str] {
     match tool {
         "sales_summary" => &["revenue", "orders", "customers", "aov"],
         "sales_forecast" => &["total", "previous_total"],
-        "review_sentiment" => &["negative_pct", "positive_pct", "reviews"],
+        "review_sentiment" => &["negative_pct", "positive_pct", "reviews", "unlabelled"],
         "top_complaints" => &["negative_reviews", "reviews"],
-        "purchase_intent" => &["abandon_pct", "wait_pct", "buy_pct", "texts"],
+        "purchase_intent" => &["abandon_pct", "wait_pct", "buy_pct", "texts", "unlabelled"],
         _ => &[],
     }
 }
@@ -157,7 +164,7 @@ pub fn parts(
                     a.insert("period".into(), json!(p));
                     Part {
                         tool: tool.to_string(),
-                        label: period_label(p),
+                        label: p.to_string(),
                         args: a,
                         missing: None,
                     }
@@ -167,10 +174,6 @@ pub fn parts(
         }
     }
     (None, Vec::new())
-}
-
-fn period_label(p: &Period) -> String {
-    format!("{}..{}", p.from, p.to)
 }
 
 /// A question in two parts: its clauses ask for two different tools by their words. Each tool gets the
@@ -265,7 +268,17 @@ pub fn combine(plan: &Plan, results: &[(Part, Result<Value, ToolError>)], zh: bo
     let mut out = Map::new();
     out.insert("tool".into(), json!(tool));
     out.insert("by".into(), json!(by));
-    if let (Some(a), Some(b)) = (compared.first(), compared.get(1)) {
+    // A share computed from no labelled text is no figure to compare ("run dongcha enrich").
+    let unlabelled = |r: &Value| {
+        let n = r.get("reviews").or(r.get("texts")).and_then(Value::as_u64);
+        r.get("unlabelled")
+            .and_then(Value::as_u64)
+            .is_some_and(|u| Some(u) == n && u > 0)
+    };
+    if let (Some(a), Some(b)) = (compared.first(), compared.get(1))
+        && !unlabelled(a)
+        && !unlabelled(b)
+    {
         let f = figs[0];
         if let (Some(x), Some(y)) = (a[f].as_f64(), b[f].as_f64()) {
             out.insert(
@@ -422,5 +435,29 @@ mod tests {
             p.signature(),
             "sales_summary(period=2026-06-01..2026-06-30 | period=2026-05-01..2026-05-31)"
         );
+    }
+
+    /// "Pavilion 15 vs VivoBook 15: which do reviewers like more?" on reviews not yet labelled said the
+    /// two "have the same negative" share (0.0 % each, from no labelled review).
+    #[test]
+    fn a_comparison_of_unlabelled_shares_computes_no_difference() {
+        let part = |l: &str| Part {
+            tool: "review_sentiment".into(),
+            label: l.into(),
+            args: Map::new(),
+            missing: None,
+        };
+        let out = |unlabelled: u64| json!({"negative_pct": 0.0, "positive_pct": 0.0, "reviews": 18, "unlabelled": unlabelled});
+        let plan = |results: &[(Part, Result<Value, ToolError>)]| Plan {
+            by: Some("product"),
+            parts: results.iter().map(|(p, _)| p.clone()).collect(),
+        };
+        let results = vec![(part("a"), Ok(out(18))), (part("b"), Ok(out(18)))];
+        let v = combine(&plan(&results), &results, false);
+        assert!(v.get("difference").is_none(), "{v}");
+        assert_eq!(v["compared"][0]["unlabelled"], 18);
+        let results = vec![(part("a"), Ok(out(0))), (part("b"), Ok(out(0)))];
+        let v = combine(&plan(&results), &results, false);
+        assert!(v["difference"].is_object(), "{v}");
     }
 }

@@ -46,6 +46,118 @@ pub struct Config {
     pub telegram: TelegramConfig,
     pub roles: RolesConfig,
     pub support: SupportConfig,
+    /// Scheduled digests (`[[digest]]`), each with its schedule, destinations and thresholds.
+    pub digest: Vec<DigestConfig>,
+}
+
+/// One scheduled digest: when it runs, what period it covers, where it goes, and the thresholds a block
+/// must cross to appear.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    pub name: String,
+    /// A cron expression with or without seconds ("0 9 * * Mon" = Mondays 09:00), days of the week by name.
+    pub schedule: String,
+    /// The time zone the schedule is read in (IANA name, e.g. "Asia/Shanghai").
+    pub timezone: String,
+    /// What one digest covers: the last complete "day", "week" (Monday to Sunday) or "month".
+    #[serde(default = "default_digest_period")]
+    pub period: DigestPeriod,
+    /// The language of its text: "zh" or "en".
+    #[serde(default = "default_digest_lang")]
+    pub lang: String,
+    /// The blocks, in order: "kpis", "reviews", "churn", "events".
+    #[serde(default = "default_digest_blocks")]
+    pub blocks: Vec<String>,
+    /// Destinations (any number): a folder (relative: inside data_dir), a Telegram chat, a Discord
+    /// channel, an HTTP webhook.
+    #[serde(default)]
+    folder: Option<RelativePathBuf>,
+    #[serde(default)]
+    pub telegram_chat: i64,
+    #[serde(default)]
+    pub discord_channel: u64,
+    #[serde(default)]
+    pub webhook: String,
+    /// With nothing to say: "skip" sends nothing, "line" sends one "all quiet" line.
+    #[serde(default = "default_digest_quiet")]
+    pub quiet: String,
+    /// The KPI block appears when revenue, orders, AOV or buyers moved by at least this many percent
+    /// against the previous period, or revenue fell outside the forecast's 80% interval.
+    #[serde(default = "default_kpi_change")]
+    pub kpi_change_pct: f64,
+    /// The review block appears when the negative share moved by at least this many points and the
+    /// move is significant (two-proportion test, p < 0.05), or a complaint topic changed significantly.
+    #[serde(default = "default_sentiment_shift")]
+    pub sentiment_shift_pts: f64,
+    /// Churn alerts: high-value customers (the top `high_value_pct` percent by spend) whose churn
+    /// probability rose to at least `churn_alert` since the previous period.
+    #[serde(default = "default_churn_alert")]
+    pub churn_alert: f64,
+    #[serde(default = "default_high_value")]
+    pub high_value_pct: f64,
+    /// Coming events (holidays, the shop's promotions) this many days after the period are listed.
+    #[serde(default = "default_event_days")]
+    pub event_days: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestPeriod {
+    Day,
+    Week,
+    Month,
+}
+
+fn default_digest_period() -> DigestPeriod {
+    DigestPeriod::Week
+}
+fn default_digest_lang() -> String {
+    "zh".into()
+}
+fn default_digest_blocks() -> Vec<String> {
+    ["kpis", "reviews", "churn", "events"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_digest_quiet() -> String {
+    "skip".into()
+}
+fn default_kpi_change() -> f64 {
+    10.0
+}
+fn default_sentiment_shift() -> f64 {
+    5.0
+}
+fn default_churn_alert() -> f64 {
+    0.7
+}
+fn default_high_value() -> f64 {
+    20.0
+}
+fn default_event_days() -> i64 {
+    28
+}
+
+impl DigestConfig {
+    /// The folder this digest is written to, if any (a relative one is inside `data_dir`).
+    pub fn folder(&self, data_dir: &Path) -> Option<PathBuf> {
+        let f = self.folder.as_ref()?;
+        let original = f.original();
+        if original.as_os_str().is_empty() {
+            return None;
+        }
+        if let Ok(rest) = original.strip_prefix("~")
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            return Some(PathBuf::from(home).join(rest));
+        }
+        Some(if original.is_absolute() {
+            original.to_path_buf()
+        } else {
+            data_dir.join(original)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +397,61 @@ impl Config {
                 "must be an address with a port, e.g. 127.0.0.1:8080",
             ));
         }
+        let mut names = std::collections::HashSet::new();
+        for (i, d) in self.digest.iter().enumerate() {
+            let key = |k: &str| format!("digest[{i}].{k}");
+            if d.name.trim().is_empty() || d.name.contains(['/', '\\', ' ']) {
+                return Err(bad(
+                    &key("name"),
+                    "must be a word without spaces or slashes",
+                ));
+            }
+            if !names.insert(d.name.as_str()) {
+                return Err(bad(&key("name"), "two digests have this name"));
+            }
+            if let Err(e) = crate::digest::schedule::Schedule::parse(&d.schedule, &d.timezone) {
+                let k = if matches!(e, crate::digest::schedule::ScheduleError::Zone(_)) {
+                    "timezone"
+                } else {
+                    "schedule"
+                };
+                return Err(bad(&key(k), &e.to_string()));
+            }
+            if !matches!(d.lang.as_str(), "zh" | "en") {
+                return Err(bad(&key("lang"), "must be \"zh\" or \"en\""));
+            }
+            if !matches!(d.quiet.as_str(), "skip" | "line") {
+                return Err(bad(&key("quiet"), "must be \"skip\" or \"line\""));
+            }
+            if let Some(b) = d
+                .blocks
+                .iter()
+                .find(|b| !crate::digest::BLOCKS.contains(&b.as_str()))
+            {
+                return Err(bad(
+                    &key("blocks"),
+                    &format!("unknown block {b:?} (known: kpis, reviews, churn, events)"),
+                ));
+            }
+            if d.discord_channel != 0 {
+                return Err(bad(
+                    &key("discord_channel"),
+                    "this build has no Discord front end yet: send digests to telegram_chat, webhook or folder",
+                ));
+            }
+            if !(0.0..=1.0).contains(&d.churn_alert) {
+                return Err(bad(
+                    &key("churn_alert"),
+                    "must be a probability between 0 and 1",
+                ));
+            }
+            if !(0.0..=100.0).contains(&d.high_value_pct) || d.high_value_pct == 0.0 {
+                return Err(bad(
+                    &key("high_value_pct"),
+                    "must be a percentage above 0, at most 100",
+                ));
+            }
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| bad("log_level", &format!("not a valid log filter: {e}")))?;
         Ok(())
@@ -470,6 +637,39 @@ mod tests {
         let err = Config::from_toml_str("[forecast]\npromotions = [{ name = \"x\", start = \"2026-02-30\", end = \"2026-03-01\" }]\n")
             .unwrap_err();
         assert!(err.to_string().contains("forecast.promotions"), "{err}");
+    }
+
+    #[test]
+    fn digests_ship_a_weekly_one_and_bad_schedules_name_their_key() {
+        let cfg = Config::from_toml_str("").unwrap();
+        let w = &cfg.digest[0];
+        assert_eq!(
+            (w.name.as_str(), w.schedule.as_str(), w.timezone.as_str()),
+            ("weekly", "0 9 * * Mon", "Asia/Shanghai")
+        );
+        assert_eq!(
+            w.folder(Path::new("/srv/state")),
+            Some(PathBuf::from("/srv/state/digests"))
+        );
+        let err = Config::from_toml_str(
+            "[[digest]]\nname = \"d\"\nschedule = \"0 9 * * 1\"\ntimezone = \"UTC\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`digest[0].schedule`"), "{err}");
+        assert!(err.to_string().contains("by name"), "{err}");
+        let err = Config::from_toml_str(
+            "[[digest]]\nname = \"d\"\nschedule = \"0 9 * * Mon\"\ntimezone = \"Beijing\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`digest[0].timezone`"), "{err}");
+        let err = Config::from_toml_str("[[digest]]\nname = \"d\"\nschedule = \"0 9 * * Mon\"\ntimezone = \"UTC\"\nblocks = [\"weather\"]\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("`digest[0].blocks`"), "{err}");
+        // A file's list replaces the built-in one.
+        let cfg = Config::from_toml_str("[[digest]]\nname = \"daily\"\nschedule = \"0 8 * * Mon-Fri\"\ntimezone = \"UTC\"\nperiod = \"day\"\n").unwrap();
+        assert_eq!(cfg.digest.len(), 1);
+        assert_eq!(cfg.digest[0].name, "daily");
+        assert_eq!(cfg.digest[0].folder(Path::new("x")), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod config;
 pub mod datasets;
 pub mod demo;
+pub mod digest;
 pub mod enrich;
 pub mod heads;
 pub mod index;

@@ -13,6 +13,7 @@ use dongcha::config::Config;
 use dongcha::ingest::Format;
 
 mod agent_cmd;
+mod digest_cmd;
 mod insight_cmd;
 mod model_cmd;
 mod serve_cmd;
@@ -479,6 +480,29 @@ enum Command {
         #[arg(long)]
         no_llm: bool,
     },
+    /// Scheduled digests: `--list` the schedules and their next run; `NAME --now` renders one for the
+    /// last complete period (text + PNG charts, `--out DIR` to write them) without sending; `--send`
+    /// also delivers it to its destinations and records the period (never sent twice).
+    Digest {
+        /// The digest's name in config (`[[digest]] name`).
+        name: Option<String>,
+        /// Show every digest's schedule, its next run in local time, destinations and last period.
+        #[arg(long)]
+        list: bool,
+        /// Render it now, for the last complete period before today.
+        #[arg(long)]
+        now: bool,
+        /// Write the text, the figures (JSON) and the charts (PNG) into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Deliver it to its destinations and record the period (chat destinations are sent by a
+        /// running `dongcha serve`).
+        #[arg(long)]
+        send: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks that need the whole system.
     Bench {
         #[command(subcommand)]
@@ -644,6 +668,17 @@ fn run(cli: Cli) -> Result<()> {
                 what: BenchCommand::Serve { n, chats },
             } => serve_cmd::bench(&cfg, n, chats.max(1)).await,
             Command::Serve { no_llm } => serve_cmd::serve(&cfg, !no_llm).await,
+            Command::Digest {
+                name,
+                list,
+                now,
+                out,
+                send,
+                json,
+            } => {
+                digest_cmd::digest(&cfg, name.as_deref(), list, now, out.as_deref(), send, json)
+                    .await
+            }
         }
     })
 }

@@ -1,5 +1,5 @@
 //! `dongcha serve`: the HTTP API and web chat always, Telegram when `DONGCHA_TELEGRAM_TOKEN` is set, the
-//! data-version refresher; SIGINT/SIGTERM stop taking new work, finish in-flight replies, then exit.
+//! data-version refresher, the digest scheduler (and its webhook sender); SIGINT/SIGTERM stop taking new work, finish in-flight replies, then exit.
 //! `dongcha bench serve`: replies/s and latency through the Telegram adapter against a Bot-API stand-in
 //! on loopback, next to `App::handle` alone.
 
@@ -59,6 +59,23 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
         }
     };
 
+    // Scheduled digests: decided and recorded here, sent by the front ends from the outbox.
+    let digests = (!cfg.digest.is_empty()).then(|| {
+        let woken = app.clone();
+        let scheduler = dongcha::digest::run::Scheduler::new(
+            cfg,
+            app.store.clone(),
+            std::sync::Arc::new(move || woken.outbox.notify_waiters()),
+        );
+        tokio::spawn(scheduler.serve(stop_rx.clone()))
+    });
+    let webhooks = dongcha::digest::run::any_webhook(cfg).then(|| {
+        tokio::spawn(dongcha::digest::run::send_webhooks(
+            app.store.clone(),
+            stop_rx.clone(),
+        ))
+    });
+
     shutdown_signal().await;
     tracing::info!("stopping: finishing replies in flight");
     let _ = stop_tx.send(true);
@@ -66,6 +83,9 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), http).await;
+    for t in [digests, webhooks].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
     app.store.close().await;
     Ok(())
 }

@@ -54,15 +54,7 @@ fn shop() -> &'static Path {
 
 /// A copy of the demo shop's state folder (the database with its WAL, caches).
 fn shop_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", shop().display()))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    dir
+    common::copy_of(shop())
 }
 
 fn ask_cli(dir: &Path, q: &str) -> Value {

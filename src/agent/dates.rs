@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
 /// A closed range of days.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Period {
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -481,22 +481,21 @@ pub fn periods(question: &str, today: NaiveDate) -> Vec<Period> {
         [] if has(&PERIOD_BEFORE) => {
             let this = month_bounds(today.year(), today.month())
                 .map(|p| Period::new(p.from, p.to.min(today)));
-            this.map(|p| vec![p.clone(), p.previous()])
-                .unwrap_or_default()
+            this.map(|p| vec![p, p.previous()]).unwrap_or_default()
         }
         [(p, after)] => {
             if has(&YEAR_BEFORE) {
-                vec![p.clone(), p.year_before()]
+                vec![*p, p.year_before()]
             } else if has(&PERIOD_BEFORE) {
-                vec![p.clone(), p.previous()]
+                vec![*p, p.previous()]
             } else if *after {
-                vec![p.next(today), p.clone()]
+                vec![p.next(today), *p]
             } else {
                 Vec::new()
             }
         }
         [] => Vec::new(),
-        more => more.iter().map(|(p, _)| p.clone()).collect(),
+        more => more.iter().map(|(p, _)| *p).collect(),
     }
 }
 
@@ -636,23 +635,17 @@ mod tests {
         let may = Period::new(d("2026-05-01"), d("2026-05-31"));
         let june = Period::new(d("2026-06-01"), d("2026-06-30"));
         let april = Period::new(d("2026-04-01"), d("2026-04-30"));
-        assert_eq!(
-            periods("本月和上个月的销售额", today),
-            vec![june.clone(), may.clone()]
-        );
-        assert_eq!(
-            periods("比上个月多卖了多少", today),
-            vec![june.clone(), may.clone()]
-        );
-        assert_eq!(periods("本月环比", today), vec![june.clone(), may.clone()]);
+        assert_eq!(periods("本月和上个月的销售额", today), vec![june, may]);
+        assert_eq!(periods("比上个月多卖了多少", today), vec![june, may]);
+        assert_eq!(periods("本月环比", today), vec![june, may]);
         assert_eq!(
             periods("sales last month year over year", today),
-            vec![may.clone(), Period::new(d("2025-05-01"), d("2025-05-31"))]
+            vec![may, Period::new(d("2025-05-01"), d("2025-05-31"))]
         );
         assert_eq!(periods("April vs March", today).len(), 2);
         assert_eq!(
             periods("last month against the month before", today),
-            vec![may.clone(), april]
+            vec![may, april]
         );
         // One period and no comparison: nothing compared.
         assert!(periods("上个月的订单数和客单价", today).is_empty());

@@ -974,7 +974,7 @@ pub fn extract_args(
 pub fn args_of(tool: &str, question: &str, facts: &Facts) -> Map<String, Value> {
     let q = normalise(question);
     let mut a = Map::new();
-    let period = facts.period.clone();
+    let period = facts.period;
     let product = facts.product.clone();
     let top = facts.top;
     let customer = facts.customer_id.clone();

@@ -131,7 +131,7 @@ pub struct Handled {
 }
 
 /// The commands the chat front ends register (Telegram's setMyCommands), with their descriptions.
-pub const COMMANDS: [(&str, &str); 9] = [
+pub const COMMANDS: [(&str, &str); 10] = [
     ("start", "What dongcha can do / 功能介绍"),
     ("help", "How to ask / 怎么提问"),
     ("ask", "Ask a question / 提问"),
@@ -140,6 +140,10 @@ pub const COMMANDS: [(&str, &str); 9] = [
     ("churn", "Customers likely to churn / 流失风险"),
     ("segments", "Customer segments / 客户分群"),
     ("complaints", "Top complaint topics / 差评话题"),
+    (
+        "digest",
+        "The digest of the last period, now / 最新一期摘要",
+    ),
     ("reset", "Forget this conversation / 清空对话"),
 ];
 
@@ -377,6 +381,7 @@ impl App {
             (Some("link"), Role::Operator) => self.issue_link(&msg, &question, zh).await?,
             (Some("release"), Role::Operator) => self.release(&msg, &question, zh).await?,
             (Some("reply"), Role::Operator) => self.reply_to_customer(&question, zh).await?,
+            (Some("digest"), Role::Operator) => self.digest_now(&question, zh).await?,
             (Some(other), _) if !COMMANDS.iter().any(|(c, _)| *c == other) => {
                 let t = if zh {
                     format!("没有 /{other} 这个命令。发送 /help 查看可用命令。")
@@ -829,6 +834,64 @@ impl App {
     }
 
     /// `/handoffs`: the conversations people own now.
+    /// `/digest [NAME]` (operators): a configured digest rendered now for the last complete period,
+    /// whether or not anything crossed a threshold; nothing is sent elsewhere or recorded.
+    async fn digest_now(&self, arg: &str, zh: bool) -> Result<Handled, AppError> {
+        let name = arg.split_whitespace().next();
+        let spec = match name {
+            Some(n) => self.cfg.digest.iter().find(|d| d.name == n),
+            None => self.cfg.digest.first(),
+        };
+        let Some(spec) = spec else {
+            let names: Vec<&str> = self.cfg.digest.iter().map(|d| d.name.as_str()).collect();
+            let t = match (zh, names.is_empty()) {
+                (true, true) => "还没有配置摘要（config.toml 的 [[digest]]）。".to_string(),
+                (false, true) => "No digest is configured ([[digest]] in config.toml).".to_string(),
+                (true, false) => format!("没有这个摘要。可用：{}", names.join("、")),
+                (false, false) => format!("No such digest. Configured: {}", names.join(", ")),
+            };
+            return Ok(plain(Outcome::Command, Reply::text(t, zh)));
+        };
+        let made = async {
+            let schedule =
+                crate::digest::schedule::Schedule::parse(&spec.schedule, &spec.timezone)?;
+            let day = schedule.local_day(chrono::Utc::now());
+            let (period, clock) = crate::digest::period_for(&self.cfg, spec, day).await?;
+            let font = crate::reply::chart::Font::load(&self.cfg.chart_font()).ok();
+            crate::digest::build(&self.cfg, spec, period, clock, font.as_ref()).await
+        }
+        .await;
+        let reply = match made {
+            Ok(d) => {
+                let mut r = Reply::text(d.text.clone(), d.zh);
+                r.chart = d.charts.first().cloned();
+                if let Some(c) = &r.chart {
+                    self.keep_chart(c);
+                }
+                return Ok(Handled {
+                    outcome: Outcome::Command,
+                    tool: "digest".into(),
+                    reply: r,
+                    args: Map::new(),
+                    result: serde_json::to_value(&d.output).unwrap_or(Value::Null),
+                    timings_ms: None,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(digest = %spec.name, "digest: {e}");
+                Reply::text(
+                    if zh {
+                        "摘要生成失败，请稍后再试。"
+                    } else {
+                        "The digest could not be made; please try again later."
+                    },
+                    zh,
+                )
+            }
+        };
+        Ok(plain(Outcome::Command, reply))
+    }
+
     async fn list_handoffs(&self, zh: bool) -> Result<Handled, AppError> {
         let open = self.store.open_handoffs().await?;
         let mut text = if open.is_empty() {
@@ -1135,8 +1198,8 @@ pub fn parse_command(text: &str, zh: bool) -> (Option<String>, String) {
 
 fn help(role: Role, zh: bool) -> String {
     match (role, zh) {
-        (Role::Operator, true) => "你好，我是洞察。直接用中文或英文提问，例如“上个月的销售额是多少？”“预测下个月的销售额”“哪些高价值客户要流失了？”。\n命令：/sales 销售额，/forecast 销售预测（附图），/churn 流失风险，/segments 客户分群，/complaints 差评话题，/reset 清空对话。".into(),
-        (Role::Operator, false) => "Hi, I'm dongcha. Ask in English or Chinese, e.g. \"What were sales last month?\", \"Forecast next month's sales\", \"Which high-value customers are about to churn?\".\nCommands: /sales, /forecast (with a chart), /churn, /segments, /complaints, /reset to start afresh.".into(),
+        (Role::Operator, true) => "你好，我是洞察。直接用中文或英文提问，例如“上个月的销售额是多少？”“预测下个月的销售额”“哪些高价值客户要流失了？”。\n命令：/sales 销售额，/forecast 销售预测（附图），/churn 流失风险，/segments 客户分群，/complaints 差评话题，/digest 最新一期摘要，/reset 清空对话。".into(),
+        (Role::Operator, false) => "Hi, I'm dongcha. Ask in English or Chinese, e.g. \"What were sales last month?\", \"Forecast next month's sales\", \"Which high-value customers are about to churn?\".\nCommands: /sales, /forecast (with a chart), /churn, /segments, /complaints, /digest for the latest digest, /reset to start afresh.".into(),
         (Role::Customer, zh) => customer_reply(zh),
     }
 }

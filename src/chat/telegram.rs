@@ -193,14 +193,32 @@ async fn send_outbox(app: Arc<App>, bots: Arc<Bots>, mut stop: watch::Receiver<b
                     };
                     let text = reply::escape_html(&o.text);
                     // The sent message's id is kept: an operator's reply to it answers its handoff.
-                    let sent = send_with_retry(&app, || async {
-                        sender!(bots, |b| b
-                            .send_message(ChatId(chat), text.clone())
-                            .parse_mode(ParseMode::Html)
+                    let sent = match &o.photo {
+                        // A digest's chart, its title as the caption.
+                        Some(png) => {
+                            let caption: String =
+                                o.text.chars().take(reply::CAPTION_LIMIT).collect();
+                            send_with_retry(&app, || async {
+                                let photo = InputFile::memory(png.clone()).file_name("chart.png");
+                                sender!(bots, |b| b
+                                    .send_photo(ChatId(chat), photo.clone())
+                                    .caption(caption.clone())
+                                    .await
+                                    .map(|m| m.id.0))
+                            })
                             .await
-                            .map(|m| m.id.0))
-                    })
-                    .await;
+                        }
+                        None => {
+                            send_with_retry(&app, || async {
+                                sender!(bots, |b| b
+                                    .send_message(ChatId(chat), text.clone())
+                                    .parse_mode(ParseMode::Html)
+                                    .await
+                                    .map(|m| m.id.0))
+                            })
+                            .await
+                        }
+                    };
                     if let Some(message_id) = sent
                         && let Err(e) = app
                             .store

@@ -109,6 +109,11 @@ impl Calendar {
             .map(|e| e.name.as_str())
     }
 
+    /// Every event occurrence, built-in and the shop's.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
     /// Whether the built-in lunar dates cover `year` (2000–2035).
     pub fn covers(year: i32) -> bool {
         LUNAR_NEW_YEAR.iter().any(|(y, _, _)| *y == year)

@@ -91,6 +91,69 @@ pub fn for_result(tool: &str, result: &Value, zh: bool, _font: &Font) -> Option<
     }
 }
 
+/// A digest's chart: weekly revenue of the last weeks (`weeks`: week, total), then the weekly forecast
+/// (`ahead`: period, forecast, lower80, upper80, lower95, upper95).
+pub fn weekly_revenue(data: &Value, zh: bool, _font: &Font) -> Option<Chart> {
+    let recent: Vec<(String, f64)> = data["weeks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| Some((d["week"].as_str()?.to_string(), f(d, "total")?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let steps = steps_of(&data["ahead"]);
+    if recent.is_empty() {
+        return None;
+    }
+    let title = if zh {
+        format!(
+            "每周销售额：近 {} 周与未来 {} 周预测（80%/95% 区间）",
+            recent.len(),
+            steps.len()
+        )
+    } else {
+        format!(
+            "Weekly revenue: the last {} weeks and the next {} forecast (80%/95% intervals)",
+            recent.len(),
+            steps.len()
+        )
+    };
+    match draw_forecast(title, &recent, &steps, zh) {
+        Ok(Some((title, png))) => Some(Chart {
+            id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&png)),
+            title,
+            png: Arc::new(png),
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("no digest chart: {e}");
+            None
+        }
+    }
+}
+
+fn steps_of(v: &Value) -> Vec<(String, [f64; 5])> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    Some((
+                        s["period"].as_str()?.to_string(),
+                        [
+                            f(s, "forecast")?,
+                            f(s, "lower80")?,
+                            f(s, "upper80")?,
+                            f(s, "lower95")?,
+                            f(s, "upper95")?,
+                        ],
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn f(v: &Value, k: &str) -> Option<f64> {
     v.get(k).and_then(Value::as_f64)
 }
@@ -111,25 +174,7 @@ fn forecast_chart(out: &Value, zh: bool) -> Drawn {
                 .collect()
         })
         .unwrap_or_default();
-    let steps: Vec<(String, [f64; 5])> = out["daily"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| {
-                    Some((
-                        s["period"].as_str()?.to_string(),
-                        [
-                            f(s, "forecast")?,
-                            f(s, "lower80")?,
-                            f(s, "upper80")?,
-                            f(s, "lower95")?,
-                            f(s, "upper95")?,
-                        ],
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let steps = steps_of(&out["daily"]);
     if steps.is_empty() {
         return Ok(None);
     }
@@ -143,6 +188,16 @@ fn forecast_chart(out: &Value, zh: bool) -> Drawn {
         (false, Some(w)) => format!("{w}: daily sales and forecast (80%/95% intervals)"),
         (false, None) => "Daily sales and forecast (80%/95% intervals)".to_string(),
     };
+    draw_forecast(title, &recent, &steps, zh)
+}
+
+/// Actual totals, then forecast steps with their 80% and 95% bands, under `title`.
+fn draw_forecast(
+    title: String,
+    recent: &[(String, f64)],
+    steps: &[(String, [f64; 5])],
+    zh: bool,
+) -> Drawn {
     let labels: Vec<String> = recent
         .iter()
         .map(|r| r.0.clone())

@@ -18,6 +18,9 @@ pub const MAX_TABLE_ROWS: usize = 20;
 /// Telegram's limit on one message, in characters.
 pub const TELEGRAM_LIMIT: usize = 4096;
 
+/// Telegram's limit on a photo's caption, in characters.
+pub const CAPTION_LIMIT: usize = 1024;
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Table {
     pub columns: Vec<String>,

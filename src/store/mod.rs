@@ -5,6 +5,7 @@
 //! reads.
 
 pub mod conversations;
+pub mod digests;
 pub mod records;
 mod sqlite;
 mod sqlite_bulk;

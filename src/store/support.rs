@@ -278,13 +278,16 @@ impl Store {
 }
 
 /// A message waiting in the outbox.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Outgoing {
     pub id: i64,
     pub chat_id: String,
     pub text: String,
     /// The handoff it belongs to (a notice or a relayed message), if any.
     pub handoff_id: Option<i64>,
+    /// A picture to send, `text` being its caption (a digest's chart).
+    #[serde(skip)]
+    pub photo: Option<Vec<u8>>,
 }
 
 /// Why a link code was not taken.
@@ -346,24 +349,15 @@ impl Store {
         chat_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Outgoing>, StoreError> {
-        let rows: Vec<(i64, String, String, Option<i64>)> = sqlx::query_as(
-            "SELECT id, chat_id, text, handoff_id FROM outbox WHERE platform = $1 AND sent_at IS NULL \
+        Ok(sqlx::query_as::<_, Outgoing>(
+            "SELECT id, chat_id, text, handoff_id, photo FROM outbox WHERE platform = $1 AND sent_at IS NULL \
              AND ($2 IS NULL OR chat_id = $2) ORDER BY id LIMIT $3",
         )
         .bind(platform)
         .bind(chat_id)
         .bind(limit)
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, chat_id, text, handoff_id)| Outgoing {
-                id,
-                chat_id,
-                text,
-                handoff_id,
-            })
-            .collect())
+        .await?)
     }
 
     /// Marks an outbox message sent, with the platform's id of the sent message when it has one.

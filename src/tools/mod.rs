@@ -514,7 +514,7 @@ impl Context {
     /// The period asked for, or the last 30 days of data.
     pub async fn period_or_default(&self, period: &Option<Period>) -> Result<Period, ToolError> {
         Ok(match period {
-            Some(p) => p.clone(),
+            Some(p) => *p,
             None => sales_summary::default_period(self.today().await?),
         })
     }

@@ -28,12 +28,12 @@ pub struct Output {
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let (_, name) = ctx.find_product(&args.product).await?;
     let product = Some(name.clone());
-    let period = args.period.clone();
+    let period = args.period;
     Ok(Output {
         sales: super::sales_summary::run(
             ctx,
             super::sales_summary::Args {
-                period: period.clone(),
+                period,
                 product: product.clone(),
                 ..Default::default()
             },
@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             ctx,
             super::review_sentiment::Args {
                 product: product.clone(),
-                period: period.clone(),
+                period,
             },
         )
         .await?,
@@ -51,7 +51,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             ctx,
             super::top_complaints::Args {
                 product: product.clone(),
-                period: period.clone(),
+                period,
                 top_k: Some(3),
             },
         )

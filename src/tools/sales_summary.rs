@@ -102,7 +102,7 @@ pub fn default_period(today: chrono::NaiveDate) -> Period {
 
 pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
     let today = ctx.today().await?;
-    let period = args.period.clone().unwrap_or_else(|| default_period(today));
+    let period = args.period.unwrap_or_else(|| default_period(today));
     if period.from > period.to {
         return Err(ToolError::BadArgs {
             tool: "sales_summary",

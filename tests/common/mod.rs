@@ -28,3 +28,16 @@ pub fn asset_file(asset: &str, file: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("fetching {asset}: {e}"));
     assets.path(asset, file).expect("cached")
 }
+
+/// A copy of a state folder (the database with its WAL, caches), so a test can change it freely.
+pub fn copy_of(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", dir.display()))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "copying {}", dir.display());
+    copy
+}

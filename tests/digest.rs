@@ -363,6 +363,7 @@ async fn a_complaint_spike_sends_the_complaint_block_with_the_tools_figures() {
 #[test]
 fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
     const DESK: i64 = -100_555;
+    const OPERATOR: i64 = 7001;
     let dir = shop_copy();
     let api = BotApi::start();
     let file = dir.path().join("digest.toml");
@@ -383,6 +384,7 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
         .env("DONGCHA_TELEGRAM_TOKEN", "123456:TEST-token")
         .env("DONGCHA__TELEGRAM__API_URL", api.url())
         .env("DONGCHA__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+        .env("DONGCHA__ROLES__TELEGRAM_OPERATORS", format!("[{OPERATOR}]"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -414,8 +416,23 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let sent = api.sent_to(DESK);
+    // An operator's /digest gets the same digest, chart and text, in their chat.
+    api.message(OPERATOR, "/digest");
+    let t = Instant::now();
+    while api.sent_to(OPERATOR).len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", api.sent_to(OPERATOR));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mine = api.sent_to(OPERATOR);
     let _ = child.kill();
     let _ = child.wait();
+    assert!(mine.iter().any(|m| m.method.eq_ignore_ascii_case("sendphoto")), "{mine:?}");
+    let text = mine
+        .iter()
+        .find(|m| m.method.eq_ignore_ascii_case("sendmessage"))
+        .map(|m| m.text.clone())
+        .unwrap();
+    assert_eq!(text, sent[0].text, "/digest and the scheduled digest differ");
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(
         sent[0].method.eq_ignore_ascii_case("sendmessage"),

@@ -269,6 +269,10 @@ enum EvalCommand {
         /// Choose the threshold on the tuning part first, then report the part at that threshold.
         #[arg(long)]
         tune: bool,
+        /// With --tune: choose on the whole of these question files (repeatable) instead of the set's
+        /// tuning part (sets already looked at tune; a fresh one is reported with --part all).
+        #[arg(long, value_name = "FILE", requires = "tune")]
+        tune_on: Vec<PathBuf>,
         /// Print JSON (hit_at_1, answer_rate, answer_precision, none_recall, auroc).
         #[arg(long)]
         json: bool,
@@ -628,6 +632,7 @@ fn run(cli: Cli) -> Result<()> {
                         set,
                         part,
                         tune,
+                        tune_on,
                         json,
                     },
             } => {
@@ -637,6 +642,7 @@ fn run(cli: Cli) -> Result<()> {
                         kb: kb.as_deref(),
                         data: data.as_deref(),
                         set,
+                        tune_on: &tune_on,
                     },
                     part,
                     tune,

@@ -384,7 +384,10 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
         .env("DONGCHA_TELEGRAM_TOKEN", "123456:TEST-token")
         .env("DONGCHA__TELEGRAM__API_URL", api.url())
         .env("DONGCHA__TELEGRAM__POLL_TIMEOUT_SECS", "1")
-        .env("DONGCHA__ROLES__TELEGRAM_OPERATORS", format!("[{OPERATOR}]"))
+        .env(
+            "DONGCHA__ROLES__TELEGRAM_OPERATORS",
+            format!("[{OPERATOR}]"),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -420,19 +423,30 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
     api.message(OPERATOR, "/digest");
     let t = Instant::now();
     while api.sent_to(OPERATOR).len() < 2 {
-        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", api.sent_to(OPERATOR));
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            api.sent_to(OPERATOR)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mine = api.sent_to(OPERATOR);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(mine.iter().any(|m| m.method.eq_ignore_ascii_case("sendphoto")), "{mine:?}");
+    assert!(
+        mine.iter()
+            .any(|m| m.method.eq_ignore_ascii_case("sendphoto")),
+        "{mine:?}"
+    );
     let text = mine
         .iter()
         .find(|m| m.method.eq_ignore_ascii_case("sendmessage"))
         .map(|m| m.text.clone())
         .unwrap();
-    assert_eq!(text, sent[0].text, "/digest and the scheduled digest differ");
+    assert_eq!(
+        text, sent[0].text,
+        "/digest and the scheduled digest differ"
+    );
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(
         sent[0].method.eq_ignore_ascii_case("sendmessage"),

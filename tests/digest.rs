@@ -410,7 +410,7 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
     assert_eq!(out["outcome"], "sent", "{out}");
     assert_eq!(out["period"]["to"], SPIKE.1, "{out}");
     let t = Instant::now();
-    while api.sent_to(DESK).len() < 2 {
+    while api.sent_to(DESK).len() < 3 {
         assert!(
             t.elapsed() < Duration::from_secs(60),
             "{:?}",
@@ -447,7 +447,7 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
         text, sent[0].text,
         "/digest and the scheduled digest differ"
     );
-    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent.len(), 3, "{sent:?}");
     assert!(
         sent[0].method.eq_ignore_ascii_case("sendmessage"),
         "{sent:?}"
@@ -467,6 +467,11 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
         .expect("the photo decodes as PNG");
     assert!(info.info().width > 0);
     assert!(sent[1].text.contains("每周销售额"), "{}", sent[1].text);
+    // The review block had the news: its complaint chart follows.
+    assert!(sent[2].method.eq_ignore_ascii_case("sendphoto"), "{sent:?}");
+    assert!(sent[2].text.contains("投诉话题"), "{}", sent[2].text);
+    let png = sent[2].photo.as_ref().expect("a photo");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // Sending it again reports nothing: the period is recorded.
     let o = Command::new(bin())
         .arg("--config")
@@ -517,7 +522,7 @@ async fn a_digest_webhook_is_retried_until_taken_and_delivered_once() {
             o,
             Outcome::Sent {
                 destinations: 1,
-                charts: 1,
+                charts: 2,
                 ..
             }
         ),

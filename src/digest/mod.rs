@@ -856,12 +856,23 @@ pub fn render(o: &Output, spec: &DigestConfig, zh: bool) -> String {
 }
 
 /// The charts of a digest with news: weekly revenue with the forecast ahead (the standing picture of
-/// every digest sent, whichever block had the news).
+/// every digest sent, whichever block had the news), then the complaint topics when the review block
+/// shows some.
 fn charts(o: &Output, zh: bool, font: &Font) -> Vec<Chart> {
     let mut out = Vec::new();
     if let Some(k) = &o.kpis {
         let data = json!({ "weeks": k.weeks, "ahead": k.weeks_ahead });
         if let Some(c) = crate::reply::chart::weekly_revenue(&data, zh, font) {
+            out.push(c);
+        }
+    }
+    if let Some(r) = o
+        .reviews
+        .as_ref()
+        .filter(|r| r.shown && !r.topics.is_empty())
+    {
+        let data = json!({ "topics": r.topics });
+        if let Some(c) = crate::reply::chart::complaint_topics(&data, zh, font) {
             out.push(c);
         }
     }

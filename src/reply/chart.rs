@@ -133,6 +133,103 @@ pub fn weekly_revenue(data: &Value, zh: bool, _font: &Font) -> Option<Chart> {
     }
 }
 
+/// A digest's review chart: complaints per topic this period beside the previous one (`topics`:
+/// topic, complaints, previous_complaints).
+pub fn complaint_topics(data: &Value, zh: bool, _font: &Font) -> Option<Chart> {
+    let topics: Vec<(String, f64, f64)> = data["topics"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| {
+                    Some((
+                        t["topic"].as_str()?.to_string(),
+                        f(t, "complaints")?,
+                        f(t, "previous_complaints")?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if topics.is_empty() {
+        return None;
+    }
+    let title = if zh {
+        "投诉话题：本期与上期的差评数".to_string()
+    } else {
+        "Complaint topics: negative reviews this period and the previous one".to_string()
+    };
+    let drawn = (|| -> Result<Vec<u8>, ChartError> {
+        let ymax = topics.iter().map(|t| t.1.max(t.2)).fold(1.0f64, f64::max) * 1.2;
+        let mut buf = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+            root.fill(&WHITE).map_err(draw_err)?;
+            let mut c = ChartBuilder::on(&root)
+                .caption(&title, (FAMILY, 22))
+                .margin(16)
+                .x_label_area_size(10)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0f64..topics.len() as f64, 0f64..ymax)
+                .map_err(draw_err)?;
+            c.configure_mesh()
+                .disable_x_mesh()
+                .x_labels(0)
+                .y_label_formatter(&|y| format!("{y:.0}"))
+                .label_style((FAMILY, 13))
+                .draw()
+                .map_err(draw_err)?;
+            let grey = RGBColor(160, 160, 160);
+            let red = RGBColor(214, 39, 40);
+            c.draw_series(topics.iter().enumerate().map(|(i, t)| {
+                Rectangle::new(
+                    [(i as f64 + 0.1, 0.0), (i as f64 + 0.45, t.2)],
+                    grey.filled(),
+                )
+            }))
+            .map_err(draw_err)?
+            .label(if zh { "上期" } else { "previous" })
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], grey.filled()));
+            c.draw_series(topics.iter().enumerate().map(|(i, t)| {
+                Rectangle::new(
+                    [(i as f64 + 0.5, 0.0), (i as f64 + 0.85, t.1)],
+                    red.filled(),
+                )
+            }))
+            .map_err(draw_err)?
+            .label(if zh { "本期" } else { "this period" })
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], red.filled()));
+            c.draw_series(topics.iter().enumerate().map(|(i, t)| {
+                Text::new(
+                    format!("{} · {:.0} / {:.0}", t.0, t.2, t.1),
+                    (i as f64 + 0.1, t.1.max(t.2) + ymax * 0.03),
+                    (FAMILY, 14).into_font(),
+                )
+            }))
+            .map_err(draw_err)?;
+            c.configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font((FAMILY, 13))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(draw_err)?;
+            root.present().map_err(draw_err)?;
+        }
+        encode(&buf)
+    })();
+    match drawn {
+        Ok(png) => Some(Chart {
+            id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&png)),
+            title,
+            png: Arc::new(png),
+        }),
+        Err(e) => {
+            tracing::warn!("no complaint chart: {e}");
+            None
+        }
+    }
+}
+
 fn steps_of(v: &Value) -> Vec<(String, [f64; 5])> {
     v.as_array()
         .map(|a| {

@@ -130,7 +130,7 @@ impl Store {
     /// Stores a turn, and the update it answers, in one transaction. Returns false (and stores nothing)
     /// when that update was already answered.
     pub async fn record_turn(&self, t: &TurnRecord<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let at = now();
         if let Some(u) = t.update_id {
             let done = sqlx::query(

@@ -66,7 +66,7 @@ impl Store {
         output: &str,
         queue: &[Queued],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "INSERT INTO digests (name, period_from, period_to, slot, status, text, output, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name, period_from, period_to) DO NOTHING",
@@ -133,5 +133,53 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::support::NewHandoff;
+
+    /// Regression: a customer's handoff failed with "database is locked" (HTTP 500) when the digest
+    /// scheduler wrote its mark at the same moment: open_handoff reads, then writes, in a transaction
+    /// whose snapshot the other writer had made stale.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handoff_opened_while_the_scheduler_writes_is_not_refused_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::open(&url, 4).await.unwrap();
+        let marks = {
+            let s = store.clone();
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    s.set_digest_mark("weekly", &format!("2026-06-01T01:00:{:02}Z", i % 60))
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        };
+        let handoffs = {
+            let s = store.clone();
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    s.open_handoff(&NewHandoff {
+                        platform: "site",
+                        chat_id: &format!("c{i}"),
+                        user_id: "u",
+                        lang: "zh",
+                        reason: "asked_for_person",
+                        question: "转人工",
+                        last_messages: &[],
+                    })
+                    .await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        };
+        marks.await.unwrap().unwrap();
+        handoffs.await.unwrap().unwrap();
+        assert_eq!(store.open_handoffs().await.unwrap().len(), 300);
+        store.close().await;
     }
 }

@@ -90,6 +90,14 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that writes: it takes SQLite's write lock at its start (`BEGIN IMMEDIATE`), so a
+    /// concurrent writer makes it wait (the busy timeout) rather than fail. A deferred transaction that
+    /// reads first and writes later fails at once with "database is locked" when another connection
+    /// wrote in between (its snapshot is stale), whatever the busy timeout.
+    pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub async fn begin_batch(&self, source: &str, format: &str) -> Result<BatchId, StoreError> {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         // Several processes may import at once: retry when another took the same id.
@@ -621,7 +629,7 @@ impl Store {
             }
         };
         let now = chrono::Utc::now().to_rfc3339();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for r in rows {
             sqlx::query(sql)
                 .bind(r.id)

@@ -90,7 +90,7 @@ impl Store {
     /// Makes the knowledge base exactly `entries` (by id and language), in one transaction: new entries
     /// are added, entries whose content changed are replaced, entries no longer present are removed.
     pub async fn kb_replace(&self, entries: &[KbRow]) -> Result<KbImport, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let old: Vec<(String, String, String)> =
             sqlx::query_as("SELECT id, lang, digest FROM kb_entries")
                 .fetch_all(&mut *tx)
@@ -178,7 +178,7 @@ impl Store {
     /// Opens a handoff of a conversation to a person; returns its id. A conversation has at most one
     /// open handoff: if one is open already, that one's id is returned.
     pub async fn open_handoff(&self, h: &NewHandoff<'_>) -> Result<i64, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let open: Option<(i64,)> = sqlx::query_as(
             "SELECT id FROM handoffs WHERE platform = $1 AND chat_id = $2 AND released_at IS NULL",
         )
@@ -425,7 +425,7 @@ impl Store {
         platform: &str,
         chat_id: &str,
     ) -> Result<Result<String, LinkRefused>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let row: Option<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT customer, expires_at, used_at FROM support_link_codes WHERE code = $1",
         )
@@ -463,7 +463,7 @@ impl Store {
         chat_id: &str,
         customer: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         link_in(&mut tx, platform, chat_id, customer, "shop", &now()).await?;
         tx.commit().await?;
         Ok(())

@@ -416,6 +416,32 @@ fn telegram_operator_gets_the_figures_of_ask_charts_as_photos_and_customers_get_
     );
 }
 
+/// A bare command stands for its tool's usual question: bare /segments in Chinese once asked "我们有哪些
+/// 客户群？", which the router sent to churn_risk.
+#[test]
+fn a_bare_command_asks_the_question_of_its_own_tool_in_both_languages() {
+    for (cmd, tool) in [
+        ("sales", "sales_summary"),
+        ("forecast", "sales_forecast"),
+        ("churn", "churn_risk"),
+        ("segments", "customer_segments"),
+        ("complaints", "top_complaints"),
+    ] {
+        for zh in [true, false] {
+            let (_, q) = dongcha::app::parse_command(&format!("/{cmd}"), zh);
+            let o = Command::new(bin())
+                .arg("--data-dir")
+                .arg(shop())
+                .args(["route", "--no-llm", &q])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let route: Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(route["tool"], tool, "/{cmd} ({q}) routed to {route}");
+        }
+    }
+}
+
 #[test]
 fn sigkill_mid_conversation_then_restart_answers_every_update_exactly_once_and_keeps_context() {
     let dir = shop_copy();

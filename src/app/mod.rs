@@ -1186,7 +1186,7 @@ pub fn parse_command(text: &str, zh: bool) -> (Option<String>, String) {
             "哪些客户最可能流失？",
             "Which customers are most likely to churn?",
         ),
-        ("segments", true) => default("我们有哪些客户群？", "What customer segments do we have?"),
+        ("segments", true) => default("我们有哪些客户分群？", "What customer segments do we have?"),
         ("complaints", true) => default(
             "最近差评最多的问题是什么？",
             "What are the top complaints recently?",

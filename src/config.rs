@@ -44,6 +44,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub serve: ServeConfig,
     pub telegram: TelegramConfig,
+    pub discord: DiscordConfig,
     pub roles: RolesConfig,
     pub support: SupportConfig,
     /// Scheduled digests (`[[digest]]`), each with its schedule, destinations and thresholds.
@@ -207,8 +208,24 @@ pub struct TelegramConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// Where `discord.com` is reached ("127.0.0.1:8443"; empty: DNS). The gateway's address comes from
+    /// the REST API's `/gateway/bot`.
+    pub api_addr: String,
+    /// A PEM certificate trusted besides the public roots (the server at `api_addr`).
+    pub ca_file: String,
+    /// Guilds whose slash commands are set at start (at once); empty: global commands.
+    pub guilds: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RolesConfig {
     pub telegram_operators: Vec<i64>,
+    /// Discord user ids of operators.
+    pub discord_operators: Vec<u64>,
+    /// Discord role ids whose members are operators (in the guilds where they hold the role).
+    pub discord_operator_roles: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -431,12 +448,6 @@ impl Config {
                 return Err(bad(
                     &key("blocks"),
                     &format!("unknown block {b:?} (known: kpis, reviews, churn, events)"),
-                ));
-            }
-            if d.discord_channel != 0 {
-                return Err(bad(
-                    &key("discord_channel"),
-                    "this build has no Discord front end yet: send digests to telegram_chat, webhook or folder",
                 ));
             }
             if !(0.0..=1.0).contains(&d.churn_alert) {

@@ -1,5 +1,6 @@
-//! `dongcha serve`: the HTTP API and web chat always, Telegram when `DONGCHA_TELEGRAM_TOKEN` is set, the
-//! data-version refresher, the digest scheduler (and its webhook sender); SIGINT/SIGTERM stop taking new work, finish in-flight replies, then exit.
+//! `dongcha serve`: the HTTP API and web chat always, Telegram when `DONGCHA_TELEGRAM_TOKEN` is set,
+//! Discord when `DONGCHA_DISCORD_TOKEN` is set, the data-version refresher, the digest scheduler (and its
+//! webhook sender); SIGINT/SIGTERM stop taking new work, finish in-flight replies, then exit.
 //! `dongcha bench serve`: replies/s and latency through the Telegram adapter against a Bot-API stand-in
 //! on loopback, next to `App::handle` alone.
 
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dongcha::app::App;
-use dongcha::chat::{telegram, web};
+use dongcha::chat::{discord, telegram, web};
 use dongcha::config::Config;
 
 pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
@@ -43,21 +44,12 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
         .into_future(),
     );
 
-    let tg = match std::env::var(telegram::TOKEN_ENV) {
-        Ok(token) if !token.trim().is_empty() => {
-            let app = app.clone();
-            let stop = stop_rx.clone();
-            Some(tokio::spawn(async move {
-                if let Err(e) = telegram::run(app, token.trim().to_string(), stop).await {
-                    tracing::error!("telegram stopped: {e}");
-                }
-            }))
-        }
-        _ => {
-            tracing::info!("Telegram is off ({} is not set)", telegram::TOKEN_ENV);
-            None
-        }
-    };
+    let tg = front_end("Telegram", telegram::TOKEN_ENV, |token| {
+        telegram::run(app.clone(), token, stop_rx.clone())
+    });
+    let dc = front_end("Discord", discord::TOKEN_ENV, |token| {
+        discord::run(app.clone(), token, stop_rx.clone())
+    });
 
     // Scheduled digests: decided and recorded here, sent by the front ends from the outbox.
     let digests = (!cfg.digest.is_empty()).then(|| {
@@ -79,7 +71,7 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping: finishing replies in flight");
     let _ = stop_tx.send(true);
-    if let Some(t) = tg {
+    for t in [tg, dc].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), http).await;
@@ -88,6 +80,30 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
     }
     app.store.close().await;
     Ok(())
+}
+
+/// Starts a chat front end when its token is in the environment.
+fn front_end<F, Fut, E>(name: &str, env: &str, run: F) -> Option<tokio::task::JoinHandle<()>>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    match std::env::var(env) {
+        Ok(token) if !token.trim().is_empty() => {
+            let name = name.to_string();
+            let running = run(token.trim().to_string());
+            Some(tokio::spawn(async move {
+                if let Err(e) = running.await {
+                    tracing::error!("{name} stopped: {e}");
+                }
+            }))
+        }
+        _ => {
+            tracing::info!("{name} is off ({env} is not set)");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

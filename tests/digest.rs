@@ -7,6 +7,8 @@
 #[path = "common/botapi.rs"]
 mod botapi;
 mod common;
+#[path = "common/discordapi.rs"]
+mod discordapi;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use dongcha::store::Store;
 use serde_json::{Value, json};
 
 use botapi::BotApi;
+use discordapi::DiscordApi;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_dongcha")
@@ -358,19 +361,22 @@ async fn a_complaint_spike_sends_the_complaint_block_with_the_tools_figures() {
     store.close().await;
 }
 
-/// `dongcha serve` with a digest for the operators' Telegram chat; `dongcha digest weekly --send` (another
-/// process) records it and queues it; the server's Telegram front end sends the text and the chart.
+/// `dongcha serve` with a digest for the operators' Telegram chat and a Discord channel; `dongcha digest
+/// weekly --send` (another process) records it and queues it; the server's Telegram front end sends the
+/// text and the charts as photos, its Discord front end the text and the charts as attachments.
 #[test]
-fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
+fn a_digest_reaches_the_loopback_telegram_and_discord_servers_as_text_and_charts() {
+    const CHANNEL: u64 = 600_000_000_000_000_099;
     const DESK: i64 = -100_555;
     const OPERATOR: i64 = 7001;
     let dir = shop_copy();
     let api = BotApi::start();
+    let discord = DiscordApi::start();
     let file = dir.path().join("digest.toml");
     std::fs::write(
         &file,
         format!(
-            "[[digest]]\nname = \"weekly\"\nschedule = \"0 9 * * Mon\"\ntimezone = \"Asia/Shanghai\"\ntelegram_chat = {DESK}\n"
+            "[[digest]]\nname = \"weekly\"\nschedule = \"0 9 * * Mon\"\ntimezone = \"Asia/Shanghai\"\ntelegram_chat = {DESK}\ndiscord_channel = {CHANNEL}\n"
         ),
     )
     .unwrap();
@@ -388,6 +394,9 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
             "DONGCHA__ROLES__TELEGRAM_OPERATORS",
             format!("[{OPERATOR}]"),
         )
+        .env("DONGCHA_DISCORD_TOKEN", "discord-test-token")
+        .env("DONGCHA__DISCORD__API_ADDR", discord.rest_addr())
+        .env("DONGCHA__DISCORD__CA_FILE", discord.ca_file())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -431,6 +440,27 @@ fn a_digest_reaches_the_loopback_telegram_server_as_text_and_a_photo() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mine = api.sent_to(OPERATOR);
+    // The Discord channel: the text, then the two charts as PNG attachments.
+    let posts = discord.wait_for(Duration::from_secs(60), "the digest in Discord", |c| {
+        c.iter()
+            .filter(|c| c.path == format!("/channels/{CHANNEL}/messages") && !c.files.is_empty())
+            .count()
+            >= 2
+    });
+    let posts: Vec<_> = posts
+        .iter()
+        .filter(|c| c.path == format!("/channels/{CHANNEL}/messages"))
+        .collect();
+    let words: String = posts.iter().map(|c| c.text()).collect();
+    assert!(
+        words.contains("周报 · weekly · 2026-06-22 – 2026-06-28") && words.contains("每周销售额"),
+        "{words}"
+    );
+    for c in posts.iter().filter(|c| !c.files.is_empty()) {
+        png::Decoder::new(std::io::Cursor::new(c.files[0].1.as_slice()))
+            .read_info()
+            .expect("the attachment decodes as PNG");
+    }
     let _ = child.kill();
     let _ = child.wait();
     assert!(

@@ -223,6 +223,16 @@ impl App {
         }))
     }
 
+    /// Waits until a message is queued in the outbox, a few seconds pass (another process may have
+    /// queued some), or `stop` changes; false when it is time to stop.
+    pub async fn outbox_wait(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+        tokio::select! {
+            _ = self.outbox.notified() => true,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => true,
+            _ = stop.changed() => false,
+        }
+    }
+
     /// Expires handoffs older than `[support] handoff_timeout_secs`: those conversations go back to
     /// the bot. Returns how many.
     pub async fn expire_handoffs(&self) -> Result<usize, AppError> {

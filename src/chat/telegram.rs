@@ -231,10 +231,8 @@ async fn send_outbox(app: Arc<App>, bots: Arc<Bots>, mut stop: watch::Receiver<b
             }
             Err(e) => tracing::warn!("outbox: {e}"),
         }
-        tokio::select! {
-            _ = app.outbox.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = stop.changed() => return,
+        if !app.outbox_wait(&mut stop).await {
+            return;
         }
     }
 }

@@ -187,17 +187,26 @@ pub fn telegram_html(r: &Reply) -> Vec<String> {
         text.push_str(&ids.join(" "));
     }
     // Split the plain text first (by characters, counting what escaping adds), then escape each piece.
+    let width = |c| match c {
+        '<' | '>' => 4,
+        '&' => 5,
+        _ => 1,
+    };
+    split_text(&text, TELEGRAM_LIMIT - 16, width)
+        .into_iter()
+        .map(|p| escape_html(&p))
+        .collect()
+}
+
+/// `text` in pieces of at most `budget` (counting each character as `width` says), broken at line ends
+/// where the next line would not fit whole; pieces are trimmed at the end and never blank.
+fn split_text(text: &str, budget: usize, width: impl Fn(char) -> usize) -> Vec<String> {
     let mut pieces = Vec::new();
     let mut cur = String::new();
     let mut cur_len = 0usize;
-    let budget = TELEGRAM_LIMIT - 16;
     for line in text.split_inclusive('\n') {
         for c in line.chars() {
-            let w = match c {
-                '<' | '>' => 4,
-                '&' => 5,
-                _ => 1,
-            };
+            let w = width(c);
             if cur_len + w > budget {
                 pieces.push(std::mem::take(&mut cur));
                 cur_len = 0;
@@ -211,14 +220,186 @@ pub fn telegram_html(r: &Reply) -> Vec<String> {
             cur_len = 0;
         }
     }
-    if !cur.trim().is_empty() || pieces.is_empty() {
-        pieces.push(cur);
-    }
+    pieces.push(cur);
     pieces
         .into_iter()
         .filter(|p| !p.trim().is_empty())
-        .map(|p| escape_html(p.trim_end()))
+        .map(|p| p.trim_end().to_string())
         .collect()
+}
+
+/// Discord's limits, in characters: a message's content, an embed's description, title, footer, field
+/// name and value, fields per embed, all of one embed's text together.
+pub const DISCORD_CONTENT_LIMIT: usize = 2000;
+pub const DISCORD_DESCRIPTION_LIMIT: usize = 4096;
+pub const DISCORD_TITLE_LIMIT: usize = 256;
+pub const DISCORD_FOOTER_LIMIT: usize = 2048;
+pub const DISCORD_FIELD_NAME_LIMIT: usize = 256;
+pub const DISCORD_FIELD_VALUE_LIMIT: usize = 1024;
+pub const DISCORD_FIELDS_LIMIT: usize = 25;
+pub const DISCORD_EMBED_LIMIT: usize = 6000;
+
+/// One Discord embed of a reply, as data (the adapter turns it into serenity's builder). Text is
+/// escaped for Discord's Markdown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Embed {
+    pub title: Option<String>,
+    pub description: String,
+    /// (name, value), shown inline.
+    pub fields: Vec<(String, String)>,
+    pub footer: Option<String>,
+    /// Whether the reply's chart (attached to the same message) is shown in this embed.
+    pub chart: bool,
+}
+
+impl Embed {
+    /// The characters Discord counts against [`DISCORD_EMBED_LIMIT`].
+    pub fn chars(&self) -> usize {
+        self.title.as_deref().map_or(0, |t| t.chars().count())
+            + self.description.chars().count()
+            + self.footer.as_deref().map_or(0, |t| t.chars().count())
+            + self
+                .fields
+                .iter()
+                .map(|(n, v)| n.chars().count() + v.chars().count())
+                .sum::<usize>()
+    }
+}
+
+/// Discord's Markdown characters escaped, so figures, names and customers' words show as they are
+/// (`*`, `_`, `~`, `` ` ``, `|`, `\\`; `#`, `>` and `-` at a line's start).
+pub fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut line_start = true;
+    for c in s.chars() {
+        if matches!(c, '*' | '_' | '~' | '`' | '|' | '\\')
+            || (line_start && matches!(c, '#' | '>' | '-'))
+        {
+            out.push('\\');
+        }
+        out.push(c);
+        line_start = c == '\n';
+    }
+    out
+}
+
+fn clip(s: &str, limit: usize) -> String {
+    if s.chars().count() <= limit {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(limit - 1).collect();
+    t.push('…');
+    t
+}
+
+/// The reply as Discord embeds, one per message, each within Discord's limits: the text in
+/// descriptions (split at line ends), the table as fields (a row per field, named by its first
+/// column), the cited review ids in the last embed's footer, the chart shown in the first.
+pub fn discord_embeds(r: &Reply) -> Vec<Embed> {
+    let width = |c| {
+        if matches!(c, '*' | '_' | '~' | '`' | '|' | '\\' | '#' | '>' | '-') {
+            2
+        } else {
+            1
+        }
+    };
+    let mut embeds: Vec<Embed> = split_text(&r.text, DISCORD_DESCRIPTION_LIMIT, width)
+        .into_iter()
+        .map(|p| Embed {
+            description: clip(&escape_markdown(&p), DISCORD_DESCRIPTION_LIMIT),
+            ..Embed::default()
+        })
+        .collect();
+    if let Some(t) = &r.table {
+        let fields: Vec<(String, String)> = t
+            .rows
+            .iter()
+            .take(DISCORD_FIELDS_LIMIT)
+            .map(|row| {
+                let (name, rest) = if row.len() > 1 {
+                    (row[0].clone(), 1)
+                } else {
+                    (t.columns.first().cloned().unwrap_or_default(), 0)
+                };
+                let value: Vec<String> = t
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .skip(rest)
+                    .map(|(c, v)| {
+                        if rest == 0 {
+                            v.clone()
+                        } else {
+                            format!("{c}: {v}")
+                        }
+                    })
+                    .collect();
+                let blank = |s: String| if s.trim().is_empty() { "—".into() } else { s };
+                (
+                    clip(&escape_markdown(&blank(name)), DISCORD_FIELD_NAME_LIMIT),
+                    clip(
+                        &escape_markdown(&blank(value.join("\n"))),
+                        DISCORD_FIELD_VALUE_LIMIT,
+                    ),
+                )
+            })
+            .collect();
+        // Into the last text embed while there is room, then into embeds of their own; room is kept
+        // for a chart's title and the footer.
+        const ROOM: usize = DISCORD_EMBED_LIMIT - DISCORD_TITLE_LIMIT - 512;
+        let mut cur = embeds.pop().unwrap_or_default();
+        for (n, v) in fields {
+            let size = n.chars().count() + v.chars().count();
+            if cur.fields.len() == DISCORD_FIELDS_LIMIT || cur.chars() + size > ROOM {
+                embeds.push(std::mem::take(&mut cur));
+            }
+            cur.fields.push((n, v));
+        }
+        embeds.push(cur);
+    }
+    if let Some(c) = &r.chart {
+        if embeds.is_empty() {
+            embeds.push(Embed::default());
+        }
+        embeds[0].chart = true;
+        embeds[0].title = Some(clip(&c.title, DISCORD_TITLE_LIMIT));
+    }
+    if !r.cited_reviews.is_empty() {
+        let ids: Vec<String> = r.cited_reviews.iter().map(|i| format!("#{i}")).collect();
+        let head = if r.zh {
+            "引用评论："
+        } else {
+            "Reviews cited: "
+        };
+        let footer = format!("{head}{}", ids.join(" "));
+        // In the last embed if it has room, else in one of its own.
+        let room = embeds
+            .last()
+            .map_or(0, |e| DISCORD_EMBED_LIMIT.saturating_sub(e.chars()));
+        if room < 64 {
+            embeds.push(Embed::default());
+        }
+        if let Some(last) = embeds.last_mut() {
+            let room = DISCORD_EMBED_LIMIT.saturating_sub(last.chars());
+            last.footer = Some(clip(&footer, room.min(DISCORD_FOOTER_LIMIT)));
+        }
+    }
+    embeds
+}
+
+/// Plain words (a person's reply relayed, a notice, a digest) as Discord message contents under its
+/// limit, escaped.
+pub fn discord_content(text: &str) -> Vec<String> {
+    split_text(text, DISCORD_CONTENT_LIMIT - 8, |c| {
+        if matches!(c, '*' | '_' | '~' | '`' | '|' | '\\' | '#' | '>' | '-') {
+            2
+        } else {
+            1
+        }
+    })
+    .into_iter()
+    .map(|p| escape_markdown(&p))
+    .collect()
 }
 
 /// A JSON object's arguments as text, for the store and the audit.
@@ -264,5 +445,85 @@ mod tests {
         assert_eq!(t.rows[1], ["new", "3", ""]);
         assert_eq!(cited_reviews(&out), [3, 7]);
         assert!(table_of(&json!({"daily": [{"a": 1}]}), false).is_none());
+    }
+
+    fn unescape_markdown(s: &str) -> String {
+        let mut out = String::new();
+        let mut esc = false;
+        for c in s.chars() {
+            if c == '\\' && !esc {
+                esc = true;
+                continue;
+            }
+            esc = false;
+            out.push(c);
+        }
+        out
+    }
+
+    #[test]
+    fn discord_embeds_stay_under_every_limit_and_lose_nothing() {
+        let long = "销售额 *1,234.50* _up_ 12%\n".repeat(600);
+        let mut r = Reply::text(long.clone(), true);
+        r.table = Some(Table {
+            columns: vec!["name".into(), "customers".into(), "note".into()],
+            rows: (0..30)
+                .map(|i| vec![format!("seg{i}"), i.to_string(), "x".repeat(2000)])
+                .collect(),
+        });
+        r.cited_reviews = (1..=900).collect();
+        let embeds = discord_embeds(&r);
+        assert!(embeds.len() > 2, "{}", embeds.len());
+        for e in &embeds {
+            assert!(e.description.chars().count() <= DISCORD_DESCRIPTION_LIMIT);
+            assert!(e.fields.len() <= DISCORD_FIELDS_LIMIT);
+            assert!(e.chars() <= DISCORD_EMBED_LIMIT, "{}", e.chars());
+            for (n, v) in &e.fields {
+                assert!(n.chars().count() <= DISCORD_FIELD_NAME_LIMIT);
+                assert!(v.chars().count() <= DISCORD_FIELD_VALUE_LIMIT);
+                assert!(!n.is_empty() && !v.is_empty());
+            }
+            assert!(
+                e.footer
+                    .as_ref()
+                    .is_none_or(|f| f.chars().count() <= DISCORD_FOOTER_LIMIT)
+            );
+        }
+        let text: Vec<String> = embeds
+            .iter()
+            .filter(|e| !e.description.is_empty())
+            .map(|e| unescape_markdown(&e.description))
+            .collect();
+        assert_eq!(
+            text.join("\n")
+                .matches("销售额 *1,234.50* _up_ 12%")
+                .count(),
+            600
+        );
+        let fields: Vec<&(String, String)> = embeds.iter().flat_map(|e| &e.fields).collect();
+        assert_eq!(fields[3].0, "seg3");
+        assert!(fields[3].1.starts_with("customers: 3\nnote: xxx"));
+        assert!(
+            embeds
+                .last()
+                .unwrap()
+                .footer
+                .as_ref()
+                .unwrap()
+                .starts_with("引用评论：#1 #2")
+        );
+        assert_eq!(escape_markdown("# a*b\n> q"), "\\# a\\*b\n\\> q");
+    }
+
+    #[test]
+    fn discord_content_is_split_under_the_message_limit() {
+        let parts = discord_content(&"a_b\n".repeat(1500));
+        assert!(parts.len() > 1);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.chars().count() <= DISCORD_CONTENT_LIMIT)
+        );
+        assert_eq!(parts.concat().matches("a\\_b").count(), 1500);
     }
 }

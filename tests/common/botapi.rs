@@ -224,7 +224,7 @@ fn tg_error(status: StatusCode, description: &str, extra: Option<Value>) -> Resp
 }
 
 /// The fields of a multipart/form-data body: (name, bytes).
-fn multipart(headers: &HeaderMap, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+pub fn multipart(headers: &HeaderMap, body: &[u8]) -> Vec<(String, Vec<u8>)> {
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())

@@ -2,7 +2,7 @@
 # The main job on the embedded defaults: install what is missing, build, fetch the pinned models and data
 # (`dongcha setup`), build the demo shop into the default store (data/dongcha.db), show what is in it, and
 # serve the bot: the web chat on localhost ([serve] listen), Telegram too when DONGCHA_TELEGRAM_TOKEN is
-# set. Arguments are passed to `dongcha stats`.
+# set, Discord when DONGCHA_DISCORD_TOKEN is. Arguments are passed to `dongcha stats`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -170,6 +170,7 @@ pub struct SupportConfig {
     pub lexical_weight: f32,
     pub outside_weight: f32,
     pub answer_weight: f32,
+    pub centroid_weight: f32,
     pub handoff_timeout_secs: u64,
     pub link_code_hours: i64,
     pub orders_shown: usize,

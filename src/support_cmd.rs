@@ -100,6 +100,14 @@ struct Figures {
     auroc: f64,
 }
 
+/// A question with its vector.
+struct Asked {
+    question: String,
+    expected: String,
+    zh: bool,
+    vector: Vec<f32>,
+}
+
 struct Scored {
     question: String,
     expected: String,
@@ -169,6 +177,8 @@ pub struct Source<'a> {
     pub set: Option<PublicSet>,
     /// Tune on the whole of this question file instead of the set's tuning part.
     pub tune_on: &'a [std::path::PathBuf],
+    /// Tuning must also hand over the tuning part of Home Assistant's sentences (as out of scope).
+    pub guard_public: bool,
 }
 
 /// The share of out-of-scope questions tuning keeps handing over (the acceptance asks 0.85 on unseen
@@ -284,6 +294,7 @@ pub async fn eval(cfg: &Config, src: Source<'_>, part: Part, tune: bool, json: b
         lexical_weight: cfg.support.lexical_weight,
         outside_weight: cfg.support.outside_weight,
         answer_weight: cfg.support.answer_weight,
+        centroid_weight: cfg.support.centroid_weight,
     };
     let mut support = tokio::task::block_in_place(|| {
         let mut cache = dongcha::support::vector_cache(cfg, &encoder)?;
@@ -295,55 +306,95 @@ pub async fn eval(cfg: &Config, src: Source<'_>, part: Part, tune: bool, json: b
             settings,
         )
     })?;
-    let score =
-        |support: &Support, questions: &[(String, String)], part: Part| -> Result<Vec<Scored>> {
-            let mut out = Vec::new();
-            for (q, e) in questions.iter().filter(|(q, _)| match part {
-                Part::Tune => in_tuning_part(q),
-                Part::Test => !in_tuning_part(q),
-                Part::All => true,
-            }) {
-                let ranked = support.rank(q)?;
-                let zh = dongcha::agent::router::is_chinese(q);
+    // Each question is encoded once; the tuning grid re-scores the vectors.
+    let encode = |questions: Vec<(String, String)>| -> Result<Vec<Asked>> {
+        let texts: Vec<&str> = questions.iter().map(|(q, _)| q.as_str()).collect();
+        let vectors = tokio::task::block_in_place(|| encoder.encode(&texts, 32))?;
+        Ok(questions
+            .into_iter()
+            .zip(vectors)
+            .map(|((question, expected), vector)| Asked {
+                zh: dongcha::agent::router::is_chinese(&question),
+                question,
+                expected,
+                vector,
+            })
+            .collect())
+    };
+    let in_part = |q: &str, part: Part| match part {
+        Part::Tune => in_tuning_part(q),
+        Part::Test => !in_tuning_part(q),
+        Part::All => true,
+    };
+    let reported = encode(
+        questions
+            .iter()
+            .filter(|(q, _)| in_part(q, part))
+            .cloned()
+            .collect(),
+    )?;
+    let score = |support: &Support, asked: &[Asked]| -> Vec<Scored> {
+        asked
+            .iter()
+            .map(|a| {
+                let ranked = support.rank_encoded(&a.question, &a.vector);
                 // What it answers at any threshold the score passes, unless a rule hands it over first.
-                let answered = match support.decide_at(q, zh, None, f32::MIN)? {
-                    Decision::Answer(a) => Some(a.id),
-                    Decision::Handoff { .. } => None,
-                };
-                out.push(Scored {
-                    question: q.clone(),
-                    expected: e.clone(),
+                let answered =
+                    match support.decide_encoded(&a.question, &a.vector, a.zh, None, f32::MIN) {
+                        Decision::Answer(x) => Some(x.id),
+                        Decision::Handoff { .. } => None,
+                    };
+                Scored {
+                    question: a.question.clone(),
+                    expected: a.expected.clone(),
                     top: ranked[0].0.clone(),
                     score: ranked[0].1,
                     answered,
-                });
-            }
-            Ok(out)
-        };
+                }
+            })
+            .collect()
+    };
     let mut threshold = cfg.support.threshold;
     if tune {
         // The weights and threshold that answer most answerable questions right while handing over at
         // least TUNE_NONE_RECALL of the out-of-scope ones (the acceptance's floor, with a margin); when
         // nothing reaches it, the best mean of the two rates. On the tuning questions only.
-        let mut best = (
-            f64::MIN,
-            threshold,
-            support.settings.lexical_weight,
-            support.settings.outside_weight,
-            support.settings.answer_weight,
-        );
-        for (w, k, a) in [0.0f32, 0.05, 0.1, 0.2, 0.3]
+        // The set's own tuning part (unless the whole set is reported) and the --tune-on files.
+        let own = questions
+            .iter()
+            .filter(|(q, _)| part != Part::All && in_tuning_part(q))
+            .cloned();
+        let tuning = encode(
+            own.chain(tune_questions.iter().flatten().cloned())
+                .collect(),
+        )?;
+        // Real out-of-scope requests nobody at dongcha wrote (the tuning part of Home Assistant's
+        // sentences): the choice must hand over as many of them too, as a group of their own.
+        let guard = if src.guard_public {
+            let (_, q) = tokio::task::block_in_place(|| {
+                public_set(cfg, PublicSet::HomeAssistantOutOfScope)
+            })?;
+            encode(
+                q.into_iter()
+                    .filter(|(q, e)| e == "none" && in_tuning_part(q))
+                    .collect(),
+            )?
+        } else {
+            Vec::new()
+        };
+        let mut best = (f64::MIN, support.settings);
+        let grid = [0.0f32, 0.05, 0.1, 0.2]
             .into_iter()
-            .flat_map(|w| [0.0f32, 0.25, 0.5, 1.0, 2.0, 4.0].map(|k| (w, k)))
-            .flat_map(|(w, k)| [0.0f32, 0.1, 0.2, 0.3, 0.4, 0.5].map(|a| (w, k, a)))
-        {
+            .flat_map(|w| [0.0f32, 0.5, 1.0, 2.0, 4.0].map(|k| (w, k)))
+            .flat_map(|(w, k)| [0.0f32, 0.1, 0.2, 0.3, 0.5].map(|a| (w, k, a)))
+            .flat_map(|(w, k, a)| [0.0f32, 0.25, 0.5, 0.75].map(|c| (w, k, a, c)));
+        for (w, k, a, c) in grid {
             support.settings.lexical_weight = w;
             support.settings.outside_weight = k;
             support.settings.answer_weight = a;
-            let rows = tokio::task::block_in_place(|| match &tune_questions {
-                Some(qs) => score(&support, qs, Part::All),
-                None => score(&support, &questions, Part::Tune),
-            })?;
+            support.settings.centroid_weight = c;
+            let rows = score(&support, &tuning);
+            let guarded = score(&support, &guard);
             let lo = rows.iter().map(|r| r.score).fold(f32::MAX, f32::min);
             let hi = rows.iter().map(|r| r.score).fold(f32::MIN, f32::max);
             for step in 0..=200 {
@@ -358,30 +409,56 @@ pub async fn eval(cfg: &Config, src: Source<'_>, part: Part, tune: bool, json: b
                     })
                     .count() as f64
                     / f.answerable.max(1) as f64;
-                // Candidates over the floor rank above every other (+1), by right answers, then recall.
-                let objective = if f.none_recall >= TUNE_NONE_RECALL {
-                    1.0 + right + f.none_recall * 1e-3
+                let recall = if guarded.is_empty() {
+                    f.none_recall
                 } else {
-                    (right + f.none_recall) / 2.0
+                    f.none_recall.min(figures(&guarded, t).none_recall)
+                };
+                // Candidates over the floor in every group rank above every other (+1), by right
+                // answers, then recall.
+                let objective = if recall >= TUNE_NONE_RECALL {
+                    1.0 + right + recall * 1e-3
+                } else {
+                    (right + recall) / 2.0
                 };
                 if objective > best.0 {
-                    best = (objective, t, w, k, a);
+                    best = (
+                        objective,
+                        SupportSettings {
+                            threshold: t,
+                            ..support.settings
+                        },
+                    );
                 }
             }
         }
-        threshold = best.1;
-        support.settings.lexical_weight = best.2;
-        support.settings.outside_weight = best.3;
-        support.settings.answer_weight = best.4;
+        support.settings = best.1;
+        threshold = best.1.threshold;
         if !json {
+            let s = best.1;
             println!(
                 "tuning part: best threshold {threshold:.3}, lexical weight {:.2}, outside weight {:.2}, \
-                 answer weight {:.2} (set them under [support])",
-                best.2, best.3, best.4
+                 answer weight {:.2}, centroid weight {:.2} (set them under [support])",
+                s.lexical_weight, s.outside_weight, s.answer_weight, s.centroid_weight
             );
+            let t = figures(&score(&support, &tuning), threshold);
+            print!(
+                "  on the tuning questions: right answers {:.3}, out-of-scope recall {:.3}",
+                t.answer_precision * t.answer_rate * t.questions as f64
+                    / t.answerable.max(1) as f64,
+                t.none_recall
+            );
+            if !guard.is_empty() {
+                print!(
+                    "; Home Assistant's tuning part ({}): out-of-scope recall {:.3}",
+                    guard.len(),
+                    figures(&score(&support, &guard), threshold).none_recall
+                );
+            }
+            println!();
         }
     }
-    let rows = tokio::task::block_in_place(|| score(&support, &questions, part))?;
+    let rows = score(&support, &reported);
     let f = figures(&rows, threshold);
     if json {
         println!("{}", serde_json::to_string_pretty(&f)?);

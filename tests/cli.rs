@@ -660,7 +660,35 @@ fn eval_support_hands_over_real_out_of_scope_requests() {
         let v = f[k].as_f64().unwrap_or_else(|| panic!("{k}: {f}"));
         assert!((0.0..=1.0).contains(&v), "{k}: {f}");
     }
-    assert!(f["hit_at_1"].as_f64().unwrap() >= 0.7, "{f}");
+    // Not tuned on (its sentences guard only out-of-scope recall while tuning): 0.799 with the nearest
+    // phrasing alone, 0.879 with the centre of each entry's phrasings weighed in.
+    assert!(f["hit_at_1"].as_f64().unwrap() >= 0.85, "{f}");
+}
+
+/// The customer-service acceptance at the shipped settings: on the shipped set's held-out part and on
+/// the fourth fresh set (written before any run on it, not tuned on), hit@1 ≥ 0.90 on answerable
+/// questions and ≥ 0.85 of the out-of-scope ones handed over.
+#[test]
+fn eval_support_meets_the_acceptance_on_the_held_out_part_and_a_fresh_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/support_fresh_4.tsv"
+    );
+    for args in [
+        &["eval", "support", "--json"][..],
+        &[
+            "eval", "support", "--data", fresh, "--part", "all", "--json",
+        ][..],
+    ] {
+        let out = dongcha(dir.path(), args, &[]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let f: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert!(f["answerable"].as_u64().unwrap() >= 30, "{f}");
+        assert!(f["hit_at_1"].as_f64().unwrap() >= 0.90, "{args:?}: {f}");
+        assert!(f["none_recall"].as_f64().unwrap() >= 0.85, "{args:?}: {f}");
+    }
 }
 
 /// `dongcha … | head` once panicked with "failed printing to stdout: Broken pipe": output into a pipe

@@ -1086,6 +1086,7 @@ async fn open_support(
         lexical_weight: cfg.support.lexical_weight,
         outside_weight: cfg.support.outside_weight,
         answer_weight: cfg.support.answer_weight,
+        centroid_weight: cfg.support.centroid_weight,
     };
     let s = tokio::task::block_in_place(|| {
         let mut cache = crate::support::vector_cache(cfg, &encoder)?;

@@ -109,6 +109,9 @@ pub struct SupportSettings {
     /// score = (1 − weight) × phrasing + weight × answer. A customer often names what the answer
     /// speaks of ("Visa" → "credit cards") rather than how the shop phrased the question.
     pub answer_weight: f32,
+    /// How much the similarity to the centre of an entry's phrasings in one language counts next to
+    /// its nearest phrasing: nearest = (1 − weight) × nearest + weight × centre, before the answer.
+    pub centroid_weight: f32,
 }
 
 /// Out-of-scope messages shipped with dongcha: `prompts/support_outside.tsv` and the operators'
@@ -149,6 +152,8 @@ pub struct Support {
     phrasings: Vec<Phrasing>,
     /// Each answer's vector, by index into the distinct ids (one per language an entry has).
     answers: Vec<(usize, Vec<f32>)>,
+    /// The normalised mean of an entry's phrasing vectors in each of its languages, by id index.
+    centres: Vec<(usize, Vec<f32>)>,
     /// Vectors of out-of-scope messages (those not too close to the shop's own phrasings).
     outside: Vec<Vec<f32>>,
     encoder: Arc<Encoder>,
@@ -207,6 +212,9 @@ impl Support {
     ) -> Result<Self, SupportError> {
         let mut ids: Vec<String> = Vec::new();
         let mut texts: Vec<(usize, &str)> = Vec::new();
+        // Which (id, language) group each phrasing belongs to.
+        let mut groups: Vec<(usize, &str)> = Vec::new();
+        let mut group_of: Vec<usize> = Vec::new();
         let mut answer_texts: Vec<(usize, &str)> = Vec::new();
         for e in &entries {
             let k = match ids.iter().position(|i| *i == e.id) {
@@ -216,8 +224,16 @@ impl Support {
                     ids.len() - 1
                 }
             };
+            let g = match groups.iter().position(|&(i, l)| i == k && l == e.lang) {
+                Some(g) => g,
+                None => {
+                    groups.push((k, e.lang.as_str()));
+                    groups.len() - 1
+                }
+            };
             for q in &e.questions {
                 texts.push((k, q.as_str()));
+                group_of.push(g);
             }
             answer_texts.push((k, e.answer.as_str()));
         }
@@ -238,6 +254,21 @@ impl Support {
             .into_iter()
             .filter(|o| vectors.iter().all(|v| cosine(o, v) < OUTSIDE_NEAR_KB))
             .collect();
+        let mut centres: Vec<(usize, Vec<f32>)> = groups
+            .iter()
+            .map(|&(k, _)| (k, vec![0.0; vectors.first().map_or(0, Vec::len)]))
+            .collect();
+        for (g, v) in group_of.iter().zip(&vectors) {
+            for (c, x) in centres[*g].1.iter_mut().zip(v) {
+                *c += x;
+            }
+        }
+        for (_, c) in &mut centres {
+            let norm = c.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                c.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
         let phrasings = texts
             .iter()
             .zip(vectors)
@@ -252,6 +283,7 @@ impl Support {
             ids,
             phrasings,
             answers,
+            centres,
             outside,
             encoder,
             settings,
@@ -266,32 +298,34 @@ impl Support {
     /// nearest phrasing blended with that to its answer, less the penalty for being nearer still to an
     /// out-of-scope message.
     pub fn rank(&self, text: &str) -> Result<Vec<(String, f32)>, SupportError> {
-        let v = self.encoder.encode(&[text], 1)?.pop().unwrap_or_default();
+        let v = self.encode(text)?;
+        Ok(self.rank_encoded(text, &v))
+    }
+
+    /// The encoder's vector of `text` (what [`Support::rank_encoded`] takes).
+    pub fn encode(&self, text: &str) -> Result<Vec<f32>, SupportError> {
+        Ok(self.encoder.encode(&[text], 1)?.pop().unwrap_or_default())
+    }
+
+    /// [`Support::rank`] of `text` whose vector `v` is already known (the evaluation encodes each
+    /// question once for every setting it tries).
+    pub fn rank_encoded(&self, text: &str, v: &[f32]) -> Vec<(String, f32)> {
         let g = grams(text);
         let w = self.settings.lexical_weight.clamp(0.0, 1.0);
         let mut best = vec![f32::MIN; self.ids.len()];
         for p in &self.phrasings {
-            let s = (1.0 - w) * cosine(&v, &p.vector) + w * overlap(&g, &p.grams);
+            let s = (1.0 - w) * cosine(v, &p.vector) + w * overlap(&g, &p.grams);
             if s > best[p.id] {
                 best[p.id] = s;
             }
         }
-        let a = self.settings.answer_weight.clamp(0.0, 1.0);
-        if a > 0.0 {
-            let mut answer = vec![f32::MIN; self.ids.len()];
-            for (k, vector) in &self.answers {
-                answer[*k] = answer[*k].max(cosine(&v, vector));
-            }
-            for (b, s) in best.iter_mut().zip(answer) {
-                if s > f32::MIN {
-                    *b = (1.0 - a) * *b + a * s;
-                }
-            }
-        }
+        // The nearest phrasing, then the centre of the phrasings, then the answer (in that order).
+        blend(&mut best, v, &self.centres, self.settings.centroid_weight);
+        blend(&mut best, v, &self.answers, self.settings.answer_weight);
         let outside = self
             .outside
             .iter()
-            .map(|o| cosine(&v, o))
+            .map(|o| cosine(v, o))
             .fold(f32::MIN, f32::max);
         let k = self.settings.outside_weight.max(0.0);
         for b in &mut best {
@@ -299,7 +333,7 @@ impl Support {
         }
         let mut ranked: Vec<(String, f32)> = self.ids.iter().cloned().zip(best).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(ranked)
+        ranked
     }
 
     /// What to do with a customer's message. `repeated`: the conversation's last answer was the entry
@@ -321,8 +355,21 @@ impl Support {
         last_answered: Option<&str>,
         threshold: f32,
     ) -> Result<Decision, SupportError> {
+        let v = self.encode(text)?;
+        Ok(self.decide_encoded(text, &v, zh, last_answered, threshold))
+    }
+
+    /// [`Support::decide_at`] of `text` whose vector `v` is already known.
+    pub fn decide_encoded(
+        &self,
+        text: &str,
+        v: &[f32],
+        zh: bool,
+        last_answered: Option<&str>,
+        threshold: f32,
+    ) -> Decision {
         let lower = text.to_lowercase();
-        let ranked = self.rank(text)?;
+        let ranked = self.rank_encoded(text, v);
         let (best, confidence) = ranked
             .first()
             .map(|(id, s)| (Some(id.clone()), *s))
@@ -333,16 +380,16 @@ impl Support {
             best: best.clone(),
         };
         if ASK_FOR_PERSON.iter().any(|w| lower.contains(w)) {
-            return Ok(handoff(HandoffReason::AskedForPerson));
+            return handoff(HandoffReason::AskedForPerson);
         }
         if ANGRY.iter().any(|w| lower.contains(w)) {
-            return Ok(handoff(HandoffReason::Negative));
+            return handoff(HandoffReason::Negative);
         }
         let Some(id) = best.as_deref().filter(|_| confidence >= threshold) else {
-            return Ok(handoff(HandoffReason::LowConfidence));
+            return handoff(HandoffReason::LowConfidence);
         };
         if last_answered == Some(id) {
-            return Ok(handoff(HandoffReason::FailedTwice));
+            return handoff(HandoffReason::FailedTwice);
         }
         let want = if zh { "zh" } else { "en" };
         let entry = self
@@ -351,14 +398,32 @@ impl Support {
             .find(|e| e.id == id && e.lang == want)
             .or_else(|| self.entries.iter().find(|e| e.id == id))
             .expect("a ranked id has an entry");
-        Ok(Decision::Answer(KbAnswer {
+        Decision::Answer(KbAnswer {
             id: entry.id.clone(),
             lang: entry.lang.clone(),
             text: entry.answer.clone(),
             confidence,
             other_language: entry.lang != want,
             tags: entry.tags.clone(),
-        }))
+        })
+    }
+}
+
+/// `best[k] = (1 − weight) × best[k] + weight × (similarity of v to k's nearest vector in `others`)`
+/// for every id k that has one there.
+fn blend(best: &mut [f32], v: &[f32], others: &[(usize, Vec<f32>)], weight: f32) {
+    let weight = weight.clamp(0.0, 1.0);
+    if weight == 0.0 {
+        return;
+    }
+    let mut near = vec![f32::MIN; best.len()];
+    for (k, vector) in others {
+        near[*k] = near[*k].max(cosine(v, vector));
+    }
+    for (b, s) in best.iter_mut().zip(near) {
+        if s > f32::MIN {
+            *b = (1.0 - weight) * *b + weight * s;
+        }
     }
 }
 

@@ -512,6 +512,64 @@ static RE_EN_NEXT_N: LazyLock<Regex> = LazyLock::new(|| {
 
 /// How many days ahead a forecast question asks for ("下个月", "next 2 weeks", "未来七天"), from the day
 /// after `today`; None when it does not say.
+/// Words that ask about what is still to come without naming a horizon ("能到多少", "will we reach").
+const FUTURE_CUES: [&str; 16] = [
+    "能到多少",
+    "能卖到",
+    "能卖多少",
+    "会卖多少",
+    "能达到",
+    "大概能",
+    "预估",
+    "预计",
+    "预测",
+    "will ",
+    "going to",
+    "expect",
+    "outlook",
+    "project ",
+    "forecast",
+    "predict",
+];
+
+/// A year written out ("2025", "2025年").
+static RE_YEAR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:19|20)\d{2}").expect("regex"));
+
+/// Words that place a period in the past whatever the rest says.
+const PAST_WORDS: [&str; 14] = [
+    "上个",
+    "上月",
+    "上周",
+    "上季度",
+    "去年",
+    "前年",
+    "昨",
+    "以前",
+    "last ",
+    "ago",
+    "previous",
+    "past ",
+    "so far",
+    "已经",
+];
+
+/// When `question` asks about the future ([`FUTURE_CUES`]) of a period `p` that has gone by but was
+/// named without a year or a past word (a bare "7月份", "双十一"), the days from `today` to the end of the
+/// same period a year later, if that one is still to come.
+pub fn next_occurrence_days(question: &str, p: &Period, today: NaiveDate) -> Option<u32> {
+    let q = question.to_lowercase();
+    if p.to >= today
+        || !FUTURE_CUES.iter().any(|w| q.contains(w))
+        || PAST_WORDS.iter().any(|w| q.contains(w))
+        || RE_YEAR.is_match(&q)
+    {
+        return None;
+    }
+    let next_to = p.to.checked_add_months(Months::new(12))?;
+    let next_from = p.from.checked_add_months(Months::new(12))?;
+    (next_from > today).then(|| (next_to - today).num_days() as u32)
+}
+
 pub fn horizon_days(question: &str, today: NaiveDate) -> Option<u32> {
     let q = question.to_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| q.contains(w));

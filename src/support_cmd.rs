@@ -175,7 +175,8 @@ pub struct Source<'a> {
     pub kb: Option<&'a Path>,
     pub data: Option<&'a Path>,
     pub set: Option<PublicSet>,
-    /// Tune on the whole of this question file instead of the set's tuning part.
+    /// Tune on the whole of these question files too (beside the set's tuning part unless the whole set
+    /// is reported).
     pub tune_on: &'a [std::path::PathBuf],
     /// Tuning must also hand over the tuning part of Home Assistant's sentences (as out of scope).
     pub guard_public: bool,
@@ -289,13 +290,7 @@ pub async fn eval(cfg: &Config, src: Source<'_>, part: Part, tune: bool, json: b
     let encoder = Arc::new(tokio::task::block_in_place(|| {
         dongcha::heads::review_encoder(cfg)
     })?);
-    let settings = SupportSettings {
-        threshold: cfg.support.threshold,
-        lexical_weight: cfg.support.lexical_weight,
-        outside_weight: cfg.support.outside_weight,
-        answer_weight: cfg.support.answer_weight,
-        centroid_weight: cfg.support.centroid_weight,
-    };
+    let settings = SupportSettings::from(&cfg.support);
     let mut support = tokio::task::block_in_place(|| {
         let mut cache = dongcha::support::vector_cache(cfg, &encoder)?;
         Support::build(
@@ -337,18 +332,20 @@ pub async fn eval(cfg: &Config, src: Source<'_>, part: Part, tune: bool, json: b
         asked
             .iter()
             .map(|a| {
-                let ranked = support.rank_encoded(&a.question, &a.vector);
-                // What it answers at any threshold the score passes, unless a rule hands it over first.
-                let answered =
+                // The best entry and its confidence, and what it answers at any threshold the score
+                // passes, unless a rule hands it over first.
+                let (top, score, answered) =
                     match support.decide_encoded(&a.question, &a.vector, a.zh, None, f32::MIN) {
-                        Decision::Answer(x) => Some(x.id),
-                        Decision::Handoff { .. } => None,
+                        Decision::Answer(x) => (x.id.clone(), x.confidence, Some(x.id)),
+                        Decision::Handoff {
+                            best, confidence, ..
+                        } => (best.unwrap_or_default(), confidence, None),
                     };
                 Scored {
                     question: a.question.clone(),
                     expected: a.expected.clone(),
-                    top: ranked[0].0.clone(),
-                    score: ranked[0].1,
+                    top,
+                    score,
                     answered,
                 }
             })

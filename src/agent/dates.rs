@@ -510,8 +510,6 @@ static RE_EN_NEXT_N: LazyLock<Regex> = LazyLock::new(|| {
         .expect("regex")
 });
 
-/// How many days ahead a forecast question asks for ("下个月", "next 2 weeks", "未来七天"), from the day
-/// after `today`; None when it does not say.
 /// Words that ask about what is still to come without naming a horizon ("能到多少", "will we reach").
 const FUTURE_CUES: [&str; 16] = [
     "能到多少",
@@ -570,6 +568,8 @@ pub fn next_occurrence_days(question: &str, p: &Period, today: NaiveDate) -> Opt
     (next_from > today).then(|| (next_to - today).num_days() as u32)
 }
 
+/// How many days ahead a forecast question asks for ("下个月", "next 2 weeks", "未来七天"), from the day
+/// after `today`; None when it does not say.
 pub fn horizon_days(question: &str, today: NaiveDate) -> Option<u32> {
     let q = question.to_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| q.contains(w));

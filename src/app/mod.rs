@@ -1081,13 +1081,7 @@ async fn open_support(
         return Ok(None);
     }
     let encoder = agent.ctx.encoder().await?;
-    let settings = SupportSettings {
-        threshold: cfg.support.threshold,
-        lexical_weight: cfg.support.lexical_weight,
-        outside_weight: cfg.support.outside_weight,
-        answer_weight: cfg.support.answer_weight,
-        centroid_weight: cfg.support.centroid_weight,
-    };
+    let settings = SupportSettings::from(&cfg.support);
     let s = tokio::task::block_in_place(|| {
         let mut cache = crate::support::vector_cache(cfg, &encoder)?;
         Support::build(

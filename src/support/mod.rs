@@ -114,6 +114,18 @@ pub struct SupportSettings {
     pub centroid_weight: f32,
 }
 
+impl From<&crate::config::SupportConfig> for SupportSettings {
+    fn from(c: &crate::config::SupportConfig) -> Self {
+        Self {
+            threshold: c.threshold,
+            lexical_weight: c.lexical_weight,
+            outside_weight: c.outside_weight,
+            answer_weight: c.answer_weight,
+            centroid_weight: c.centroid_weight,
+        }
+    }
+}
+
 /// Out-of-scope messages shipped with dongcha: `prompts/support_outside.tsv` and the operators'
 /// example questions of the router (shop data a customer never gets).
 pub const OUTSIDE_TSV: &str = include_str!("../../prompts/support_outside.tsv");

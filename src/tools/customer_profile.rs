@@ -37,9 +37,10 @@ pub struct Output {
     /// Percent, next quarter.
     pub churn_probability_pct: Option<f64>,
     pub p_alive: f64,
-    /// Expected value over `clv_months` months.
+    /// Expected value over `clv_months` months; None where the spend model has no expected value for
+    /// the customer (one purchase only, and a fitted population whose mean spend does not exist).
     pub clv_months: u32,
-    pub clv: f64,
+    pub clv: Option<f64>,
     pub reviews: usize,
     pub negative_reviews: usize,
     pub recent_review_ids: Vec<i64>,
@@ -116,7 +117,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             .map(|(_, r)| round4(r.probability * 100.0)),
         p_alive: round4(bg.p_alive(c.frequency, c.recency, c.t)),
         clv_months: 12,
-        clv: round2(lifetime_value(bg, &gg.params, &c, 12, 0.01, WEEK)),
+        clv: Some(lifetime_value(bg, &gg.params, &c, 12, 0.01, WEEK))
+            .filter(|v| v.is_finite())
+            .map(round2),
         reviews: reviews.len(),
         negative_reviews: reviews
             .iter()
@@ -124,6 +127,15 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
             .count(),
         recent_review_ids: reviews.iter().take(3).map(|r| r.id).collect(),
     })
+}
+
+/// The expected value as the reply says it: the figure, or that the model has none for this customer.
+fn clv(v: &serde_json::Value, zh: bool) -> String {
+    match v.as_f64() {
+        Some(x) => super::render::money(x),
+        None if zh => "无法估计（只买过一次，消费模型对此没有均值）".into(),
+        None => "not estimated (one purchase; the spend model has no mean for it)".into(),
+    }
 }
 
 /// The reply for this tool's output, in the asker's language; every figure is the output's.
@@ -152,7 +164,7 @@ pub fn render(out: &serde_json::Value, zh: bool) -> String {
             tr(&out["segment"], true),
             churn,
             out["clv_months"],
-            money(num(&out["clv"])),
+            clv(&out["clv"], true),
             shown.join("、"),
             out["reviews"],
             out["negative_reviews"],
@@ -173,7 +185,7 @@ pub fn render(out: &serde_json::Value, zh: bool) -> String {
             tr(&out["segment"], false),
             churn,
             out["clv_months"],
-            money(num(&out["clv"])),
+            clv(&out["clv"], false),
             shown.join(", "),
             out["reviews"],
             out["negative_reviews"],
@@ -184,4 +196,32 @@ pub fn render(out: &serde_json::Value, zh: bool) -> String {
             }
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `eval routing --answer` stopped "客户 01234 的详细信息": a one-time buyer's lifetime value was NaN
+    /// (the demo's fitted spend model has no mean, q ≤ 1), serialised as null and said as "0.00", a
+    /// figure the output did not have. It is now absent, and said so.
+    #[test]
+    fn a_customer_without_an_expected_value_is_not_said_to_have_zero() {
+        let out = serde_json::json!({
+            "customer": "01234", "as_of": "2026-06-30", "orders": 1, "total_spent": 198.16,
+            "first_purchase": "2025-01-05", "last_purchase": "2025-01-05", "days_since_last": 541,
+            "products": [], "segment": "low-value lapsed (1)", "churn_probability_pct": 98.2023,
+            "p_alive": 1.0, "clv_months": 12, "clv": null, "reviews": 0, "negative_reviews": 0,
+            "recent_review_ids": []
+        });
+        for zh in [true, false] {
+            let r = render(&out, zh);
+            assert!(!r.contains("0.00"), "{r}");
+            assert!(
+                crate::agent::compose::ungrounded_numbers(&r, &out).is_empty(),
+                "{r}"
+            );
+        }
+        assert!(render(&out, true).contains("无法估计"));
+    }
 }

@@ -122,6 +122,8 @@ pub struct RoutingEval {
     pub llm: bool,
     /// Also answer each question and count the grounding check's stops.
     pub answer: bool,
+    /// Cross-validate the encoder router over the file's questions added to its examples.
+    pub cv: bool,
     pub json: bool,
 }
 
@@ -132,6 +134,7 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
         llm,
         answer,
         json,
+        cv,
     } = opts;
     let (text, source) = match data {
         Some(p) => (
@@ -153,18 +156,26 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
         lexical_weight: cfg.agent.lexical_weight,
         confident_margin: cfg.agent.confident_margin,
         shortlist: cfg.agent.shortlist.max(2),
+        head_weight: cfg.agent.head_weight,
     };
+    if cv {
+        return cross_validate(&agent, &pick(part)).await;
+    }
     if tune {
-        // Encoder-router settings by accuracy on the tuning part (the held-out part is never read).
-        let set = pick(Part::Tune);
-        let base = RouterSettings::default();
+        // Encoder-router settings by accuracy on the tuning part (the held-out part is never read), or on
+        // a whole file of questions already looked at (`--data FILE --part all`).
+        let set = pick(if part == Part::All {
+            Part::All
+        } else {
+            Part::Tune
+        });
         let mut results = Vec::new();
         for lexical_weight in [0.0, 0.25, 0.5, 0.75, 1.0, 1.5] {
             for k in [1, 2, 3, 5] {
                 agent.set_router_settings(RouterSettings {
                     lexical_weight,
                     k,
-                    ..base
+                    ..configured
                 });
                 let mut right = 0;
                 let mut margins = Vec::new();
@@ -214,11 +225,11 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
                     .collect();
                 let names: Vec<&str> = short.iter().map(|(t, _)| *t).collect();
                 let (lp, _) = agent.llm_scores(llm, q, &names).await?;
-                rows.push((short, lp, r.margin(), expected.clone()));
+                rows.push((short, lp, r.margin(), expected.clone(), q.clone()));
             }
             let llm_alone = rows
                 .iter()
-                .filter(|(short, lp, _, e)| {
+                .filter(|(short, lp, _, e, _)| {
                     let i = (0..lp.len())
                         .max_by(|a, b| lp[*a].total_cmp(&lp[*b]))
                         .unwrap_or(0);
@@ -230,6 +241,19 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
                 configured.shortlist,
                 set.len()
             );
+            for (short, lp, _, e, q) in &rows {
+                let i = (0..lp.len())
+                    .max_by(|a, b| lp[*a].total_cmp(&lp[*b]))
+                    .unwrap_or(0);
+                if short[i].0 != e {
+                    let names: Vec<String> = short
+                        .iter()
+                        .zip(lp)
+                        .map(|((t, _), l)| format!("{t} {:.2}", l.exp()))
+                        .collect();
+                    println!("  {q:?} expected {e}: {}", names.join(", "));
+                }
+            }
             println!("re-ranking accuracy (rows: confident_margin, columns: llm_weight):");
             let weights = [0.0f32, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1];
             println!(
@@ -246,7 +270,7 @@ pub async fn eval_routing(cfg: &Config, data: Option<&Path>, opts: RoutingEval) 
                     .map(|w| {
                         let right = rows
                             .iter()
-                            .filter(|(short, lp, margin, e)| {
+                            .filter(|(short, lp, margin, e, _)| {
                                 let pick = if *margin < m {
                                     short
                                         .iter()
@@ -562,6 +586,123 @@ pub async fn bench_ask(cfg: &Config, n: usize, llm: bool) -> Result<()> {
             "in-process llama.cpp, same GGUF, llama-bench style: pp128 {:.1} tok/s, tg32 {:.1} tok/s (compare scripts/bench-ask.sh's llama-bench)",
             raw.prompt_tokens_per_s, raw.generate_tokens_per_s
         );
+    }
+    Ok(())
+}
+
+/// Ten-fold cross-validation of the encoder router over a file of single-call questions: each fold is
+/// routed by the shipped examples plus the other nine folds, so every question is new to the router that
+/// routes it (the LLM is not asked). Compares the nearest examples alone, with the softmax head, and the
+/// shipped examples alone.
+async fn cross_validate(agent: &Agent, set: &[(String, String)]) -> Result<()> {
+    use dongcha::agent::router::{self, Ranking, ToolHead};
+    let set: Vec<&(String, String)> = set.iter().filter(|(_, e)| !is_plan(e)).collect();
+    let examples = router::parse_examples(router::EXAMPLES_TSV).map_err(anyhow::Error::msg)?;
+    // The heads are added here, fold by fold: the routers themselves score without one.
+    let mut r = agent.router().clone();
+    r.settings.head_weight = 0.0;
+    let ex_vecs = tokio::task::block_in_place(|| {
+        r.encode_all(&examples.iter().map(|(_, q)| q.as_str()).collect::<Vec<_>>())
+    })?;
+    let set_vecs = tokio::task::block_in_place(|| {
+        r.encode_all(&set.iter().map(|(q, _)| q.as_str()).collect::<Vec<_>>())
+    })?;
+    let tool_index = |t: &str| dongcha::tools::NAMES.iter().position(|n| *n == t);
+    let fold_of =
+        |q: &str| (xxhash_rust::xxh3::xxh3_64_with_seed(q.trim().as_bytes(), 7) % 10) as usize;
+    let head_weights = [0.0f32, 0.02, 0.03, 0.05, 0.08, 0.1];
+    let words_weights = [0.0f32, 0.03, 0.06, 0.1, 0.15];
+    let cells = head_weights.len() * words_weights.len();
+    let mut right_pool = vec![0usize; cells];
+    let mut right_shipped = vec![0usize; cells];
+    let adjusted = |mut rk: Ranking, facts: &router::Facts, words: f32| {
+        router::adjust_for_arguments(&mut rk, facts);
+        router::adjust_for_categories(&mut rk, &facts.categories);
+        router::adjust_for_words_by(&mut rk, facts, words);
+        router::adjust_for_outside(&mut rk, facts);
+        rk.best().0
+    };
+    let with_head = |rk: &Ranking, lp: &[f32], w: f32| Ranking {
+        scores: rk
+            .scores
+            .iter()
+            .map(|(t, s)| (*t, s + w * tool_index(t).map_or(0.0, |i| lp[i])))
+            .collect(),
+    };
+    let labels_of = |pairs: &[(String, String)]| -> Vec<usize> {
+        pairs
+            .iter()
+            .map(|(t, _)| tool_index(t).unwrap_or(0))
+            .collect()
+    };
+    let classes = dongcha::tools::NAMES.len();
+    let (l2, epochs) = (router::HEAD_L2, router::HEAD_EPOCHS);
+    let shipped_head = ToolHead::train(&ex_vecs, &labels_of(&examples), classes, l2, epochs);
+    let configured = (agent.router().settings.head_weight, router::WORDS_WEIGHT);
+    let mut misses = Vec::new();
+    for f in 0..10 {
+        let mut pairs = examples.clone();
+        let mut vecs = ex_vecs.clone();
+        for ((q, e), v) in set.iter().zip(&set_vecs) {
+            if fold_of(q) != f {
+                pairs.push((e.clone(), q.clone()));
+                vecs.push(v.clone());
+            }
+        }
+        let head = ToolHead::train(&vecs, &labels_of(&pairs), classes, l2, epochs);
+        let mut pool = r.with_examples(&pairs, vecs);
+        pool.settings.head_weight = 0.0;
+        for ((q, e), v) in set.iter().zip(&set_vecs) {
+            if fold_of(q) != f {
+                continue;
+            }
+            let facts = agent.facts(q);
+            let rk = pool.rank_vector(q, v);
+            let lp = head.log_probs(v);
+            let rk0 = r.rank_vector(q, v);
+            let lp0 = shipped_head.log_probs(v);
+            for (i, hw) in head_weights.iter().enumerate() {
+                for (j, ww) in words_weights.iter().enumerate() {
+                    let cell = i * words_weights.len() + j;
+                    right_pool[cell] +=
+                        (adjusted(with_head(&rk, &lp, *hw), &facts, *ww) == e.as_str()) as usize;
+                    let got = adjusted(with_head(&rk0, &lp0, *hw), &facts, *ww);
+                    right_shipped[cell] += (got == e.as_str()) as usize;
+                    if (*hw, *ww) == configured && got != e.as_str() {
+                        misses.push(format!("  {q:?}: expected {e}, got {got}"));
+                    }
+                }
+            }
+        }
+    }
+    let n = set.len();
+    println!(
+        "10-fold cross-validation over {n} single-call questions (encoder router, no LLM): questions \
+         right, by the shipped examples / by the examples and the other nine folds"
+    );
+    println!(
+        "{:>12} {}",
+        "head \\ words",
+        words_weights
+            .iter()
+            .map(|w| format!("{w:>12}"))
+            .collect::<String>()
+    );
+    for (i, hw) in head_weights.iter().enumerate() {
+        let row: String = (0..words_weights.len())
+            .map(|j| {
+                let c = i * words_weights.len() + j;
+                format!("{:>12}", format!("{}/{}", right_shipped[c], right_pool[c]))
+            })
+            .collect();
+        println!("{hw:>12} {row}");
+    }
+    println!(
+        "misses by the shipped examples at head weight {}, words weight {}:",
+        configured.0, configured.1
+    );
+    for m in misses {
+        println!("{m}");
     }
     Ok(())
 }

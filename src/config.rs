@@ -259,6 +259,7 @@ pub struct AgentConfig {
     pub confident_margin: f32,
     pub llm_weight: f32,
     pub lexical_weight: f32,
+    pub head_weight: f32,
     pub neighbours: usize,
     pub shortlist: usize,
 }

@@ -295,6 +295,10 @@ enum EvalCommand {
         /// Sweep the encoder router's settings on the tuning part instead.
         #[arg(long)]
         tune: bool,
+        /// Ten-fold cross-validation of the encoder router with the set's questions added to its
+        /// examples (only on questions already looked at: `--data FILE --part all`, or the tuning part).
+        #[arg(long)]
+        cv: bool,
         /// Route with the encoder router alone.
         #[arg(long)]
         no_llm: bool,
@@ -616,6 +620,7 @@ fn run(cli: Cli) -> Result<()> {
                         data,
                         part,
                         tune,
+                        cv,
                         no_llm,
                         answer,
                         json,
@@ -624,9 +629,10 @@ fn run(cli: Cli) -> Result<()> {
                 let opts = agent_cmd::RoutingEval {
                     part,
                     tune,
-                    llm: !no_llm,
+                    llm: !no_llm && !cv,
                     answer,
                     json,
+                    cv,
                 };
                 agent_cmd::eval_routing(&cfg, data.as_deref(), opts).await
             }

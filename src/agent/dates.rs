@@ -143,6 +143,11 @@ static RE_EN_MONTH: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(?:in|during|for|of)\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?(?:\s+(\d{4}))?\b")
         .expect("regex")
 });
+/// A month's name anywhere ("June last year"); read only beside a year word.
+static RE_EN_MONTH_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
+        .expect("regex")
+});
 static RE_QUARTER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:(\d{4})\s*(?:年)?\s*)?(?:\bq([1-4])\b|第([一二三四1-4])季度)")
         .expect("regex")
@@ -306,6 +311,19 @@ pub fn resolve(question: &str, today: NaiveDate) -> Option<Period> {
     }
     if has(&["去年", "last year", "previous year"]) {
         let y = today.year() - 1;
+        // "去年6月", "June last year": that month of last year, not the whole year.
+        let month = RE_ZH_MONTH
+            .captures(&q)
+            .and_then(|c| small_number(&c[2]))
+            .or_else(|| {
+                RE_EN_MONTH_WORD
+                    .captures(&q)
+                    .and_then(|c| EN_MONTHS.iter().position(|x| c[1].starts_with(x)))
+                    .map(|i| i as u32 + 1)
+            });
+        if let Some(m) = month.filter(|m| (1..=12).contains(m)) {
+            return month_bounds(y, m);
+        }
         return Some(Period::new(
             NaiveDate::from_ymd_opt(y, 1, 1)?,
             NaiveDate::from_ymd_opt(y, 12, 31)?,
@@ -363,12 +381,16 @@ pub fn resolve(question: &str, today: NaiveDate) -> Option<Period> {
 }
 
 /// Words that put what follows against what precedes ("A 比 B", "A vs B", "compared with B").
-const AGAINST: [&str; 13] = [
+const AGAINST: [&str; 17] = [
     " vs ",
     " vs. ",
     " versus ",
     " compared with ",
     " compared to ",
+    " compare with ",
+    " compare to ",
+    " compares with ",
+    " compares to ",
     " against ",
     " than ",
     "对比",
@@ -420,14 +442,20 @@ const EN_MONTH_NAMES: [&str; 12] = [
     "december",
 ];
 
-/// A month named at the start of a compared part ("May vs April"): bare month names are read only
-/// here, where a comparison word stands next to them.
+/// A month named at either edge of a compared part ("May vs April", "how did June compare to May"):
+/// bare month names are read only here, where a comparison word stands next to them.
 fn bare_month(part: &str, today: NaiveDate) -> Option<Period> {
-    let first = part
+    let mut words = part
         .trim()
         .split(|c: char| !c.is_alphabetic())
-        .find(|w| !w.is_empty())?;
-    let m = EN_MONTH_NAMES.iter().position(|n| *n == first)? as u32 + 1;
+        .filter(|w| !w.is_empty());
+    let first = words.next()?;
+    let last = words.next_back().unwrap_or(first);
+    let m = EN_MONTH_NAMES
+        .iter()
+        .position(|n| *n == first)
+        .or_else(|| EN_MONTH_NAMES.iter().position(|n| *n == last))? as u32
+        + 1;
     let y = if m <= today.month() {
         today.year()
     } else {
@@ -530,6 +558,10 @@ const FUTURE_CUES: [&str; 16] = [
     "predict",
 ];
 
+/// "能 … 多少" ("八月份营收能有多少", "能做多少"): what can be reached, a question of the future.
+static RE_CAN_REACH: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"能[^，,。？?！!]{0,3}多少").expect("regex"));
+
 /// A year written out ("2025", "2025年").
 static RE_YEAR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?:19|20)\d{2}").expect("regex"));
 
@@ -557,7 +589,7 @@ const PAST_WORDS: [&str; 14] = [
 pub fn next_occurrence_days(question: &str, p: &Period, today: NaiveDate) -> Option<u32> {
     let q = question.to_lowercase();
     if p.to >= today
-        || !FUTURE_CUES.iter().any(|w| q.contains(w))
+        || !(FUTURE_CUES.iter().any(|w| q.contains(w)) || RE_CAN_REACH.is_match(&q))
         || PAST_WORDS.iter().any(|w| q.contains(w))
         || RE_YEAR.is_match(&q)
     {
@@ -673,6 +705,15 @@ mod tests {
             p("2026-02-01", "2026-02-28")
         );
         assert_eq!(resolve("去年", today), p("2025-01-01", "2025-12-31"));
+        // A month of last year is that month, not the year.
+        assert_eq!(
+            resolve("去年6月卖了多少", today),
+            p("2025-06-01", "2025-06-30")
+        );
+        assert_eq!(
+            resolve("sales in June last year", today),
+            p("2025-06-01", "2025-06-30")
+        );
         assert_eq!(resolve("Q1 sales", today), p("2026-01-01", "2026-03-31"));
         assert_eq!(resolve("上季度", today), p("2026-01-01", "2026-03-31"));
         assert_eq!(resolve("哪些客户要流失", today), None);
@@ -701,6 +742,11 @@ mod tests {
             vec![may, Period::new(d("2025-05-01"), d("2025-05-31"))]
         );
         assert_eq!(periods("April vs March", today).len(), 2);
+        // The month next to the comparison word, at the end of the part before it.
+        assert_eq!(
+            periods("how did June compare to May in orders", today),
+            vec![june, may]
+        );
         assert_eq!(
             periods("last month against the month before", today),
             vec![may, april]

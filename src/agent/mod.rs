@@ -165,6 +165,7 @@ impl Agent {
             lexical_weight: a.lexical_weight,
             confident_margin: a.confident_margin,
             shortlist: a.shortlist.max(2),
+            head_weight: a.head_weight,
         };
         let router = Router::new(encoder, &examples, vectors, settings);
         let catalogue = Catalogue::new(&ctx.store.catalogue().await.map_err(ToolError::from)?);
@@ -217,6 +218,16 @@ impl Agent {
             .await
     }
 
+    /// The encoder router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// What a question states, as every routing stage reads it.
+    pub fn facts(&self, question: &str) -> router::Facts {
+        router::Facts::read(question, self.today, &self.catalogue)
+    }
+
     /// The encoder router's ranking of a question.
     pub fn rank(&self, question: &str) -> Result<Ranking, AgentError> {
         self.rank_with(
@@ -232,6 +243,7 @@ impl Agent {
         router::adjust_for_arguments(&mut r, facts);
         router::adjust_for_categories(&mut r, &facts.categories);
         router::adjust_for_words(&mut r, facts);
+        router::adjust_for_outside(&mut r, facts);
         Ok(r)
     }
 

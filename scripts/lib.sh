@@ -70,3 +70,42 @@ ensure_venv() {
     fi
     echo "$venv/bin/python"
 }
+
+# A throwaway PostgreSQL server for the tests: its own data folder, a free port on 127.0.0.1, no disk
+# syncs (unless $1 is "durable", as benchmarks want), stopped when the calling shell exits. Exports DONGCHA_TEST_POSTGRES (the server's URL; each test
+# creates its own database on it) and DONGCHA_TEST_POSTGRES_REQUIRED (so no Postgres test is skipped).
+start_test_postgres() {
+    local bin port fsync=off
+    [ "${1:-}" = durable ] && fsync=on
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    if [ ! -x "$bin/initdb" ]; then
+        echo "PostgreSQL's server is not installed (Debian package postgresql)" >&2
+        return 1
+    fi
+    pg_bin="$bin"
+    pg_dir=$(mktemp -d /tmp/dongcha-test-pg.XXXXXX)
+    pg_as=()
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres "$pg_dir"
+        pg_as=(runuser -u postgres --)
+    fi
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    if ! "${pg_as[@]}" "$bin/initdb" -D "$pg_dir/data" -A trust -U postgres --no-sync >"$pg_dir/initdb.log" 2>&1; then
+        cat "$pg_dir/initdb.log" >&2
+        return 1
+    fi
+    trap stop_test_postgres EXIT
+    "${pg_as[@]}" "$bin/pg_ctl" -D "$pg_dir/data" -w -l "$pg_dir/server.log" \
+        -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=300" \
+        start >/dev/null
+    export DONGCHA_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
+    export DONGCHA_TEST_POSTGRES_REQUIRED=1
+    echo "test PostgreSQL on 127.0.0.1:$port ($pg_dir)"
+}
+
+stop_test_postgres() {
+    if [ -n "${pg_dir:-}" ] && [ -d "$pg_dir/data" ]; then
+        "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$pg_dir"
+    fi
+}

@@ -522,6 +522,24 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Copy a whole shop from one database into another, new one, e.g. from SQLite to PostgreSQL.
+    ///
+    /// The target is given its schema and must hold no rows; the copy is one transaction on it and a
+    /// consistent snapshot of the source (which may stay in use). Every table's row count and content
+    /// digest are compared afterwards. Vectors (the index) and models are not in the database: point the
+    /// new configuration at the same data folder, or run `dongcha enrich` there.
+    Migrate {
+        /// The database to copy, e.g. sqlite://state/dongcha.db.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The new database, e.g. postgres://dongcha@127.0.0.1:5432/shop (its password, if any, from
+        /// PGPASSWORD is not read: put it in the URL via an environment variable of your shell).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what is stored: rows per table, date ranges, recent imports and rejects.
     Stats {
         /// Print JSON instead of a table.
@@ -587,6 +605,7 @@ fn run(cli: Cli) -> Result<()> {
                 json,
             } => shop_cmd::ingest(&cfg, &files, format, show_errors, json).await,
             Command::Stats { json } => shop_cmd::stats(&cfg, json).await,
+            Command::Migrate { from, to, json } => shop_cmd::migrate(&cfg, &from, &to, json).await,
             Command::Enrich { json } => shop_cmd::enrich(&cfg, json).await,
             Command::Search {
                 query,

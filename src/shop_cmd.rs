@@ -202,6 +202,54 @@ pub async fn ingest(
     Ok(())
 }
 
+/// `dongcha migrate`: copies the shop at `from` into the new database at `to` and checks the copy.
+pub async fn migrate(cfg: &Config, from: &str, to: &str, json: bool) -> Result<()> {
+    use dongcha::store::redacted;
+    let source = Store::open(from, cfg.store.max_connections).await?;
+    let target = Store::open(to, cfg.store.max_connections).await?;
+    let started = std::time::Instant::now();
+    let bar = progress::count_bar(0, !json && is_tty(), "migrate");
+    let mut done_before = 0u64;
+    let mut current = String::new();
+    let report = source
+        .copy_into(&target, |table, rows| {
+            if table != current {
+                current = table.to_string();
+                done_before = bar.position();
+                bar.set_message(table.to_string());
+            }
+            bar.set_position(done_before + rows);
+        })
+        .await;
+    bar.finish_and_clear();
+    source.close().await;
+    target.close().await;
+    let report = report?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} → {}", redacted(from), redacted(to));
+        println!("{:<20} {:>12}  sha256 of the rows", "table", "rows");
+        for t in &report.tables {
+            println!(
+                "{:<20} {:>12}  {}",
+                t.table,
+                thousands(t.rows as i64),
+                &t.sha256[..16]
+            );
+        }
+        let total: u64 = report.tables.iter().map(|t| t.rows).sum();
+        println!(
+            "copied {} rows in {:.1} s; every table's rows and digest equal the source's: {}",
+            thousands(total as i64),
+            started.elapsed().as_secs_f64(),
+            if report.verified { "yes" } else { "NO" }
+        );
+    }
+    anyhow::ensure!(report.verified, "the copy differs from the source");
+    Ok(())
+}
+
 pub async fn stats(cfg: &Config, json: bool) -> Result<()> {
     let store = Store::open_config(cfg).await?;
     let stats = store.stats().await?;
@@ -210,7 +258,10 @@ pub async fn stats(cfg: &Config, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&stats)?);
         return Ok(());
     }
-    println!("database: {}", cfg.database_url());
+    println!(
+        "database: {}",
+        dongcha::store::redacted(&cfg.database_url())
+    );
     println!(
         "{:<16} {:>12}  {:<10}  {:<10}",
         "table", "rows", "from", "to"

@@ -1,4 +1,5 @@
-//! End-to-end ingestion: files on disk → `ingest_file` → the SQLite store, read back with SQL.
+//! End-to-end ingestion: files on disk → `ingest_file` → the store, read back with SQL; every test runs
+//! on SQLite and on PostgreSQL.
 
 mod common;
 
@@ -8,7 +9,6 @@ use std::path::Path;
 use chrono::NaiveDate;
 use dongcha::ingest::{Format, ImportReport, IngestOptions, ingest_file};
 use dongcha::store::Store;
-use sqlx::Row;
 
 fn options(dir: &Path, max_line_bytes: usize) -> IngestOptions {
     let mut o = IngestOptions::from_config(&common::config_in(dir));
@@ -26,12 +26,11 @@ async fn ingest(store: &Store, file: &Path, opts: &IngestOptions) -> ImportRepor
 /// The record from the product brief: an iPhone 13 purchase with its review and a Weibo post.
 const BRIEF_RECORD: &str = r#"{"userId": "U1001", "purchaseDate": "2023-09-28", "productName": "iPhone 13", "price": 5199.00, "reviewText": "iPhone 13 的拍照效果很好，电池续航也不错，就是物流有点慢。", "reviewRating": 4.5, "socialMediaId": "wb_4951", "socialMediaType": "Weibo", "socialMediaText": "刚入手 iPhone 13，拍照太惊艳了！#数码# https://weibo.example/p/4951"}"#;
 
-#[tokio::test]
-async fn the_brief_example_record_reads_back_field_by_field() {
+async fn the_brief_example_record_reads_back_field_by_field(db: common::Db) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("brief.jsonl");
     std::fs::write(&file, format!("{BRIEF_RECORD}\n")).unwrap();
-    let store = common::store_in(dir.path()).await;
+    let (store, url) = common::store_on(dir.path(), db).await.expect("database");
     let report = ingest(&store, &file, &options(dir.path(), 1 << 20)).await;
     assert_eq!(report.format, Format::Jsonl);
     assert_eq!(
@@ -43,36 +42,37 @@ async fn the_brief_example_record_reads_back_field_by_field() {
         (1, 1, 0)
     );
 
-    let pool = store.pool();
-    let row = sqlx::query(
+    let rows: Vec<(String, NaiveDate, String, i64, i64)> = common::query_rows(
+        &url,
         "SELECT c.external_id, o.order_date, p.name, o.amount_cents, o.quantity \
          FROM orders o JOIN customers c ON c.id = o.customer_id JOIN products p ON p.id = o.product_id",
     )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert_eq!(row.get::<String, _>(0), "U1001");
+    .await;
     assert_eq!(
-        row.get::<NaiveDate, _>(1),
-        NaiveDate::from_ymd_opt(2023, 9, 28).unwrap()
+        rows,
+        [(
+            "U1001".to_string(),
+            NaiveDate::from_ymd_opt(2023, 9, 28).unwrap(),
+            "iPhone 13".to_string(),
+            519_900,
+            1
+        )]
     );
-    assert_eq!(row.get::<String, _>(2), "iPhone 13");
-    assert_eq!(row.get::<i64, _>(3), 519_900);
-    assert_eq!(row.get::<i64, _>(4), 1);
 
-    let row = sqlx::query(
-        "SELECT r.rating, r.text_raw, r.text_clean, r.lang, r.review_date, r.order_id = o.id, p.name \
+    type ReviewRow = (f64, String, String, String, NaiveDate, i64, String);
+    let rows: Vec<ReviewRow> = common::query_rows(
+        &url,
+        "SELECT r.rating, r.text_raw, r.text_clean, r.lang, r.review_date, \
+         CAST(CASE WHEN r.order_id = o.id THEN 1 ELSE 0 END AS BIGINT), p.name \
          FROM reviews r JOIN orders o ON o.customer_id = r.customer_id JOIN products p ON p.id = r.product_id",
     )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert_eq!(row.get::<f64, _>(0), 4.5);
+    .await;
+    let (rating, raw, clean, lang, date, points_at_order, product) = rows[0].clone();
+    assert_eq!(rating, 4.5);
     assert_eq!(
-        row.get::<String, _>(1),
+        raw,
         "iPhone 13 的拍照效果很好，电池续航也不错，就是物流有点慢。"
     );
-    let clean: String = row.get(2);
     assert!(
         clean.starts_with("iPhone 13 "),
         "model kept intact: {clean}"
@@ -81,31 +81,28 @@ async fn the_brief_example_record_reads_back_field_by_field() {
         clean.contains("拍照") && clean.contains("物流") && !clean.contains('，'),
         "{clean}"
     );
-    assert_eq!(row.get::<String, _>(3), "zh");
-    assert_eq!(
-        row.get::<NaiveDate, _>(4),
-        NaiveDate::from_ymd_opt(2023, 9, 28).unwrap()
-    );
-    assert!(row.get::<bool, _>(5), "the review points at its purchase");
-    assert_eq!(row.get::<String, _>(6), "iPhone 13");
+    assert_eq!(lang, "zh");
+    assert_eq!(date, NaiveDate::from_ymd_opt(2023, 9, 28).unwrap());
+    assert_eq!(points_at_order, 1, "the review points at its purchase");
+    assert_eq!(product, "iPhone 13");
 
-    let row = sqlx::query("SELECT platform, post_id, text_raw, text_clean, lang FROM social_posts")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(row.get::<String, _>(0), "weibo");
-    assert_eq!(row.get::<String, _>(1), "wb_4951");
+    let rows: Vec<(String, String, String, String, String)> = common::query_rows(
+        &url,
+        "SELECT platform, post_id, text_raw, text_clean, lang FROM social_posts",
+    )
+    .await;
+    let (platform, post_id, raw, clean, lang) = rows[0].clone();
+    assert_eq!(platform, "weibo");
+    assert_eq!(post_id, "wb_4951");
     assert_eq!(
-        row.get::<String, _>(2),
-        "刚入手 iPhone 13，拍照太惊艳了！#数码# https://weibo.example/p/4951",
+        raw, "刚入手 iPhone 13，拍照太惊艳了！#数码# https://weibo.example/p/4951",
         "raw text is kept as given"
     );
-    let clean: String = row.get(3);
     assert!(
         clean.contains("iPhone 13") && clean.contains("数码") && !clean.contains("https"),
         "{clean}"
     );
-    assert_eq!(row.get::<String, _>(4), "zh");
+    assert_eq!(lang, "zh");
 }
 
 /// Every failure kind the importer knows, mixed with good lines.
@@ -164,11 +161,10 @@ fn bad_input_file(
     (path, expected, lines.len())
 }
 
-#[tokio::test]
-async fn bad_lines_are_reported_and_set_aside_and_good_lines_are_all_kept() {
+async fn bad_lines_are_reported_and_set_aside_and_good_lines_are_all_kept(db: common::Db) {
     let dir = tempfile::tempdir().unwrap();
     let (file, expected, total_lines) = bad_input_file(dir.path());
-    let store = common::store_in(dir.path()).await;
+    let (store, url) = common::store_on(dir.path(), db).await.expect("database");
     let opts = options(dir.path(), 4096);
     let report = ingest(&store, &file, &opts).await;
 
@@ -199,10 +195,8 @@ async fn bad_lines_are_reported_and_set_aside_and_good_lines_are_all_kept() {
     assert_eq!(store.count("social_posts").await.unwrap(), 1);
     assert_eq!(store.count("customers").await.unwrap(), 4);
     assert_eq!(store.count("rejects").await.unwrap(), 14);
-    let amount: i64 = sqlx::query_scalar("SELECT amount_cents FROM orders WHERE quantity = 2")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let amount: i64 =
+        common::query_one(&url, "SELECT amount_cents FROM orders WHERE quantity = 2").await;
     assert_eq!(amount, 399_900);
 
     // The rejects file holds exactly the bad lines, byte for byte, in order.
@@ -242,8 +236,7 @@ async fn bad_lines_are_reported_and_set_aside_and_good_lines_are_all_kept() {
     assert_eq!(store.count("orders").await.unwrap(), 2);
 }
 
-#[tokio::test]
-async fn csv_in_the_brief_shape_with_quoted_newlines() {
+async fn csv_in_the_brief_shape_with_quoted_newlines(db: common::Db) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("records.csv");
     std::fs::write(
@@ -255,7 +248,7 @@ async fn csv_in_the_brief_shape_with_quoted_newlines() {
          u4,2024-01-08\n",
     )
     .unwrap();
-    let store = common::store_in(dir.path()).await;
+    let (store, url) = common::store_on(dir.path(), db).await.expect("database");
     let report = ingest(&store, &file, &options(dir.path(), 1 << 20)).await;
     assert_eq!(report.format, Format::Csv);
     assert_eq!(report.header_lines, 1);
@@ -266,10 +259,7 @@ async fn csv_in_the_brief_shape_with_quoted_newlines() {
     );
     assert_eq!(report.errors[0].field, "price");
     assert!(report.errors[1].reason.contains("expected 7 columns"));
-    let text: String = sqlx::query_scalar("SELECT text_raw FROM reviews")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let text: String = common::query_one(&url, "SELECT text_raw FROM reviews").await;
     assert_eq!(text, "Great phone, \"really\"\nsecond line");
     // A CSV rejects file starts with the header, so it can be fixed and imported again.
     let rejects = std::fs::read_to_string(report.rejects_file.unwrap()).unwrap();
@@ -280,24 +270,22 @@ async fn csv_in_the_brief_shape_with_quoted_newlines() {
     );
 }
 
-#[tokio::test]
-async fn a_csv_without_user_id_is_refused_as_a_whole() {
+async fn a_csv_without_user_id_is_refused_as_a_whole(db: common::Db) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("x.csv");
     std::fs::write(&file, "customer,price\nu1,3\n").unwrap();
-    let store = common::store_in(dir.path()).await;
+    let (store, _url) = common::store_on(dir.path(), db).await.expect("database");
     let err = ingest_file(&store, &file, &options(dir.path(), 1 << 20))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no userId column"), "{err}");
 }
 
-#[tokio::test]
-async fn the_real_cdnow_log_imports_every_transaction_once() {
+async fn the_real_cdnow_log_imports_every_transaction_once(db: common::Db) {
     let master = common::asset_file("cdnow", "CDNOW_master.txt");
     let sample = common::asset_file("cdnow", "CDNOW_sample.txt");
     let dir = tempfile::tempdir().unwrap();
-    let store = common::store_in(dir.path()).await;
+    let (store, url) = common::store_on(dir.path(), db).await.expect("database");
     let opts = {
         let mut o = options(dir.path(), 1 << 20);
         o.chunk_lines = 8192;
@@ -317,10 +305,8 @@ async fn the_real_cdnow_log_imports_every_transaction_once() {
     );
     assert_eq!(store.count("orders").await.unwrap(), 69_659);
     assert_eq!(store.count("customers").await.unwrap(), 23_570);
-    let total: i64 = sqlx::query_scalar("SELECT SUM(amount_cents) FROM orders")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let total: i64 =
+        common::query_one(&url, "SELECT CAST(SUM(amount_cents) AS BIGINT) FROM orders").await;
     assert_eq!(total, 250_031_563);
 
     let again = ingest(&store, &master, &opts).await;
@@ -334,8 +320,7 @@ async fn the_real_cdnow_log_imports_every_transaction_once() {
     assert_eq!(store.count("orders").await.unwrap(), 69_659);
 }
 
-#[tokio::test]
-async fn an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file() {
+async fn an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file(db: common::Db) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.jsonl");
     let huge = format!(
@@ -347,7 +332,7 @@ async fn an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file() {
         format!("{huge}\n{{\"userId\":\"u2\",\"reviewText\":\"fine\"}}\n"),
     )
     .unwrap();
-    let store = common::store_in(dir.path()).await;
+    let (store, url) = common::store_on(dir.path(), db).await.expect("database");
     let report = ingest(&store, &file, &options(dir.path(), 64 * 1024)).await;
     assert_eq!((report.counts.accepted, report.counts.rejected), (1, 1));
     assert!(
@@ -359,13 +344,19 @@ async fn an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file() {
     );
     let rejects = std::fs::read(report.rejects_file.unwrap()).unwrap();
     assert_eq!(rejects.len(), huge.len() + 1);
-    let raw: String = sqlx::query_scalar("SELECT raw FROM rejects")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let raw: String = common::query_one(&url, "SELECT raw FROM rejects").await;
     assert_eq!(
         raw.len(),
         4096,
         "the database keeps a prefix; the rejects file keeps the line"
     );
 }
+
+on_both_databases!(
+    the_brief_example_record_reads_back_field_by_field,
+    bad_lines_are_reported_and_set_aside_and_good_lines_are_all_kept,
+    csv_in_the_brief_shape_with_quoted_newlines,
+    a_csv_without_user_id_is_refused_as_a_whole,
+    the_real_cdnow_log_imports_every_transaction_once,
+    an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file,
+);

@@ -118,13 +118,12 @@ async fn reviews_are_labelled_indexed_and_found_by_meaning() {
     );
 
     // Sentiment on these reviews agrees with their stars (1-2 negative, 4-5 positive) for most.
-    let rows: Vec<(f64, String, String, String)> = sqlx::query_as(
+    let rows: Vec<(f64, String, String, String)> = common::query_rows(
+        &common::config_in(dir.path()).database_url(),
         "SELECT r.rating, n.sentiment, n.brands, n.prices FROM reviews r \
          JOIN review_nlp n ON n.review_id = r.id",
     )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
+    .await;
     let decided: Vec<_> = rows.iter().filter(|r| r.0 != 3.0).collect();
     let agree = decided
         .iter()
@@ -143,12 +142,11 @@ async fn reviews_are_labelled_indexed_and_found_by_meaning() {
     );
 
     // Posts get sentiment and intent too (not indexed: the index holds reviews).
-    let posts: Vec<(String, String)> = sqlx::query_as(
+    let posts: Vec<(String, String)> = common::query_rows(
+        &common::config_in(dir.path()).database_url(),
         "SELECT s.text_raw, n.intent FROM social_posts s JOIN post_nlp n ON n.post_id = s.id",
     )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(posts.len(), POSTS.len());
     let right = posts
         .iter()

@@ -57,15 +57,40 @@ fn shop_copy() -> tempfile::TempDir {
     common::copy_of(shop())
 }
 
-fn ask_cli(dir: &Path, q: &str) -> Value {
+/// The copy's database moved to a new database on the test PostgreSQL server with `dongcha migrate`
+/// (which checks every table's digest); its URL, for DONGCHA__STORE__URL. `None` without a server.
+fn migrated_to_postgres(dir: &Path) -> Option<String> {
+    let url = common::fresh_postgres_database_blocking()?;
     let o = Command::new(bin())
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["ask", "--json", "--no-llm", q])
+        .args(["migrate", "--from"])
+        .arg(format!("sqlite://{}", dir.join("dongcha.db").display()))
+        .args(["--to", &url])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("every table's rows and digest equal the source's: yes"),
+        "{out}"
+    );
+    assert!(out.contains("orders                     69,659"), "{out}");
+    Some(url)
+}
+
+/// The environment that puts a server (or command) of this test on `db`, with the copy in `dir`.
+fn database_env(dir: &Path, db: common::Db) -> Option<Vec<(&'static str, String)>> {
+    Some(match db {
+        common::Db::Sqlite => vec![],
+        common::Db::Postgres => vec![("DONGCHA__STORE__URL", migrated_to_postgres(dir)?)],
+    })
+}
+
+fn ask_cli(dir: &Path, q: &str) -> Value {
+    ask_cli_env(dir, q, &[])
 }
 
 struct Server {
@@ -444,9 +469,22 @@ fn a_bare_command_asks_the_question_of_its_own_tool_in_both_languages() {
 
 #[test]
 fn sigkill_mid_conversation_then_restart_answers_every_update_exactly_once_and_keeps_context() {
+    sigkill_mid_conversation(common::Db::Sqlite);
+}
+
+#[test]
+fn on_postgres_sigkill_mid_conversation_then_restart_answers_every_update_exactly_once() {
+    sigkill_mid_conversation(common::Db::Postgres);
+}
+
+fn sigkill_mid_conversation(db: common::Db) {
     let dir = shop_copy();
+    let Some(db_env) = database_env(dir.path(), db) else {
+        return;
+    };
     let api = BotApi::start();
-    let env = [("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_CHAT", "100")];
+    let mut env: Vec<(&str, &str)> = vec![("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_CHAT", "100")];
+    env.extend(db_env.iter().map(|(k, v)| (*k, v.as_str())));
     let mut server = Server::start(dir.path(), Some(&api), &env);
     let chat = OPERATOR;
     api.message(chat, "上个月的销售额是多少？");
@@ -482,7 +520,11 @@ fn sigkill_mid_conversation_then_restart_answers_every_update_exactly_once_and_k
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let turns = rt.block_on(async {
-        let store = common::store_in(dir.path()).await;
+        let mut cfg = common::config_in(dir.path());
+        if let Some((_, url)) = db_env.first() {
+            cfg.store.url = url.clone();
+        }
+        let store = dongcha::store::Store::open_config(&cfg).await.unwrap();
         store
             .recent_turns("telegram", &chat.to_string(), 20)
             .await
@@ -494,7 +536,19 @@ fn sigkill_mid_conversation_then_restart_answers_every_update_exactly_once_and_k
 
 #[test]
 fn twenty_chats_of_ten_messages_at_once_get_two_hundred_replies_each_exactly_once() {
+    twenty_chats_at_once(common::Db::Sqlite);
+}
+
+#[test]
+fn on_postgres_twenty_chats_of_ten_messages_at_once_get_two_hundred_replies_each_exactly_once() {
+    twenty_chats_at_once(common::Db::Postgres);
+}
+
+fn twenty_chats_at_once(db: common::Db) {
     let dir = shop_copy();
+    let Some(db_env) = database_env(dir.path(), db) else {
+        return;
+    };
     let api = BotApi::start();
     let operators: Vec<i64> = (0..20).map(|i| 9000 + i).collect();
     let list = format!(
@@ -505,18 +559,16 @@ fn twenty_chats_of_ten_messages_at_once_get_two_hundred_replies_each_exactly_onc
             .collect::<Vec<_>>()
             .join(",")
     );
-    let _server = Server::start(
-        dir.path(),
-        Some(&api),
-        &[
-            ("DONGCHA__ROLES__TELEGRAM_OPERATORS", list.as_str()),
-            ("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_CHAT", "1000"),
-            ("DONGCHA__TELEGRAM__MESSAGES_PER_MIN_CHAT", "1000"),
-            ("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_OVERALL", "1000"),
-            ("DONGCHA__SERVE__RATE_BURST", "100"),
-            ("DONGCHA__SERVE__QUEUE", "256"),
-        ],
-    );
+    let mut env: Vec<(&str, &str)> = vec![
+        ("DONGCHA__ROLES__TELEGRAM_OPERATORS", list.as_str()),
+        ("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_CHAT", "1000"),
+        ("DONGCHA__TELEGRAM__MESSAGES_PER_MIN_CHAT", "1000"),
+        ("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_OVERALL", "1000"),
+        ("DONGCHA__SERVE__RATE_BURST", "100"),
+        ("DONGCHA__SERVE__QUEUE", "256"),
+    ];
+    env.extend(db_env.iter().map(|(k, v)| (*k, v.as_str())));
+    let _server = Server::start(dir.path(), Some(&api), &env);
     // Wait for the bot to poll, then queue everything at once.
     wait_until("the first getUpdates", || {
         api.calls().iter().any(|c| c == "getupdates")
@@ -543,6 +595,49 @@ fn twenty_chats_of_ten_messages_at_once_get_two_hundred_replies_each_exactly_onc
             let is_sales = m.text.contains("823,801.64");
             assert_eq!(is_sales, i % 2 == 1, "chat {o} reply {i}: {}", m.text);
         }
+    }
+}
+
+/// `ask --json --no-llm` with extra environment.
+fn ask_cli_env(dir: &Path, q: &str, env: &[(&str, String)]) -> Value {
+    let o = Command::new(bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["ask", "--json", "--no-llm", q])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn a_shop_migrated_to_postgres_answers_every_tool_with_the_figures_of_sqlite() {
+    let dir = shop_copy();
+    let Some(env) = database_env(dir.path(), common::Db::Postgres) else {
+        return;
+    };
+    // The router's own examples: the first question of every tool.
+    let examples =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/examples.tsv"))
+            .unwrap();
+    let mut questions: Vec<(&str, &str)> = Vec::new();
+    for line in examples.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((tool, q)) = line.split_once('\t')
+            && tool != "none"
+            && !questions.iter().any(|(t, _)| *t == tool)
+        {
+            questions.push((tool, q));
+        }
+    }
+    assert!(questions.len() >= 12, "{questions:?}");
+    for (tool, q) in questions {
+        let lite = ask_cli_env(dir.path(), q, &[]);
+        let pg = ask_cli_env(dir.path(), q, &env);
+        assert_eq!(lite["tool"], tool, "{q}: {lite}");
+        assert_eq!(pg["tool"], lite["tool"], "{q}");
+        assert_eq!(pg["result"], lite["result"], "{q}");
+        assert_eq!(pg["reply"], lite["reply"], "{q}");
     }
 }
 
@@ -1267,13 +1362,12 @@ fn an_unreleased_handoff_times_out_and_the_webhook_gets_it_masked() {
 /// Two demo customers with at least two orders each, and their order references.
 async fn two_customers_with_orders(dir: &Path) -> Vec<(String, Vec<String>)> {
     let store = common::store_in(dir).await;
-    let ids: Vec<(String,)> = sqlx::query_as(
+    let ids: Vec<(String,)> = common::query_rows(
+        &common::config_in(dir).database_url(),
         "SELECT c.external_id FROM customers c JOIN orders o ON o.customer_id = c.id \
          GROUP BY c.id HAVING COUNT(DISTINCT COALESCE(o.order_ref, o.id)) >= 2 ORDER BY c.id LIMIT 2",
     )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
+    .await;
     let mut out = Vec::new();
     for (id,) in ids {
         let lines = store.customer_lines(&id).await.unwrap().unwrap();

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, WritePool};
 
 /// One question and what answered it, as [`Store::record_turn`] keeps it.
 #[derive(Debug, Clone)]
@@ -60,23 +60,25 @@ fn now() -> String {
 impl Store {
     /// The data version: last finished import (id, time), review/post labels (count, last time).
     pub async fn data_version(&self) -> Result<DataVersion, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COALESCE(MAX(id), 0) FROM import_batches), \
-                    (SELECT COALESCE(MAX(finished_at), '') FROM import_batches), \
-                    (SELECT COUNT(*) FROM review_nlp), \
-                    (SELECT COALESCE(MAX(labelled_at), '') FROM review_nlp), \
-                    (SELECT COALESCE(MAX(labelled_at), '') FROM post_nlp)",
-        )
-        .fetch_one(self.pool())
-        .await?;
-        Ok(DataVersion(format!(
-            "{}@{}/{}@{}/{}",
-            row.get::<i64, _>(0),
-            row.get::<String, _>(1),
-            row.get::<i64, _>(2),
-            row.get::<String, _>(3),
-            row.get::<String, _>(4)
-        )))
+        on_db!(self, pool => {
+            let row = sqlx::query(
+                "SELECT (SELECT COALESCE(MAX(id), 0) FROM import_batches), \
+                        (SELECT COALESCE(MAX(finished_at), '') FROM import_batches), \
+                        (SELECT COUNT(*) FROM review_nlp), \
+                        (SELECT COALESCE(MAX(labelled_at), '') FROM review_nlp), \
+                        (SELECT COALESCE(MAX(labelled_at), '') FROM post_nlp)",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok(DataVersion(format!(
+                "{}@{}/{}@{}/{}",
+                row.get::<i64, _>(0),
+                row.get::<String, _>(1),
+                row.get::<i64, _>(2),
+                row.get::<String, _>(3),
+                row.get::<String, _>(4)
+            )))
+        })
     }
 
     /// The last `limit` turns of a conversation since its last reset, oldest first.
@@ -86,29 +88,31 @@ impl Store {
         chat_id: &str,
         limit: i64,
     ) -> Result<Vec<StoredTurn>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.seq, t.question, t.tool, t.args, t.reply FROM conversation_turns t \
-             LEFT JOIN conversations c ON c.platform = t.platform AND c.chat_id = t.chat_id \
-             WHERE t.platform = ? AND t.chat_id = ? AND t.seq > COALESCE(c.reset_at, 0) \
-             ORDER BY t.seq DESC LIMIT ?",
-        )
-        .bind(platform)
-        .bind(chat_id)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        let mut out: Vec<StoredTurn> = rows
-            .iter()
-            .map(|r| StoredTurn {
-                seq: r.get(0),
-                question: r.get(1),
-                tool: r.get(2),
-                args: r.get(3),
-                reply: r.get(4),
-            })
-            .collect();
-        out.reverse();
-        Ok(out)
+        on_db!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT t.seq, t.question, t.tool, t.args, t.reply FROM conversation_turns t \
+                 LEFT JOIN conversations c ON c.platform = t.platform AND c.chat_id = t.chat_id \
+                 WHERE t.platform = $1 AND t.chat_id = $2 AND t.seq > COALESCE(c.reset_at, 0) \
+                 ORDER BY t.seq DESC LIMIT $3",
+            )
+            .bind(platform)
+            .bind(chat_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<StoredTurn> = rows
+                .iter()
+                .map(|r| StoredTurn {
+                    seq: r.get(0),
+                    question: r.get(1),
+                    tool: r.get(2),
+                    args: r.get(3),
+                    reply: r.get(4),
+                })
+                .collect();
+            out.reverse();
+            Ok(out)
+        })
     }
 
     /// Whether this platform update was already answered.
@@ -117,78 +121,84 @@ impl Store {
         platform: &str,
         update_id: i64,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM platform_updates WHERE platform = ? AND update_id = ?",
-        )
-        .bind(platform)
-        .bind(update_id)
-        .fetch_one(self.pool())
-        .await?
-            > 0)
+        on_db!(self, pool => {
+            Ok(sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM platform_updates WHERE platform = $1 AND update_id = $2",
+            )
+            .bind(platform)
+            .bind(update_id)
+            .fetch_one(pool)
+            .await?
+                > 0)
+        })
     }
 
     /// Stores a turn, and the update it answers, in one transaction. Returns false (and stores nothing)
     /// when that update was already answered.
     pub async fn record_turn(&self, t: &TurnRecord<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let at = now();
-        if let Some(u) = t.update_id {
-            let done = sqlx::query(
-                "INSERT INTO platform_updates (platform, update_id, chat_id, answered_at, reply) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        on_db!(self, pool => {
+            let mut tx = pool.write_tx().await?;
+            let at = now();
+            if let Some(u) = t.update_id {
+                let done = sqlx::query(
+                    "INSERT INTO platform_updates (platform, update_id, chat_id, answered_at, reply) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(t.platform)
+                .bind(u)
+                .bind(t.chat_id)
+                .bind(&at)
+                .bind(t.reply)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+            }
+            sqlx::query(
+                "INSERT INTO conversations (platform, chat_id, lang) VALUES ($1, $2, $3) \
+                 ON CONFLICT (platform, chat_id) DO UPDATE SET lang = excluded.lang",
             )
             .bind(t.platform)
-            .bind(u)
             .bind(t.chat_id)
-            .bind(&at)
-            .bind(t.reply)
+            .bind(t.lang)
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-        }
-        sqlx::query(
-            "INSERT INTO conversations (platform, chat_id, lang) VALUES (?, ?, ?) \
-             ON CONFLICT (platform, chat_id) DO UPDATE SET lang = excluded.lang",
-        )
-        .bind(t.platform)
-        .bind(t.chat_id)
-        .bind(t.lang)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO conversation_turns \
-             (platform, chat_id, seq, user_id, role, question, tool, args, reply, created_at) \
-             SELECT ?, ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ? FROM conversation_turns \
-             WHERE platform = ? AND chat_id = ?",
-        )
-        .bind(t.platform)
-        .bind(t.chat_id)
-        .bind(t.user_id)
-        .bind(t.role)
-        .bind(t.question)
-        .bind(t.tool)
-        .bind(t.args)
-        .bind(t.reply)
-        .bind(&at)
-        .bind(t.platform)
-        .bind(t.chat_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+            sqlx::query(
+                "INSERT INTO conversation_turns \
+                 (platform, chat_id, seq, user_id, role, question, tool, args, reply, created_at) \
+                 SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, $4, $5, $6, $7, $8, $9 FROM conversation_turns \
+                 WHERE platform = $10 AND chat_id = $11",
+            )
+            .bind(t.platform)
+            .bind(t.chat_id)
+            .bind(t.user_id)
+            .bind(t.role)
+            .bind(t.question)
+            .bind(t.tool)
+            .bind(t.args)
+            .bind(t.reply)
+            .bind(&at)
+            .bind(t.platform)
+            .bind(t.chat_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// The reply to an update reached the platform.
     pub async fn mark_sent(&self, platform: &str, update_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE platform_updates SET sent_at = ? WHERE platform = ? AND update_id = ?")
-            .bind(now())
-            .bind(platform)
-            .bind(update_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        on_db!(self, pool => {
+            sqlx::query("UPDATE platform_updates SET sent_at = $1 WHERE platform = $2 AND update_id = $3")
+                .bind(now())
+                .bind(platform)
+                .bind(update_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Replies stored but never sent (the process died in between): (update id, chat, reply text).
@@ -196,17 +206,19 @@ impl Store {
         &self,
         platform: &str,
     ) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT update_id, chat_id, reply FROM platform_updates \
-             WHERE platform = ? AND sent_at IS NULL AND reply <> '' ORDER BY update_id",
-        )
-        .bind(platform)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+        on_db!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT update_id, chat_id, reply FROM platform_updates \
+                 WHERE platform = $1 AND sent_at IS NULL AND reply <> '' ORDER BY update_id",
+            )
+            .bind(platform)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect())
+        })
     }
 
     /// Forgets a conversation's turns for follow-ups (`/reset`); they stay in the store.
@@ -215,80 +227,92 @@ impl Store {
         platform: &str,
         chat_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO conversations (platform, chat_id, reset_at) VALUES (?, ?, \
-             (SELECT COALESCE(MAX(seq), 0) FROM conversation_turns WHERE platform = ? AND chat_id = ?)) \
-             ON CONFLICT (platform, chat_id) DO UPDATE SET reset_at = excluded.reset_at",
-        )
-        .bind(platform)
-        .bind(chat_id)
-        .bind(platform)
-        .bind(chat_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        on_db!(self, pool => {
+            sqlx::query(
+                "INSERT INTO conversations (platform, chat_id, reset_at) VALUES ($1, $2, \
+                 (SELECT COALESCE(MAX(seq), 0) FROM conversation_turns WHERE platform = $3 AND chat_id = $4)) \
+                 ON CONFLICT (platform, chat_id) DO UPDATE SET reset_at = excluded.reset_at",
+            )
+            .bind(platform)
+            .bind(chat_id)
+            .bind(platform)
+            .bind(chat_id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The offset last confirmed to a platform (0 when none).
     pub async fn platform_offset(&self, platform: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT COALESCE(MAX(next_offset), 0) FROM platform_offsets WHERE platform = ?",
-        )
-        .bind(platform)
-        .fetch_one(self.pool())
-        .await?)
+        on_db!(self, pool => {
+            Ok(sqlx::query_scalar::<_, i64>(
+                "SELECT COALESCE(MAX(next_offset), 0) FROM platform_offsets WHERE platform = $1",
+            )
+            .bind(platform)
+            .fetch_one(pool)
+            .await?)
+        })
     }
 
     pub async fn set_platform_offset(&self, platform: &str, next: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO platform_offsets (platform, next_offset) VALUES (?, ?) \
-             ON CONFLICT (platform) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
-        )
-        .bind(platform)
-        .bind(next)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        on_db!(self, pool => {
+            sqlx::query(
+                "INSERT INTO platform_offsets (platform, next_offset) VALUES ($1, $2) \
+                 ON CONFLICT (platform) DO UPDATE SET next_offset = CASE \
+                 WHEN excluded.next_offset > platform_offsets.next_offset THEN excluded.next_offset \
+                 ELSE platform_offsets.next_offset END",
+            )
+            .bind(platform)
+            .bind(next)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Drops everything kept for a platform (benches start afresh).
     pub async fn forget_platform(&self, platform: &str) -> Result<(), StoreError> {
-        for table in [
-            "conversation_turns",
-            "conversations",
-            "platform_updates",
-            "platform_offsets",
-            "audit_log",
-            "handoffs",
-            "outbox",
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE platform = ?"
-            )))
-            .bind(platform)
-            .execute(self.pool())
-            .await?;
-        }
-        Ok(())
+        on_db!(self, pool => {
+            for table in [
+                "conversation_turns",
+                "conversations",
+                "platform_updates",
+                "platform_offsets",
+                "audit_log",
+                "handoffs",
+                "outbox",
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE platform = $1"
+                )))
+                .bind(platform)
+                .execute(pool)
+                .await?;
+            }
+            Ok(())
+        })
     }
 
     pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, platform, user_id, chat_id, question, tool, args, latency_ms, outcome) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(now())
-        .bind(e.platform)
-        .bind(e.user_id)
-        .bind(e.chat_id)
-        .bind(e.question)
-        .bind(e.tool)
-        .bind(e.args)
-        .bind(e.latency_ms)
-        .bind(e.outcome)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        on_db!(self, pool => {
+            sqlx::query(
+                "INSERT INTO audit_log (at, platform, user_id, chat_id, question, tool, args, latency_ms, outcome) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(now())
+            .bind(e.platform)
+            .bind(e.user_id)
+            .bind(e.chat_id)
+            .bind(e.question)
+            .bind(e.tool)
+            .bind(e.args)
+            .bind(e.latency_ms)
+            .bind(e.outcome)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Audit lines, newest first (for tests and admins).
@@ -296,16 +320,19 @@ impl Store {
         &self,
         limit: i64,
     ) -> Result<Vec<(String, String, String, String)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT platform, user_id, tool, outcome FROM audit_log ORDER BY rowid DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
+        on_db!(self, pool => {
+            let rows = sqlx::query(
+                // `rowid`: SQLite's own row key, a column of that name in the Postgres schema.
+                "SELECT platform, user_id, tool, outcome FROM audit_log ORDER BY rowid DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect())
+        })
     }
 }
 

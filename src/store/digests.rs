@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, WritePool};
 
 /// A digest as recorded.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -41,15 +41,17 @@ impl Store {
         from: &str,
         to: &str,
     ) -> Result<bool, StoreError> {
-        let r: Option<(i64,)> = sqlx::query_as(
-            "SELECT id FROM digests WHERE name = $1 AND period_from = $2 AND period_to = $3",
-        )
-        .bind(name)
-        .bind(from)
-        .bind(to)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(r.is_some())
+        on_db!(self, pool => {
+            let r: Option<(i64,)> = sqlx::query_as(
+                "SELECT id FROM digests WHERE name = $1 AND period_from = $2 AND period_to = $3",
+            )
+            .bind(name)
+            .bind(from)
+            .bind(to)
+            .fetch_optional(pool)
+            .await?;
+            Ok(r.is_some())
+        })
     }
 
     /// Records a digest of a period and queues its messages, in one transaction. `false` (and nothing
@@ -66,73 +68,81 @@ impl Store {
         output: &str,
         queue: &[Queued],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "INSERT INTO digests (name, period_from, period_to, slot, status, text, output, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name, period_from, period_to) DO NOTHING",
-        )
-        .bind(name)
-        .bind(from)
-        .bind(to)
-        .bind(slot)
-        .bind(status)
-        .bind(text)
-        .bind(output)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        for q in queue {
-            sqlx::query(
-                "INSERT INTO outbox (platform, chat_id, text, created_at, photo) VALUES ($1, $2, $3, $4, $5)",
+        on_db!(self, pool => {
+            let mut tx = pool.write_tx().await?;
+            let done = sqlx::query(
+                "INSERT INTO digests (name, period_from, period_to, slot, status, text, output, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name, period_from, period_to) DO NOTHING",
             )
-            .bind(&q.platform)
-            .bind(&q.chat_id)
-            .bind(&q.text)
+            .bind(name)
+            .bind(from)
+            .bind(to)
+            .bind(slot)
+            .bind(status)
+            .bind(text)
+            .bind(output)
             .bind(now())
-            .bind(q.photo.as_deref())
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+            if done.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            for q in queue {
+                sqlx::query(
+                    "INSERT INTO outbox (platform, chat_id, text, created_at, photo) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&q.platform)
+                .bind(&q.chat_id)
+                .bind(&q.text)
+                .bind(now())
+                .bind(q.photo.as_deref())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// The digests recorded under `name`, newest first.
     pub async fn digests(&self, name: &str) -> Result<Vec<DigestRow>, StoreError> {
-        Ok(sqlx::query_as::<_, DigestRow>(
-            "SELECT id, name, period_from, period_to, slot, status, text, created_at FROM digests \
-             WHERE name = $1 ORDER BY id DESC",
-        )
-        .bind(name)
-        .fetch_all(self.pool())
-        .await?)
+        on_db!(self, pool => {
+            Ok(sqlx::query_as::<_, DigestRow>(
+                "SELECT id, name, period_from, period_to, slot, status, text, created_at FROM digests \
+                 WHERE name = $1 ORDER BY id DESC",
+            )
+            .bind(name)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     /// The last scheduled run `name` handled (UTC, RFC 3339), if any.
     pub async fn digest_mark(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let r: Option<(String,)> =
-            sqlx::query_as("SELECT last_slot FROM digest_marks WHERE name = $1")
-                .bind(name)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(r.map(|(s,)| s))
+        on_db!(self, pool => {
+            let r: Option<(String,)> =
+                sqlx::query_as("SELECT last_slot FROM digest_marks WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(r.map(|(s,)| s))
+        })
     }
 
     /// Remembers that `name` handled its run at `slot`.
     pub async fn set_digest_mark(&self, name: &str, slot: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO digest_marks (name, last_slot) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET last_slot = excluded.last_slot",
-        )
-        .bind(name)
-        .bind(slot)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        on_db!(self, pool => {
+            sqlx::query(
+                "INSERT INTO digest_marks (name, last_slot) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET last_slot = excluded.last_slot",
+            )
+            .bind(name)
+            .bind(slot)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 }
 

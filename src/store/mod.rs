@@ -1,11 +1,30 @@
-//! The store: a sqlx pool over SQLite (the embedded default, WAL mode), the schema in `migrations/`, and
-//! every query the rest of dongcha runs. A shell: the only module that talks SQL.
+//! The store: a sqlx pool over SQLite (the embedded default, WAL mode) or PostgreSQL (`[store] url =
+//! "postgres://…"`, or `DONGCHA__STORE__URL`), the schema in `migrations/` (SQLite) and
+//! `migrations/postgres/`, and every query the rest of dongcha runs. A shell: the only module that talks
+//! SQL.
 //!
-//! Writes happen only through ingestion ([`Store::begin_import`]) and admin commands; everything else
-//! reads.
+//! Queries are written once, in SQL both databases accept, and compiled for both pools by [`on_db!`];
+//! what differs lives in one file per backend: opening and tuning the connection, the write lock, the
+//! bulk import (SQLite's C API on sqlx's lent handle, Postgres's `COPY`). Writes happen only through
+//! ingestion ([`Store::begin_import`]) and admin commands; everything else reads.
+
+/// Runs one body on whichever pool the store has: `$p` is a `&SqlitePool` in one arm and a `&PgPool`
+/// in the other, so the body — portable SQL through sqlx's generic API — is compiled for both.
+macro_rules! on_db {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite($p) => $body,
+            $crate::store::Db::Postgres($p) => $body,
+        }
+    };
+}
 
 pub mod conversations;
+mod copy;
 pub mod digests;
+mod import;
+mod postgres;
+mod reads;
 pub mod records;
 mod sqlite;
 mod sqlite_bulk;
@@ -16,10 +35,70 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use conversations::{AuditEntry, DataVersion, StoredTurn, TurnRecord};
+pub use copy::{CopyReport, TableDigest};
+pub use import::ImportTx;
 pub use records::{
     KeyedRecord, ProductRef, Purchase, RejectRow, ReviewPart, SearchPart, ShopRecord, SocialPart,
 };
-pub use sqlite::{ImportTx, Store};
+
+/// The pool of either backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// The shop's database: SQLite or PostgreSQL, chosen by the URL's scheme.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) db: Db,
+}
+
+/// Which database a store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A transaction that writes, on either backend: writers take one lock at their start (SQLite's write
+/// lock by `BEGIN IMMEDIATE`, a Postgres transaction-level advisory lock), so a transaction that reads
+/// and then writes never acts on what another writer changed in between, and ids taken as `MAX(id) + 1`
+/// cannot collide.
+pub(crate) trait WritePool {
+    type Db: sqlx::Database;
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Self::Db>, StoreError>;
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` — `sqlite://PATH` or `postgres://…` — and brings
+    /// its schema up to date.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let db = if url.starts_with("sqlite:") {
+            Db::Sqlite(sqlite::open(url, max_connections).await?)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Db::Postgres(postgres::open(url, max_connections).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redacted(url)));
+        };
+        Ok(Self { db })
+    }
+
+    pub async fn open_config(cfg: &crate::config::Config) -> Result<Self, StoreError> {
+        Self::open(&cfg.database_url(), cfg.store.max_connections).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, p => p.close().await)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,7 +109,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     #[error(
-        "unsupported database URL `{0}`: this build supports sqlite:// (build with the `postgres` feature for postgres://)"
+        "unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
     )]
     UnsupportedUrl(String),
     #[error("cannot create the database folder {path}: {source}")]
@@ -43,8 +122,33 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database: {0}")]
     Query(#[from] sqlx::Error),
+    #[error(
+        "the target database is not empty ({table} has {rows} rows): copy into a new, empty database"
+    )]
+    NotEmpty { table: String, rows: u64 },
+    #[error("the two databases' schemas differ: {0}")]
+    Schema(String),
     #[error("database (SQLite error {code}): {message}")]
     Sqlite { code: i32, message: String },
+}
+
+/// A database URL fit to show: its password (if any) replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The identifier of one import (one file, or one demo build).

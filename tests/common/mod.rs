@@ -41,3 +41,137 @@ pub fn copy_of(dir: &Path) -> tempfile::TempDir {
     assert!(st.success(), "copying {}", dir.display());
     copy
 }
+
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// The test PostgreSQL server's URL (scripts/test.sh starts one and sets DONGCHA_TEST_POSTGRES), or
+/// `None` — then the Postgres variants say so and pass, unless DONGCHA_TEST_POSTGRES_REQUIRED is set, as
+/// scripts/test.sh (and so CI) sets it.
+pub fn postgres_server() -> Option<String> {
+    match std::env::var("DONGCHA_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("DONGCHA_TEST_POSTGRES_REQUIRED").is_none(),
+                "DONGCHA_TEST_POSTGRES_REQUIRED is set but DONGCHA_TEST_POSTGRES is not"
+            );
+            eprintln!(
+                "PostgreSQL variant not run: DONGCHA_TEST_POSTGRES is not set (scripts/test.sh starts a server)"
+            );
+            None
+        }
+    }
+}
+
+/// A new, empty database on the test server, and its URL.
+pub async fn fresh_postgres_database() -> Option<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let server = postgres_server()?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!(
+        "t{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = sqlx::PgPool::connect(&server).await.expect("test Postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let base = server.rsplit_once('/').expect("URL with a database").0;
+    Some(format!("{base}/{name}"))
+}
+
+/// [`fresh_postgres_database`] from code that is not async (it runs on a thread of its own).
+pub fn fresh_postgres_database_blocking() -> Option<String> {
+    std::thread::spawn(|| {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(fresh_postgres_database())
+    })
+    .join()
+    .unwrap()
+}
+
+/// A config with state in `dir` and its database on `db`: SQLite in `dir`, or a new database on the test
+/// Postgres server (`None` when there is none, see [`postgres_server`]).
+pub async fn config_on(dir: &Path, db: Db) -> Option<Config> {
+    let mut cfg = config_in(dir);
+    if db == Db::Postgres {
+        cfg.store.url = fresh_postgres_database().await?;
+    }
+    Some(cfg)
+}
+
+/// The store of [`config_on`].
+pub async fn store_on(dir: &Path, db: Db) -> Option<(Store, String)> {
+    let cfg = config_on(dir, db).await?;
+    let store = Store::open_config(&cfg).await.expect("store opens");
+    Some((store, cfg.database_url()))
+}
+
+/// Rows of a query the test writes in SQL both databases accept, on the database at `url`.
+pub async fn query_rows<T>(url: &str, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+        let rows = sqlx::query_as(sql).fetch_all(&pool).await.expect("query");
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect");
+        let rows = sqlx::query_as(sql).fetch_all(&pool).await.expect("query");
+        pool.close().await;
+        rows
+    }
+}
+
+/// The one value of a one-row, one-column query (see [`query_rows`]).
+pub async fn query_one<T>(url: &str, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+        + sqlx::Type<sqlx::Sqlite>
+        + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + Send
+        + Unpin,
+{
+    let mut rows: Vec<(T,)> = query_rows(url, sql).await;
+    assert_eq!(rows.len(), 1, "{sql}: one row");
+    rows.remove(0).0
+}
+
+/// Declares `$name::sqlite` and `$name::postgres`, running `async fn $name(db: common::Db)` on each.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::common::Db::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if super::common::postgres_server().is_some() {
+                    super::$name(super::common::Db::Postgres).await
+                }
+            }
+        }
+    )*};
+}

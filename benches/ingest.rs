@@ -1,6 +1,8 @@
 //! Ingestion throughput: a generated 1,000,000-line JSON Lines file in the brief's record shape, imported
-//! into a fresh SQLite store (validation, text cleaning with jieba, content keys, rejects; no NLP
-//! enrichment). Reports records per second.
+//! into a fresh store (validation, text cleaning with jieba, content keys, rejects; no NLP enrichment):
+//! SQLite (`jsonl_1m_lines`), and PostgreSQL (`jsonl_1m_lines_postgres`, a new database per run) when
+//! DONGCHA_BENCH_POSTGRES names a server (postgres://USER@127.0.0.1:PORT/postgres; scripts/bench-ingest.sh
+//! starts a throwaway one). Reports records per second.
 //!
 //! The file is generated once per run, deterministically: 200,000 customers, purchases in date order (as
 //! shop exports are), a quarter of them with a review (Chinese or English), one in ten with a Weibo post.
@@ -105,28 +107,64 @@ fn bench_ingest(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(120));
     group.warm_up_time(Duration::from_secs(1));
-    group.bench_function("jsonl_1m_lines", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let state = tempfile::tempdir().expect("tempdir");
-                let cfg = cfg.clone().with_data_dir(state.path());
-                let mut opts = IngestOptions::from_config(&cfg);
-                opts.show_progress = false;
-                total += rt.block_on(async {
-                    let store = Store::open_config(&cfg).await.expect("store");
-                    let t = Instant::now();
-                    let report = ingest_file(&store, &file, &opts).await.expect("ingest");
-                    let elapsed = t.elapsed();
-                    assert_eq!(report.counts.accepted, LINES);
-                    store.close().await;
-                    elapsed
-                });
-            }
-            total
+    let server = std::env::var("DONGCHA_BENCH_POSTGRES").ok();
+    let mut backends = vec![("jsonl_1m_lines", None)];
+    match &server {
+        Some(url) => backends.push(("jsonl_1m_lines_postgres", Some(url.clone()))),
+        None => eprintln!(
+            "ingest/jsonl_1m_lines_postgres not run: DONGCHA_BENCH_POSTGRES is not set (scripts/bench-ingest.sh starts a server)"
+        ),
+    }
+    for (name, server) in backends {
+        let mut run = 0u32;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let state = tempfile::tempdir().expect("tempdir");
+                    let mut cfg = cfg.clone().with_data_dir(state.path());
+                    if let Some(server) = &server {
+                        run += 1;
+                        cfg.store.url = rt.block_on(fresh_database(server, run));
+                    }
+                    let mut opts = IngestOptions::from_config(&cfg);
+                    opts.show_progress = false;
+                    total += rt.block_on(async {
+                        let store = Store::open_config(&cfg).await.expect("store");
+                        let t = Instant::now();
+                        let report = ingest_file(&store, &file, &opts).await.expect("ingest");
+                        let elapsed = t.elapsed();
+                        assert_eq!(report.counts.accepted, LINES);
+                        store.close().await;
+                        elapsed
+                    });
+                }
+                total
+            });
         });
-    });
+    }
     group.finish();
+}
+
+/// A new database on the Postgres server at `server` (its URL ends in /postgres), and its URL.
+async fn fresh_database(server: &str, run: u32) -> String {
+    let name = format!("bench_ingest_{}_{run}", std::process::id());
+    let admin = sqlx::PgPool::connect(server).await.expect("bench Postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    format!(
+        "{}/{name}",
+        server.rsplit_once('/').expect("URL with a database").0
+    )
 }
 
 criterion_group!(benches, bench_ingest);

@@ -95,11 +95,27 @@ pub async fn chat(cfg: &Config, llm: bool) -> Result<()> {
     eprintln!(
         "dongcha chat: ask about sales, customers and reviews (Chinese or English); empty line or Ctrl-D quits."
     );
+    let mut line_no = 0u64;
     loop {
         eprint!("> ");
         std::io::stderr().flush().ok();
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+        let mut bytes = Vec::new();
+        if stdin.lock().read_until(b'\n', &mut bytes)? == 0 {
+            break;
+        }
+        line_no += 1;
+        // A line that is not UTF-8 gets a reply saying so; the lines after it are still read.
+        let line = match std::str::from_utf8(&bytes) {
+            Ok(l) => l,
+            Err(e) => {
+                println!(
+                    "error: line {line_no} is not UTF-8 text (bad byte at {}); please type it again\n",
+                    e.valid_up_to() + 1
+                );
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
             break;
         }
         match agent.ask(line.trim(), &mut history).await {

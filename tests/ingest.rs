@@ -352,6 +352,130 @@ async fn an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file(db:
     );
 }
 
+/// A JSON Lines file of `n` good records touching every part table (customers, products, orders,
+/// reviews, social posts).
+fn many_records(path: &Path, n: usize) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let products = ["iPhone 13", "小米14", "Mate 60 Pro", "ThinkPad T14"];
+    for i in 0..n {
+        let day =
+            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap() + chrono::Duration::days((i % 365) as i64);
+        write!(
+            f,
+            r#"{{"userId":"u{}","purchaseDate":"{day}","productName":"{}","price":{}.{:02}"#,
+            (i * 7919) % 6000,
+            products[i % 4],
+            100 + i % 900,
+            i % 100
+        )
+        .unwrap();
+        if i % 4 == 0 {
+            write!(
+                f,
+                r#","reviewText":"物流太慢了 {i}","reviewRating":{}"#,
+                1 + i % 5
+            )
+            .unwrap();
+        }
+        if i % 10 == 0 {
+            write!(
+                f,
+                r#","socialMediaId":"wb{i}","socialMediaType":"Weibo","socialMediaText":"刚入手 {i}""#
+            )
+            .unwrap();
+        }
+        f.write_all(b"}\n").unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// `dongcha ingest FILE` on the database of `url` (state in `dir`), small commits; the child process.
+fn ingest_process(dir: &Path, url: &str, file: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dongcha"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("ingest")
+        .arg(file)
+        .env("DONGCHA__STORE__URL", url)
+        .env("DONGCHA__INGEST__COMMIT_RECORDS", "2000")
+        .env("DONGCHA__INGEST__CHUNK_LINES", "1000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGKILL at 20 points of a large import, each followed by running it again (killed at the next
+/// point); then once to the end.
+/// The database must equal a clean import's: the same rows in every table (ids included), by content
+/// digest, leaving out only which import run stored a row.
+async fn an_import_killed_at_twenty_points_and_run_again_equals_a_clean_one(db: common::Db) {
+    use std::os::unix::process::ExitStatusExt;
+    const LINES: usize = 60_000;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("many.jsonl");
+    many_records(&file, LINES);
+
+    let clean_dir = tempfile::tempdir().unwrap();
+    let (clean, clean_url) = common::store_on(clean_dir.path(), db)
+        .await
+        .expect("database");
+    let started = std::time::Instant::now();
+    let st = ingest_process(clean_dir.path(), &clean_url, &file)
+        .wait()
+        .unwrap();
+    let whole = started.elapsed();
+    assert!(st.success());
+    assert_eq!(clean.count("orders").await.unwrap(), LINES as i64);
+    let want = clean.digest(false).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, url) = common::store_on(dir.path(), db).await.expect("database");
+    // 20 seeded points, as numbers of orders stored, in order: each run is killed as soon as the
+    // database holds more than its point, so every kill lands inside an import (between or during
+    // commits of 2,000), and each run again gets further than the last.
+    let mut seed = 20_261_205u64;
+    let mut points: Vec<i64> = (0..20)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % (LINES as u64 - 4_000)) as i64
+        })
+        .collect();
+    points.sort_unstable();
+    let mut counts = Vec::new();
+    for point in points {
+        let mut child = ingest_process(dir.path(), &url, &file);
+        let finished = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if store.count("orders").await.unwrap() > point {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        assert!(finished.is_none(), "the import ended before {point} orders");
+        child.kill().unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(9));
+        counts.push(store.count("orders").await.unwrap());
+    }
+    let st = ingest_process(dir.path(), &url, &file).wait().unwrap();
+    assert!(st.success());
+    println!("{db:?}: clean import {whole:?}; orders stored after each kill: {counts:?}");
+    assert!(
+        counts.iter().all(|&c| c > 0 && c < LINES as i64),
+        "{counts:?}"
+    );
+    let got = store.digest(false).await.unwrap();
+    assert_eq!(got, want);
+    assert!(
+        got.iter()
+            .any(|t| t.table == "reviews" && t.rows == (LINES / 4) as u64)
+    );
+}
+
 on_both_databases!(
     the_brief_example_record_reads_back_field_by_field,
     bad_lines_are_reported_and_set_aside_and_good_lines_are_all_kept,
@@ -359,4 +483,5 @@ on_both_databases!(
     a_csv_without_user_id_is_refused_as_a_whole,
     the_real_cdnow_log_imports_every_transaction_once,
     an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file,
+    an_import_killed_at_twenty_points_and_run_again_equals_a_clean_one,
 );

@@ -19,8 +19,9 @@ const COPY_BATCH: usize = 10_000;
 /// Columns that say where a row came from (which import, when), not what it holds: a digest "of the
 /// content" leaves them out, so an import killed half-way and run again equals a clean one.
 const PROVENANCE: &[&str] = &["batch_id", "first_batch_id"];
-/// Tables that are all provenance: the log of imports.
-const PROVENANCE_TABLES: &[&str] = &["import_batches"];
+/// Tables that are all provenance: the log of imports, and each import's rejected lines (an import run
+/// again records its rejects again, under its own batch).
+const PROVENANCE_TABLES: &[&str] = &["import_batches", "rejects"];
 
 /// Decodes cell `$i` of `$row` as `$kind` (a macro so it compiles for either backend's row type).
 macro_rules! decode {

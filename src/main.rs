@@ -540,6 +540,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a consistent copy of the shop's database (SQLite or PostgreSQL) to a new SQLite file,
+    /// while the service may keep running. Every table's rows and digest are checked.
+    Backup {
+        /// The new file, e.g. backups/shop-2026-12-05.db.
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a backup file into the configured database, which must be new (no rows).
+    Restore {
+        /// A file written by `dongcha backup`.
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what is stored: rows per table, date ranges, recent imports and rejects.
     Stats {
         /// Print JSON instead of a table.
@@ -606,6 +623,8 @@ fn run(cli: Cli) -> Result<()> {
             } => shop_cmd::ingest(&cfg, &files, format, show_errors, json).await,
             Command::Stats { json } => shop_cmd::stats(&cfg, json).await,
             Command::Migrate { from, to, json } => shop_cmd::migrate(&cfg, &from, &to, json).await,
+            Command::Backup { path, json } => shop_cmd::backup(&cfg, &path, json).await,
+            Command::Restore { path, json } => shop_cmd::restore(&cfg, &path, json).await,
             Command::Enrich { json } => shop_cmd::enrich(&cfg, json).await,
             Command::Search {
                 query,

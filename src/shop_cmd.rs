@@ -1,14 +1,14 @@
 //! The shop's data from the command line: `dongcha setup`, `demo`, `ingest`, `stats`, `enrich` and
 //! `search`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use dongcha::assets::{Assets, FetchOutcome};
 use dongcha::config::Config;
 use dongcha::ingest::{self, Format, IngestOptions};
-use dongcha::store::Store;
+use dongcha::store::{Store, redacted};
 use dongcha::{demo, progress};
 
 use super::is_tty;
@@ -204,31 +204,69 @@ pub async fn ingest(
 
 /// `dongcha migrate`: copies the shop at `from` into the new database at `to` and checks the copy.
 pub async fn migrate(cfg: &Config, from: &str, to: &str, json: bool) -> Result<()> {
-    use dongcha::store::redacted;
     let source = Store::open(from, cfg.store.max_connections).await?;
     let target = Store::open(to, cfg.store.max_connections).await?;
-    let started = std::time::Instant::now();
-    let bar = progress::count_bar(0, !json && is_tty(), "migrate");
-    let mut done_before = 0u64;
-    let mut current = String::new();
-    let report = source
-        .copy_into(&target, |table, rows| {
-            if table != current {
-                current = table.to_string();
-                done_before = bar.position();
-                bar.set_message(table.to_string());
-            }
-            bar.set_position(done_before + rows);
-        })
-        .await;
-    bar.finish_and_clear();
+    let label = format!("{} → {}", redacted(from), redacted(to));
+    let report = copy_with_progress(json, |p| source.copy_into(&target, p)).await;
     source.close().await;
     target.close().await;
-    let report = report?;
+    print_copy(&label, report?, json)
+}
+
+/// `dongcha backup PATH`: a consistent copy of the configured store, in a new SQLite file.
+pub async fn backup(cfg: &Config, path: &Path, json: bool) -> Result<()> {
+    let source = Store::open_config(cfg).await?;
+    let label = format!(
+        "{} → {} (backup)",
+        redacted(&cfg.database_url()),
+        path.display()
+    );
+    let report = copy_with_progress(json, |p| source.backup_to(path, p)).await;
+    source.close().await;
+    print_copy(&label, report?, json)
+}
+
+/// `dongcha restore PATH`: a backup copied into the configured store, which must be empty.
+pub async fn restore(cfg: &Config, path: &Path, json: bool) -> Result<()> {
+    anyhow::ensure!(path.is_file(), "{}: no such backup file", path.display());
+    migrate(
+        cfg,
+        &format!("sqlite://{}", path.display()),
+        &cfg.database_url(),
+        json,
+    )
+    .await
+}
+
+async fn copy_with_progress<'a, F, Fut>(json: bool, copy: F) -> Result<dongcha::store::CopyReport>
+where
+    F: FnOnce(Box<dyn FnMut(&str, u64) + 'a>) -> Fut,
+    Fut: std::future::Future<Output = Result<dongcha::store::CopyReport, dongcha::store::StoreError>>,
+{
+    let started = std::time::Instant::now();
+    let bar = progress::count_bar(0, !json && is_tty(), "copy");
+    let b = bar.clone();
+    let mut done_before = 0u64;
+    let mut current = String::new();
+    let report = copy(Box::new(move |table: &str, rows: u64| {
+        if table != current {
+            current = table.to_string();
+            done_before = b.position();
+            b.set_message(table.to_string());
+        }
+        b.set_position(done_before + rows);
+    }))
+    .await;
+    bar.finish_and_clear();
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "copy done");
+    Ok(report?)
+}
+
+fn print_copy(label: &str, report: dongcha::store::CopyReport, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} → {}", redacted(from), redacted(to));
+        println!("{label}");
         println!("{:<20} {:>12}  sha256 of the rows", "table", "rows");
         for t in &report.tables {
             println!(
@@ -240,9 +278,8 @@ pub async fn migrate(cfg: &Config, from: &str, to: &str, json: bool) -> Result<(
         }
         let total: u64 = report.tables.iter().map(|t| t.rows).sum();
         println!(
-            "copied {} rows in {:.1} s; every table's rows and digest equal the source's: {}",
+            "copied {} rows; every table's rows and digest equal the source's: {}",
             thousands(total as i64),
-            started.elapsed().as_secs_f64(),
             if report.verified { "yes" } else { "NO" }
         );
     }

@@ -476,6 +476,116 @@ async fn an_import_killed_at_twenty_points_and_run_again_equals_a_clean_one(db: 
     );
 }
 
+/// `dongcha backup` while another process imports: the backup is of one moment (every stored record's
+/// key and order are both in it or both not: a copy torn between tables would differ), checked by its
+/// digest; `dongcha restore` puts it into a new database, equal row for row.
+async fn a_backup_taken_during_an_import_is_consistent_and_restores(db: common::Db) {
+    const LINES: usize = 30_000;
+    let work = tempfile::tempdir().unwrap();
+    let (first, second) = (work.path().join("a.jsonl"), work.path().join("b.jsonl"));
+    many_records(&first, LINES);
+    // The second file: three times as many records, of other customers (the same generator, shifted),
+    // so the import is still running when the backup takes its moment.
+    let text = std::fs::read_to_string(&first).unwrap();
+    let more: String = ["v", "w", "x"]
+        .iter()
+        .map(|p| text.replace("\"userId\":\"u", &format!("\"userId\":\"{p}")))
+        .collect();
+    std::fs::write(&second, more).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, url) = common::store_on(dir.path(), db).await.expect("database");
+    assert!(
+        ingest_process(dir.path(), &url, &first)
+            .wait()
+            .unwrap()
+            .success()
+    );
+    let mut writer = ingest_process(dir.path(), &url, &second);
+    // Start the backup once the second import has committed something, while it goes on.
+    while store.count("orders").await.unwrap() <= LINES as i64 {
+        assert!(
+            writer.try_wait().unwrap().is_none(),
+            "the import ended first"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let backup = work.path().join("backup.db");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dongcha"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["backup", "--json"])
+        .arg(&backup)
+        .env("DONGCHA__STORE__URL", &url)
+        .output()
+        .unwrap();
+    let during = writer.try_wait().unwrap().is_none();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(writer.wait().unwrap().success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["verified"], true);
+    let rows = |t: &str| {
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["table"] == t)
+            .unwrap()["rows"]
+            .as_i64()
+            .unwrap()
+    };
+    let orders = rows("orders");
+    println!(
+        "{db:?}: import still running when the backup ended: {during}; orders in it: {orders}"
+    );
+    assert!(
+        orders > LINES as i64 && orders < 4 * LINES as i64,
+        "the backup's moment is inside the second import: {orders}"
+    );
+    assert_eq!(
+        rows("ingested_records"),
+        orders,
+        "one moment of every table"
+    );
+    assert_eq!(orders % 2_000, 0, "whole commits only");
+
+    // A backup is never written over.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_dongcha"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("backup")
+        .arg(&backup)
+        .env("DONGCHA__STORE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    // Restored into a new database of the same backend: the backup's rows, table by table.
+    let restored_dir = tempfile::tempdir().unwrap();
+    let restored_cfg = common::config_on(restored_dir.path(), db).await.unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dongcha"))
+        .arg("--data-dir")
+        .arg(restored_dir.path())
+        .args(["restore", "--json"])
+        .arg(&backup)
+        .env("DONGCHA__STORE__URL", restored_cfg.database_url())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let restored = dongcha::store::Store::open_config(&restored_cfg)
+        .await
+        .unwrap();
+    let backup_store = dongcha::store::Store::open(&format!("sqlite://{}", backup.display()), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        restored.digest(true).await.unwrap(),
+        backup_store.digest(true).await.unwrap()
+    );
+    assert_eq!(restored.count("orders").await.unwrap(), orders);
+}
+
 on_both_databases!(
     the_brief_example_record_reads_back_field_by_field,
     bad_lines_are_reported_and_set_aside_and_good_lines_are_all_kept,
@@ -484,4 +594,5 @@ on_both_databases!(
     the_real_cdnow_log_imports_every_transaction_once,
     an_over_long_line_of_many_megabytes_is_streamed_to_the_rejects_file,
     an_import_killed_at_twenty_points_and_run_again_equals_a_clean_one,
+    a_backup_taken_during_an_import_is_consistent_and_restores,
 );

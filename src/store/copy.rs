@@ -215,7 +215,7 @@ impl Store {
                 .collect();
             let sql = self.select_sql(&table.name, &columns);
             let kinds: Vec<Kind> = columns.iter().map(|c| c.kind).collect();
-            let mut lines: Vec<String> = on_db!(self, p => {
+            let lines: Vec<String> = on_db!(self, p => {
                 let mut lines = Vec::new();
                 let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(p);
                 while let Some(row) = rows.try_next().await? {
@@ -228,26 +228,42 @@ impl Store {
                 }
                 lines
             });
-            lines.sort_unstable();
-            let mut h = Sha256::new();
-            for l in &lines {
-                h.update(l.as_bytes());
-                h.update(b"\n");
-            }
-            out.push(TableDigest {
-                table: table.name,
-                rows: lines.len() as u64,
-                sha256: hex::encode(h.finalize()),
-            });
+            out.push(table_digest(&table.name, lines));
         }
         out.sort_by(|a, b| a.table.cmp(&b.table));
         Ok(out)
     }
 
+    /// A consistent copy of this store (either backend), taken while it may be in use, written to a new
+    /// SQLite file at `path` (which must not exist; removed again if the copy fails). `dongcha restore`
+    /// copies it back into an empty store with [`Store::copy_into`].
+    pub async fn backup_to(
+        &self,
+        path: &std::path::Path,
+        progress: impl FnMut(&str, u64),
+    ) -> Result<CopyReport, StoreError> {
+        if path.exists() {
+            return Err(StoreError::Schema(format!(
+                "{} exists already: a backup is written to a new file",
+                path.display()
+            )));
+        }
+        let target = Store::open(&format!("sqlite://{}", path.display()), 1).await?;
+        let report = self.copy_into(&target, progress).await;
+        target.close().await;
+        if report.is_err() {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        report
+    }
+
     /// Copies every table of this store into `target`, which must have the schema (it is migrated when
     /// opened) and no rows: one transaction on the target, so a copy that fails leaves it empty. The
-    /// source is read inside one transaction, so the copy is of one moment even while a service writes.
-    /// Afterwards the target's digest is compared with the source's.
+    /// source is read inside one transaction, so the copy is of one moment even while a service writes
+    /// (which makes it a backup, see [`Store::backup_to`]). Afterwards the target's digest is compared
+    /// with the digest of the rows copied.
     pub async fn copy_into(
         &self,
         target: &Store,
@@ -268,6 +284,8 @@ impl Store {
             Db::Sqlite(p) => TargetTx::Sqlite(p.write_tx().await?),
             Db::Postgres(p) => TargetTx::Postgres(p.write_tx().await?),
         };
+        // What to read from each table: the target's columns, by name (SQLite answers to `rowid` too).
+        let mut plans = Vec::new();
         for st in &source_tables {
             let Some(tt) = target_tables.iter().find(|t| t.name == st.name) else {
                 return Err(StoreError::Schema(format!(
@@ -275,54 +293,69 @@ impl Store {
                     st.name
                 )));
             };
-            // The target's columns, read by name from the source (SQLite answers to `rowid` too).
-            let columns: Vec<&Column> = tt.columns.iter().collect();
-            for c in &columns {
-                if c.name != "rowid" && !st.columns.iter().any(|s| s.name == c.name) {
-                    return Err(StoreError::Schema(format!(
-                        "column {}.{} is not in the source's schema",
-                        st.name, c.name
-                    )));
+            let mut source_cols = Vec::new();
+            for c in &tt.columns {
+                match st.columns.iter().find(|s| s.name == c.name) {
+                    Some(s) => source_cols.push(s),
+                    None if c.name == "rowid" => source_cols.push(c),
+                    None => {
+                        return Err(StoreError::Schema(format!(
+                            "column {}.{} is not in the source's schema",
+                            st.name, c.name
+                        )));
+                    }
                 }
             }
-            let source_cols: Vec<Column> = columns
-                .iter()
-                .map(|c| {
-                    st.columns
-                        .iter()
-                        .find(|s| s.name == c.name)
-                        .cloned()
-                        .unwrap_or_else(|| (*c).clone())
-                })
-                .collect();
-            let source_refs: Vec<&Column> = source_cols.iter().collect();
-            let sql = self.select_sql(&st.name, &source_refs);
-            let kinds: Vec<Kind> = columns.iter().map(|c| c.kind).collect();
-            let mut copied = 0u64;
-            on_db!(self, p => {
-                let mut read = p.begin().await?;
+            let sql = self.select_sql(&st.name, &source_cols);
+            let kinds: Vec<Kind> = tt.columns.iter().map(|c| c.kind).collect();
+            // The digest's columns: all but `rowid` (see `digest`).
+            let digested: Vec<bool> = tt.columns.iter().map(|c| c.name != "rowid").collect();
+            plans.push((tt, sql, kinds, digested));
+        }
+        // One read transaction for every table: one moment of the source, even while it is written. Its
+        // digest is taken from the very rows copied.
+        let mut tables = Vec::new();
+        on_db!(self, p => {
+            let mut read = p.begin().await?;
+            if self.backend() == Backend::Postgres {
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *read)
+                    .await?;
+            }
+            for (tt, sql, kinds, digested) in plans {
+                let mut copied = 0u64;
+                let mut lines = Vec::new();
                 let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *read);
                 let mut batch: Vec<Vec<Cell>> = Vec::with_capacity(COPY_BATCH);
                 while let Some(row) = rows.try_next().await? {
                     let mut cells = Vec::with_capacity(kinds.len());
+                    let mut line = String::new();
                     for (i, k) in kinds.iter().enumerate() {
-                        cells.push(decode!(row, i, *k));
+                        let cell = decode!(row, i, *k);
+                        if digested[i] {
+                            line.push('\u{1f}');
+                            write_cell(&mut line, &cell);
+                        }
+                        cells.push(cell);
                     }
+                    lines.push(line);
                     batch.push(cells);
                     if batch.len() == COPY_BATCH {
                         tx.write(tt, &batch).await?;
                         copied += batch.len() as u64;
-                        progress(&st.name, copied);
+                        progress(&tt.name, copied);
                         batch.clear();
                     }
                 }
+                drop(rows);
                 tx.write(tt, &batch).await?;
                 copied += batch.len() as u64;
-                progress(&st.name, copied);
-                drop(rows);
-                read.rollback().await?;
-            });
-        }
+                progress(&tt.name, copied);
+                tables.push(table_digest(&tt.name, lines));
+            }
+            read.rollback().await?;
+        });
+        tables.sort_by(|a, b| a.table.cmp(&b.table));
         if let TargetTx::Postgres(tx) = &mut tx {
             for t in &target_tables {
                 for c in t.columns.iter().filter(|c| c.identity) {
@@ -342,9 +375,23 @@ impl Store {
             TargetTx::Sqlite(tx) => tx.commit().await?,
             TargetTx::Postgres(tx) => tx.commit().await?,
         }
-        let tables = self.digest(true).await?;
         let verified = tables == target.digest(true).await?;
         Ok(CopyReport { tables, verified })
+    }
+}
+
+/// A table's digest from its rows' lines (in any order).
+fn table_digest(table: &str, mut lines: Vec<String>) -> TableDigest {
+    lines.sort_unstable();
+    let mut h = Sha256::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    TableDigest {
+        table: table.to_string(),
+        rows: lines.len() as u64,
+        sha256: hex::encode(h.finalize()),
     }
 }
 

@@ -340,13 +340,6 @@ impl Store {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let s = Store::open(&url, 2).await.unwrap();
-        (dir, s)
-    }
-
     fn turn<'a>(q: &'a str, update: Option<i64>) -> TurnRecord<'a> {
         TurnRecord {
             platform: "telegram",
@@ -364,39 +357,41 @@ mod tests {
 
     #[tokio::test]
     async fn an_update_is_recorded_once_and_reset_hides_earlier_turns() {
-        let (_d, s) = store().await;
-        assert!(s.record_turn(&turn("a", Some(10))).await.unwrap());
-        assert!(!s.record_turn(&turn("a again", Some(10))).await.unwrap());
-        assert!(s.update_answered("telegram", 10).await.unwrap());
-        assert_eq!(s.unsent_replies("telegram").await.unwrap().len(), 1);
-        s.mark_sent("telegram", 10).await.unwrap();
-        assert!(s.unsent_replies("telegram").await.unwrap().is_empty());
-        assert!(s.record_turn(&turn("b", Some(11))).await.unwrap());
-        let t = s.recent_turns("telegram", "42", 10).await.unwrap();
-        assert_eq!(
-            t.iter().map(|t| t.question.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
-        assert_eq!(t[1].seq, 2);
-        s.reset_conversation("telegram", "42").await.unwrap();
-        assert!(
-            s.recent_turns("telegram", "42", 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(s.record_turn(&turn("c", None)).await.unwrap());
-        let t = s.recent_turns("telegram", "42", 10).await.unwrap();
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].seq, 3);
+        for (_d, s) in crate::store::test_stores(2).await {
+            assert!(s.record_turn(&turn("a", Some(10))).await.unwrap());
+            assert!(!s.record_turn(&turn("a again", Some(10))).await.unwrap());
+            assert!(s.update_answered("telegram", 10).await.unwrap());
+            assert_eq!(s.unsent_replies("telegram").await.unwrap().len(), 1);
+            s.mark_sent("telegram", 10).await.unwrap();
+            assert!(s.unsent_replies("telegram").await.unwrap().is_empty());
+            assert!(s.record_turn(&turn("b", Some(11))).await.unwrap());
+            let t = s.recent_turns("telegram", "42", 10).await.unwrap();
+            assert_eq!(
+                t.iter().map(|t| t.question.as_str()).collect::<Vec<_>>(),
+                ["a", "b"]
+            );
+            assert_eq!(t[1].seq, 2);
+            s.reset_conversation("telegram", "42").await.unwrap();
+            assert!(
+                s.recent_turns("telegram", "42", 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(s.record_turn(&turn("c", None)).await.unwrap());
+            let t = s.recent_turns("telegram", "42", 10).await.unwrap();
+            assert_eq!(t.len(), 1);
+            assert_eq!(t[0].seq, 3);
+        }
     }
 
     #[tokio::test]
     async fn the_offset_only_moves_forward() {
-        let (_d, s) = store().await;
-        assert_eq!(s.platform_offset("telegram").await.unwrap(), 0);
-        s.set_platform_offset("telegram", 12).await.unwrap();
-        s.set_platform_offset("telegram", 5).await.unwrap();
-        assert_eq!(s.platform_offset("telegram").await.unwrap(), 12);
+        for (_d, s) in crate::store::test_stores(2).await {
+            assert_eq!(s.platform_offset("telegram").await.unwrap(), 0);
+            s.set_platform_offset("telegram", 12).await.unwrap();
+            s.set_platform_offset("telegram", 5).await.unwrap();
+            assert_eq!(s.platform_offset("telegram").await.unwrap(), 12);
+        }
     }
 }

@@ -156,40 +156,39 @@ mod tests {
     /// whose snapshot the other writer had made stale.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handoff_opened_while_the_scheduler_writes_is_not_refused_as_locked() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::open(&url, 4).await.unwrap();
-        let marks = {
-            let s = store.clone();
-            tokio::spawn(async move {
-                for i in 0..300 {
-                    s.set_digest_mark("weekly", &format!("2026-06-01T01:00:{:02}Z", i % 60))
+        for (_dir, store) in crate::store::test_stores(4).await {
+            let marks = {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..300 {
+                        s.set_digest_mark("weekly", &format!("2026-06-01T01:00:{:02}Z", i % 60))
+                            .await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            };
+            let handoffs = {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..300 {
+                        s.open_handoff(&NewHandoff {
+                            platform: "site",
+                            chat_id: &format!("c{i}"),
+                            user_id: "u",
+                            lang: "zh",
+                            reason: "asked_for_person",
+                            question: "转人工",
+                            last_messages: &[],
+                        })
                         .await?;
-                }
-                Ok::<_, StoreError>(())
-            })
-        };
-        let handoffs = {
-            let s = store.clone();
-            tokio::spawn(async move {
-                for i in 0..300 {
-                    s.open_handoff(&NewHandoff {
-                        platform: "site",
-                        chat_id: &format!("c{i}"),
-                        user_id: "u",
-                        lang: "zh",
-                        reason: "asked_for_person",
-                        question: "转人工",
-                        last_messages: &[],
-                    })
-                    .await?;
-                }
-                Ok::<_, StoreError>(())
-            })
-        };
-        marks.await.unwrap().unwrap();
-        handoffs.await.unwrap().unwrap();
-        assert_eq!(store.open_handoffs().await.unwrap().len(), 300);
-        store.close().await;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            };
+            marks.await.unwrap().unwrap();
+            handoffs.await.unwrap().unwrap();
+            assert_eq!(store.open_handoffs().await.unwrap().len(), 300);
+            store.close().await;
+        }
     }
 }

@@ -281,3 +281,40 @@ pub struct CatalogueEntry {
     pub model: Option<String>,
     pub category: Option<String>,
 }
+
+/// The stores the store's own tests run on: a new SQLite file, and a new database on the test
+/// PostgreSQL server when `DONGCHA_TEST_POSTGRES` names one (scripts/test.sh starts it and sets
+/// `DONGCHA_TEST_POSTGRES_REQUIRED`, so there it is never left out).
+#[cfg(test)]
+pub(crate) async fn test_stores(max_connections: u32) -> Vec<(tempfile::TempDir, Store)> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let mut out = vec![(dir, Store::open(&url, max_connections).await.unwrap())];
+    match std::env::var("DONGCHA_TEST_POSTGRES") {
+        Ok(server) if !server.trim().is_empty() => {
+            let name = format!(
+                "unit{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let admin = sqlx::PgPool::connect(&server).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let base = server.rsplit_once('/').unwrap().0;
+            let store = Store::open(&format!("{base}/{name}"), max_connections)
+                .await
+                .unwrap();
+            out.push((tempfile::tempdir().unwrap(), store));
+        }
+        _ => assert!(
+            std::env::var_os("DONGCHA_TEST_POSTGRES_REQUIRED").is_none(),
+            "DONGCHA_TEST_POSTGRES_REQUIRED is set but DONGCHA_TEST_POSTGRES is not"
+        ),
+    }
+    out
+}

@@ -18,6 +18,27 @@ const PART_TABLES: [&str; 5] = [
 /// Customers already resolved in this import: skips a lookup per line. Bounded.
 pub(super) const KNOWN_CUSTOMERS_CAP: usize = 1 << 20;
 
+/// One import's write transaction on one backend and what it has learnt so far; each backend's file
+/// implements the writing (`impl Import<Sqlite>`, `impl Import<Postgres>`).
+pub struct Import<DB: sqlx::Database> {
+    pub(super) tx: sqlx::Transaction<'static, DB>,
+    pub(super) next: NextIds,
+    /// External → internal customer ids seen in this import (bounded by [`KNOWN_CUSTOMERS_CAP`]).
+    pub(super) known_customers: std::collections::HashMap<String, i64>,
+    pub(super) known_products: std::collections::HashSet<i64>,
+}
+
+impl<DB: sqlx::Database> Import<DB> {
+    pub(super) fn new(tx: sqlx::Transaction<'static, DB>, next: NextIds) -> Self {
+        Self {
+            tx,
+            next,
+            known_customers: Default::default(),
+            known_products: Default::default(),
+        }
+    }
+}
+
 /// The next id of each part table, read once when the import's transaction (holding the write lock)
 /// begins.
 pub(super) struct NextIds {
@@ -70,8 +91,8 @@ pub(super) fn take(counter: &mut i64) -> i64 {
 
 /// One import's write transaction. Dropping it without [`ImportTx::commit`] rolls back.
 pub enum ImportTx {
-    Sqlite(super::sqlite::Import),
-    Postgres(super::postgres::Import),
+    Sqlite(Import<sqlx::Sqlite>),
+    Postgres(Import<sqlx::Postgres>),
 }
 
 impl ImportTx {

@@ -3,7 +3,7 @@
 //! with one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING RETURNING`, the rows streamed in with
 //! `COPY … FROM STDIN`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::import::{KNOWN_CUSTOMERS_CAP, NextIds, take};
+use super::import::{Import, KNOWN_CUSTOMERS_CAP, NextIds, take};
 use super::records::{KeyedRecord, RejectRow};
 use super::{BatchId, StoreError, WritePool};
 
@@ -52,23 +52,10 @@ impl WritePool for PgPool {
     }
 }
 
-/// One import's write transaction on Postgres (see [`super::ImportTx`]).
-pub struct Import {
-    tx: Transaction<'static, Postgres>,
-    next: NextIds,
-    known_customers: HashMap<String, i64>,
-    known_products: HashSet<i64>,
-}
-
-pub(super) async fn begin_import(pool: &PgPool) -> Result<Import, StoreError> {
+pub(super) async fn begin_import(pool: &PgPool) -> Result<Import<Postgres>, StoreError> {
     let mut tx = pool.write_tx().await?;
     let next = NextIds::read_pg(&mut tx).await?;
-    Ok(Import {
-        tx,
-        next,
-        known_customers: HashMap::new(),
-        known_products: HashSet::new(),
-    })
+    Ok(Import::new(tx, next))
 }
 
 /// Rows in `COPY`'s text format: tab-separated, `\N` for NULL, backslash escapes.
@@ -174,7 +161,7 @@ pub(super) async fn copy_in(
     }
 }
 
-impl Import {
+impl Import<Postgres> {
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())

@@ -419,8 +419,8 @@ impl Store {
                  LEFT JOIN products p ON p.id = s.product_id LEFT JOIN post_nlp n ON n.post_id = s.id \
                  WHERE s.posted_on BETWEEN $1 AND $2 AND ($3 IS NULL OR s.product_id = $3) ORDER BY s.id",
             )
-            .bind(from)
-            .bind(to)
+            .bind(in_sql_range(from))
+            .bind(in_sql_range(to))
             .bind(product_id)
             .fetch_all(pool)
             .await?)
@@ -705,7 +705,8 @@ type TextRow = (
 );
 
 /// `d` moved into the dates both databases hold (Postgres's start at 4713 BC and end in the year
-/// 5,874,897; chrono's reach further): open-ended periods are passed as chrono's extremes.
+/// 5,874,897; chrono's reach further): the two reads that take open-ended periods (`labelled_reviews`,
+/// `labelled_posts`) are passed chrono's extremes for "since the start".
 fn in_sql_range(d: chrono::NaiveDate) -> chrono::NaiveDate {
     let first = chrono::NaiveDate::from_ymd_opt(-4712, 1, 1).expect("valid date");
     let last = chrono::NaiveDate::from_ymd_opt(200_000, 12, 31).expect("valid date");

@@ -2,7 +2,6 @@
 //! cache), its write lock, and the import's hot path through SQLite's C API on sqlx's lent handle
 //! (`sqlite_bulk.rs`).
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use super::import::{KNOWN_CUSTOMERS_CAP, NextIds, take};
+use super::import::{Import, KNOWN_CUSTOMERS_CAP, NextIds, take};
 use super::records::{KeyedRecord, RejectRow};
 use super::sqlite_bulk::Stmt;
 use super::{BatchId, StoreError, WritePool};
@@ -65,29 +64,15 @@ impl WritePool for SqlitePool {
     }
 }
 
-/// One import's write transaction on SQLite (see [`super::ImportTx`]).
-pub struct Import {
-    tx: Transaction<'static, Sqlite>,
-    next: NextIds,
-    /// External → internal customer ids seen in this import (bounded).
-    known_customers: HashMap<String, i64>,
-    known_products: HashSet<i64>,
-}
-
 /// Opens an import's transaction: it takes the write lock at once, so the ids it hands out cannot
 /// collide with another writer's.
-pub(super) async fn begin_import(pool: &SqlitePool) -> Result<Import, StoreError> {
+pub(super) async fn begin_import(pool: &SqlitePool) -> Result<Import<Sqlite>, StoreError> {
     let mut tx = pool.write_tx().await?;
     let next = NextIds::read(&mut tx).await?;
-    Ok(Import {
-        tx,
-        next,
-        known_customers: HashMap::new(),
-        known_products: HashSet::new(),
-    })
+    Ok(Import::new(tx, next))
 }
 
-impl Import {
+impl Import<Sqlite> {
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())

@@ -828,6 +828,75 @@ fn http_api_answers_with_the_figures_of_ask_and_refuses_bad_requests_by_field() 
 }
 
 #[test]
+fn a_request_retried_with_the_same_idempotency_key_is_answered_once() {
+    let dir = shop_copy();
+    let server = Server::start(dir.path(), None, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = server.url("/v1/ask");
+    let post = move |key: &'static str, body: Value| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    rt.block_on(async {
+        let q = json!({"question": "What were sales last month?"});
+        let (s1, first) = post("retry-1", q.clone()).await;
+        assert_eq!((s1, first["outcome"].as_str()), (200, Some("answered")), "{first}");
+        // The retry (the client lost the connection before the answer): the first answer, in the
+        // conversation made for the first request, not a second answer.
+        let (s2, again) = post("retry-1", q.clone()).await;
+        assert_eq!((s2, again["outcome"].as_str()), (200, Some("duplicate")), "{again}");
+        assert_eq!(again["reply"], first["reply"]);
+        assert_eq!(again["conversation_id"], first["conversation_id"]);
+        // The same key with another question is another request.
+        let (_, other) = post("retry-1", json!({"question": "What were sales in April 2026?"})).await;
+        assert_eq!(other["outcome"], "answered", "{other}");
+        // Eight copies at once: one answer, seven replays of it.
+        let conv = first["conversation_id"].as_str().unwrap().to_string();
+        let body = json!({"question": "那上个月呢？", "conversation_id": conv});
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            set.spawn(post("retry-2", body.clone()));
+        }
+        let all = set.join_all().await;
+        let answered = all.iter().filter(|(_, v)| v["outcome"] == "answered").count();
+        assert_eq!(answered, 1, "{all:#?}");
+        assert!(all.iter().all(|(s, v)| *s == 200 && v["reply"] == all[0].1["reply"]), "{all:#?}");
+        // A key that is not one names the header.
+        let r = reqwest::Client::new()
+            .post(server.url("/v1/ask"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", "has space")
+            .json(&q)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("`Idempotency-Key`"));
+        // The store holds each request's turn once.
+        let url = format!("sqlite://{}", dir.path().join("dongcha.db").display());
+        let turns: i64 = common::query_one(
+            &url,
+            &format!(
+                "SELECT COUNT(*) FROM conversation_turns WHERE platform = 'http' AND chat_id LIKE '%:{conv}'"
+            ),
+        )
+        .await;
+        assert_eq!(turns, 2, "the first question and its follow-up, once each");
+    });
+}
+
+#[test]
 fn new_data_from_another_process_is_answered_without_a_restart() {
     let dir = shop_copy();
     let server = Server::start(dir.path(), None, &[("DONGCHA__SERVE__RATE_BURST", "1000")]);

@@ -83,6 +83,9 @@ pub struct Message {
     pub customer: Option<String>,
 }
 
+/// The platform of the HTTP API's operator questions (`POST /v1/ask`).
+pub const HTTP_PLATFORM: &str = "http";
+
 /// What happened to a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -406,6 +409,12 @@ impl App {
             (_, Role::Operator) => self.answer(&msg, &question, zh).await?,
         };
         let elapsed = t0.elapsed().as_secs_f64() * 1000.0;
+        if platform == HTTP_PLATFORM && matches!(handled.outcome, Outcome::Busy | Outcome::Limited)
+        {
+            // An HTTP client is told 429 and retries, with the same idempotency key: a refusal is not
+            // its answer, so nothing is recorded (a chat's "busy" is a reply, and is).
+            return Ok(self.count(platform, handled));
+        }
         let args = args_json(&handled.args);
         let stored = self
             .store

@@ -35,6 +35,26 @@ pub const SITE: &str = "site";
 const MAX_QUESTION_CHARS: usize = 2000;
 const MAX_CONVERSATION_ID: usize = 128;
 
+// What the OpenAPI document promises of the fields (spelled again in the schema attributes, which take
+// literals only; a test keeps them equal), so that a request valid by the schema is never refused.
+/// A conversation or customer id: 1–128 letters, digits, '-' or '_'.
+#[cfg(test)]
+const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,128}$";
+/// A conversation id the customer page was given ([`new_web_conversation`]).
+#[cfg(test)]
+const WEB_CONVERSATION_PATTERN: &str = "^w[0-9a-f]{32}$";
+/// At least one character that is not blank by [`is_blank`]'s definition (the same set, spelled for
+/// the regular expressions of clients).
+#[cfg(test)]
+const NOT_BLANK: &str = "[^\\t-\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]";
+
+/// A text with nothing but white space in it (Unicode's, the information separators and the BOM):
+/// what the schema's `NOT_BLANK` pattern refuses.
+fn is_blank(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c) || c == '\u{feff}')
+}
+
 const PAGE: &str = include_str!("web/index.html");
 /// The customers' chat page (`GET /support`): customer service, no sign-in.
 const CUSTOMER_PAGE: &str = include_str!("web/support.html");
@@ -71,6 +91,15 @@ fn list_env(name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The id a token is known by in the store and the logs (`op-…` for operators, `shop-…` for shops),
+/// never the token itself.
+pub fn token_id(prefix: &str, token: &str) -> String {
+    format!(
+        "{prefix}-{:08x}",
+        xxhash_rust::xxh3::xxh3_64(token.as_bytes()) as u32
+    )
+}
+
 /// The routes, over `app`, accepting `tokens` as operators (and `DONGCHA_SHOP_TOKENS` as shops).
 pub fn router(app: Arc<App>, tokens: Vec<String>) -> Router {
     router_with(app, tokens, list_env(SHOP_TOKENS_ENV), SITE)
@@ -88,10 +117,7 @@ pub fn router_with(
         tokens
             .into_iter()
             .map(|t| {
-                let id = format!(
-                    "{prefix}-{:08x}",
-                    xxhash_rust::xxh3::xxh3_64(t.as_bytes()) as u32
-                );
+                let id = token_id(prefix, &t);
                 (t, id)
             })
             .collect()
@@ -133,10 +159,17 @@ pub fn router_with(
 
 /// `POST /v1/ask` body.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AskRequest {
     /// The operator's question, Chinese or English.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "[^\\t-\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]"
+    )]
     pub question: String,
     /// Continue this conversation (follow-ups such as "那上个月呢？"); a new one when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub conversation_id: Option<String>,
 }
 
@@ -160,14 +193,14 @@ pub struct AskResponse {
     pub conversation_id: String,
     /// The reply's text (every figure in it comes from `result`).
     pub reply: String,
-    /// answered | command | busy | timeout | limited | error
+    /// answered | command | busy | timeout | limited | error | duplicate (a retry: the first reply)
     pub outcome: String,
     /// The tool called ("none" when the question is outside what dongcha answers).
     pub tool: String,
     #[schema(value_type = Object)]
     pub args: Map<String, Value>,
-    /// The tool's output.
-    #[schema(value_type = Object)]
+    /// The tool's output (null when no tool ran: a clarifying question, a command, a replay).
+    #[schema(value_type = Option<Object>)]
     pub result: Value,
     pub table: Option<TableView>,
     pub chart: Option<ChartView>,
@@ -176,7 +209,8 @@ pub struct AskResponse {
     /// A question asked back instead of an answer, when the question was ambiguous.
     pub clarify: Option<String>,
     pub lang: String,
-    #[schema(value_type = Object)]
+    /// Milliseconds per stage (null when the agent was not asked).
+    #[schema(value_type = Option<Object>)]
     pub timings_ms: Value,
 }
 
@@ -345,7 +379,7 @@ pub fn parse_ask(body: &[u8]) -> Result<AskRequest, String> {
     }
     let question = match m.get("question") {
         None | Some(Value::Null) => return Err("missing field `question`".into()),
-        Some(Value::String(s)) if s.trim().is_empty() => {
+        Some(Value::String(s)) if is_blank(s) => {
             return Err("field `question` is empty".into());
         }
         Some(Value::String(s)) if s.chars().count() > MAX_QUESTION_CHARS => {
@@ -393,11 +427,17 @@ fn new_conversation_id() -> String {
 
 #[utoipa::path(
     post, path = "/v1/ask", request_body = AskRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[A-Za-z0-9_-]{1,128}$",
+        description = "the client's id of this request: asked again with the same key and body (a retry after a \
+        lost connection), the first answer is returned (outcome `duplicate`) and the question is not answered twice")),
     responses(
         (status = 200, body = AskResponse),
         (status = 400, body = ErrorBody, description = "a field is missing or wrong (the message names it)"),
         (status = 401, body = ErrorBody, description = "missing or invalid operator token"),
         (status = 413, body = ErrorBody, description = "body larger than [serve] max_body_bytes"),
+        (status = 409, body = ErrorBody, description = "the same request (Idempotency-Key and body) is being answered right now"),
+        (status = 429, body = AskResponse, description = "busy or asking too fast: nothing was answered (or recorded); retry later, with the same Idempotency-Key"),
+        (status = 500, body = ErrorBody, description = "the store failed; nothing was answered"),
     ),
     security(("operator_token" = []))
 )]
@@ -424,15 +464,30 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
         Ok(r) => r,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
+    let key = match idempotency_key(headers) {
+        Ok(k) => k,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    // A request is the operator's key with its body: another token's same key, or the same key with
+    // another question, is another request (never given this one's answer).
+    let update_id = key.map(|k| {
+        let id = format!(
+            "{operator}\n{k}\n{}\n{}",
+            req.conversation_id.as_deref().unwrap_or_default(),
+            req.question
+        );
+        (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) >> 1) as i64
+    });
     let conversation_id = req.conversation_id.unwrap_or_else(new_conversation_id);
+    let chat_id = format!("{operator}:{conversation_id}");
     let msg = app::Message {
-        platform: "http",
+        platform: app::HTTP_PLATFORM,
         // Conversations are per operator: another token cannot continue this one.
-        chat_id: format!("{operator}:{conversation_id}"),
+        chat_id: chat_id.clone(),
         user_id: operator,
         role: Role::Operator,
         text: req.question,
-        update_id: None,
+        update_id,
         lang_hint: None,
         reply_to: None,
         customer: None,
@@ -447,6 +502,11 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
             );
         }
     };
+    if handled.outcome == Outcome::Duplicate
+        && let Some(u) = update_id
+    {
+        return replay(h, u, &operator_of(&chat_id)).await;
+    }
     let status = match handled.outcome {
         Outcome::Busy | Outcome::Limited => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::OK,
@@ -476,14 +536,85 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
     (status, axum::Json(body)).into_response()
 }
 
+/// The `Idempotency-Key` header, when sent: 1–128 letters, digits, '-' or '_'.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k)
+            if !k.is_empty()
+                && k.len() <= MAX_CONVERSATION_ID
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(format!(
+            "header `Idempotency-Key` must be 1–{MAX_CONVERSATION_ID} letters, digits, '-' or '_'"
+        )),
+    }
+}
+
+/// The operator part of an HTTP conversation's chat id (`op-…:conversation`).
+fn operator_of(chat_id: &str) -> String {
+    chat_id.split(':').next().unwrap_or_default().to_string()
+}
+
+/// The first answer to a request asked again with the same idempotency key.
+async fn replay(h: &Http, update_id: i64, operator: &str) -> Response {
+    let stored = h
+        .app
+        .store
+        .stored_reply(app::HTTP_PLATFORM, update_id)
+        .await;
+    match stored {
+        Ok(Some((chat, reply))) if chat.starts_with(&format!("{operator}:")) => {
+            // The first request's conversation (a new one was made for it when it named none).
+            let conversation_id = chat[operator.len() + 1..].to_string();
+            let zh = crate::agent::router::is_chinese(&reply);
+            let body = AskResponse {
+                conversation_id,
+                reply,
+                outcome: Outcome::Duplicate.as_str().into(),
+                tool: String::new(),
+                args: Default::default(),
+                result: Value::Null,
+                table: None,
+                chart: None,
+                cited_reviews: Vec::new(),
+                clarify: None,
+                lang: if zh { "zh" } else { "en" }.into(),
+                timings_ms: Value::Null,
+            };
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Ok(_) => error(
+            StatusCode::CONFLICT,
+            "the request with this `Idempotency-Key` is still being answered: retry in a moment",
+        ),
+        Err(e) => {
+            tracing::error!("http ask replay: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store failed; nothing was answered",
+            )
+        }
+    }
+}
+
 /// `POST /v1/support/messages` body: a customer's message, from a shop's site or back end.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SupportRequest {
     /// The shop's own id of the customer (trusted: the shop token vouches for it), when known.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub customer_id: Option<String>,
     /// The conversation (the site's chat session): messages with the same id are one conversation.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub conversation_id: String,
     /// What the customer wrote.
+    #[schema(max_length = 2000)]
     pub text: String,
 }
 
@@ -689,9 +820,16 @@ async fn waiting(h: &Http, platform: &str, chat_id: &str) -> Vec<String> {
 
 /// `POST /v1/support/chat` body: a message from the customer chat page (no token: anyone may write).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     /// The conversation the server gave this page earlier; absent for a new one.
+    #[schema(pattern = "^w[0-9a-f]{32}$")]
     pub conversation_id: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "[^\\t-\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]"
+    )]
     pub text: String,
 }
 
@@ -721,7 +859,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
     };
     let text = match m.get("text") {
         None | Some(Value::Null) => return Err("missing field `text`".into()),
-        Some(Value::String(s)) if s.trim().is_empty() => {
+        Some(Value::String(s)) if is_blank(s) => {
             return Err("field `text` is empty".into());
         }
         Some(Value::String(s)) if s.chars().count() > MAX_QUESTION_CHARS => {
@@ -821,7 +959,7 @@ pub struct ChatMessages {
 
 #[utoipa::path(
     get, path = "/v1/support/chat/{conversation}",
-    params(("conversation" = String, Path, description = "the id POST /v1/support/chat returned")),
+    params(("conversation" = String, Path, description = "the id POST /v1/support/chat returned", pattern = "^w[0-9a-f]{32}$")),
     responses((status = 200, body = ChatMessages), (status = 400, body = ErrorBody),
         (status = 429, body = ErrorBody))
 )]
@@ -874,6 +1012,80 @@ async fn chart(State(h): State<Http>, headers: HeaderMap, Path(file): Path<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// schemathesis found that a question of white space only, and a conversation id the page was
+    /// never given, are valid by the document but refused: the document now says what is refused.
+    #[test]
+    fn the_openapi_document_refuses_what_the_handlers_refuse() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schema = |name: &str| doc["components"]["schemas"][name].clone();
+        let max = Value::from(MAX_QUESTION_CHARS);
+        for (body, field, key, want) in [
+            ("AskRequest", "question", "pattern", NOT_BLANK.into()),
+            ("AskRequest", "question", "maxLength", max.clone()),
+            (
+                "AskRequest",
+                "conversation_id",
+                "pattern",
+                ID_PATTERN.into(),
+            ),
+            ("ChatRequest", "text", "pattern", NOT_BLANK.into()),
+            ("ChatRequest", "text", "maxLength", max.clone()),
+            (
+                "ChatRequest",
+                "conversation_id",
+                "pattern",
+                WEB_CONVERSATION_PATTERN.into(),
+            ),
+            (
+                "SupportRequest",
+                "conversation_id",
+                "pattern",
+                ID_PATTERN.into(),
+            ),
+            (
+                "SupportRequest",
+                "customer_id",
+                "pattern",
+                ID_PATTERN.into(),
+            ),
+            ("SupportRequest", "text", "maxLength", max),
+        ] {
+            assert_eq!(
+                schema(body)["properties"][field][key],
+                want,
+                "{body}.{field} {key}"
+            );
+        }
+        // Unknown fields are refused by name, and the document says so.
+        for body in ["AskRequest", "ChatRequest", "SupportRequest"] {
+            assert_eq!(schema(body)["additionalProperties"], false, "{body}");
+        }
+        let poll = &doc["paths"]["/v1/support/chat/{conversation}"]["get"]["parameters"][0];
+        assert_eq!(poll["schema"]["pattern"], WEB_CONVERSATION_PATTERN);
+        assert_eq!(
+            format!("{}", MAX_CONVERSATION_ID),
+            ID_PATTERN
+                .split(['{', '}'])
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .nth(1)
+                .unwrap()
+        );
+        // The pattern's class and is_blank agree on every character that matters.
+        let not_blank = regex::Regex::new(NOT_BLANK).unwrap();
+        for c in (0u32..0x3100)
+            .chain(0xfe00..0x10000)
+            .filter_map(char::from_u32)
+        {
+            let s = c.to_string();
+            assert_eq!(not_blank.is_match(&s), !is_blank(&s), "U+{:04X}", c as u32);
+        }
+        let web = regex::Regex::new(WEB_CONVERSATION_PATTERN).unwrap();
+        assert!(web.is_match(&new_web_conversation()));
+        assert!(is_web_conversation(&new_web_conversation()));
+    }
 
     #[test]
     fn bad_bodies_are_refused_naming_the_field() {

@@ -133,6 +133,25 @@ impl Store {
         })
     }
 
+    /// The reply stored for an update, with its chat: what a client that asks again with the same
+    /// update (an HTTP retry with the same idempotency key) is given instead of a second answer.
+    pub async fn stored_reply(
+        &self,
+        platform: &str,
+        update_id: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        on_db!(self, pool => {
+            let row = sqlx::query(
+                "SELECT chat_id, reply FROM platform_updates WHERE platform = $1 AND update_id = $2",
+            )
+            .bind(platform)
+            .bind(update_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
     /// Stores a turn, and the update it answers, in one transaction. Returns false (and stores nothing)
     /// when that update was already answered.
     pub async fn record_turn(&self, t: &TurnRecord<'_>) -> Result<bool, StoreError> {

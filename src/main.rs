@@ -363,6 +363,15 @@ enum BenchCommand {
         /// Spread over this many chats.
         #[arg(long, default_value_t = 20)]
         chats: usize,
+        /// The load run instead: `--chats` HTTP conversations and as many Telegram chats at once against
+        /// a `dongcha serve` process (on a copy of the store), every message counted (answered, busy,
+        /// lost, answered twice), p50/p99 and peak RSS; then again with the server killed (SIGKILL)
+        /// and restarted mid-run.
+        #[arg(long)]
+        load: bool,
+        /// Messages per conversation in the load run.
+        #[arg(long, default_value_t = 3)]
+        per_chat: usize,
     },
 }
 
@@ -591,6 +600,7 @@ fn run(cli: Cli) -> Result<()> {
         cfg = cfg.with_data_dir(d);
     }
     init_logging(&cfg.log_level);
+    let config = cli.config.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -723,7 +733,16 @@ fn run(cli: Cli) -> Result<()> {
                 what: BenchCommand::Support { n, concurrency },
             } => serve_cmd::bench_support(&cfg, n, concurrency).await,
             Command::Bench {
-                what: BenchCommand::Serve { n, chats },
+                what:
+                    BenchCommand::Serve {
+                        chats,
+                        load: true,
+                        per_chat,
+                        ..
+                    },
+            } => serve_cmd::load(&cfg, config.as_deref(), chats.max(1), per_chat.max(1)).await,
+            Command::Bench {
+                what: BenchCommand::Serve { n, chats, .. },
             } => serve_cmd::bench(&cfg, n, chats.max(1)).await,
             Command::Serve { no_llm } => serve_cmd::serve(&cfg, !no_llm).await,
             Command::Digest {

@@ -212,7 +212,7 @@ pub async fn bench_support(cfg: &Config, n: usize, concurrency: usize) -> Result
 }
 
 /// p50/p99 of `xs` (milliseconds).
-fn percentiles(xs: &mut [f64]) -> (f64, f64) {
+pub(crate) fn percentiles(xs: &mut [f64]) -> (f64, f64) {
     xs.sort_by(f64::total_cmp);
     let at = |q: f64| xs[((xs.len() as f64 - 1.0) * q).round() as usize];
     (at(0.5), at(0.99))
@@ -305,10 +305,13 @@ pub async fn bench(cfg: &Config, n: usize, chats: usize) -> Result<()> {
 
 const BENCH_PLATFORM: &str = "telegram-bench";
 
+mod load;
+pub use load::load;
+
 /// A Bot-API stand-in for the bench (getMe, getUpdates with offsets and long polling, sendMessage and
 /// friends), on 127.0.0.1.
-mod dongcha_bench_stand_in {
-    use std::collections::VecDeque;
+pub(crate) mod dongcha_bench_stand_in {
+    use std::collections::{HashMap, VecDeque};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
@@ -324,6 +327,8 @@ mod dongcha_bench_stand_in {
         next_id: i64,
         sent: usize,
         polled: bool,
+        /// Every message sent, per chat: its text and when it arrived.
+        replies: HashMap<i64, Vec<(String, Instant)>>,
     }
 
     #[derive(Clone, Default)]
@@ -361,16 +366,32 @@ mod dongcha_bench_stand_in {
         }
 
         pub fn push(&self, chat: usize, text: &str) {
+            self.push_from(1000 + chat as i64, 1, text);
+        }
+
+        /// Queues a private message from `user` in `chat`; its update id.
+        pub fn push_from(&self, chat: i64, user: i64, text: &str) -> i64 {
             let mut g = self.shared.inner.lock().unwrap();
             g.next_id += 1;
             let id = g.next_id;
-            let chat = 1000 + chat as i64;
             let m = json!({"update_id": id, "message": {"message_id": id, "date": 1_767_000_000,
                 "chat": {"id": chat, "type": "private", "first_name": "Op"},
-                "from": {"id": 1, "is_bot": false, "first_name": "Op"}, "text": text}});
+                "from": {"id": user, "is_bot": false, "first_name": "Op"}, "text": text}});
             g.queue.push_back((id, m));
             drop(g);
             self.shared.updates.notify_waiters();
+            id
+        }
+
+        /// The messages sent to `chat` so far, with when each arrived.
+        pub fn replies_to(&self, chat: i64) -> Vec<(String, Instant)> {
+            let g = self.shared.inner.lock().unwrap();
+            g.replies.get(&chat).cloned().unwrap_or_default()
+        }
+
+        /// Messages sent in all.
+        pub fn sent(&self) -> usize {
+            self.shared.inner.lock().unwrap().sent
         }
 
         /// Waits until `n` replies arrived in all.
@@ -423,7 +444,15 @@ mod dongcha_bench_stand_in {
             }
             "sendmessage" => {
                 let chat = params["chat_id"].as_i64().unwrap_or(0);
-                s.inner.lock().unwrap().sent += 1;
+                {
+                    let mut g = s.inner.lock().unwrap();
+                    g.sent += 1;
+                    let text = params["text"].as_str().unwrap_or_default().to_string();
+                    g.replies
+                        .entry(chat)
+                        .or_default()
+                        .push((text, Instant::now()));
+                }
                 s.replies.notify_waiters();
                 ok(json!({"message_id": 1, "date": 1_767_000_000,
                     "chat": {"id": chat, "type": "private", "first_name": "Op"}, "from": user(),

@@ -435,13 +435,7 @@ impl Agent {
             .complete(&user, tools::grammar::CALL_PREFIX, &grammar, 96)
             .await?;
         let text = format!("{}{}", tools::grammar::CALL_PREFIX, c.text);
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| LlmError::Run(format!("unparsable call {text:?}: {e}")))?;
-        let tool = v["tool"].as_str().unwrap_or_default().to_string();
-        if !candidates.contains(&tool.as_str()) {
-            return Err(LlmError::Run(format!("chose {tool:?}, not a candidate")).into());
-        }
-        let args = v["args"].as_object().cloned().unwrap_or_default();
+        let (tool, args) = parse_call(&text, candidates).map_err(LlmError::Run)?;
         Ok((tool, args, c))
     }
 
@@ -602,4 +596,21 @@ pub fn gguf_in(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "gguf"))
+}
+
+/// Reads the LLM's completed call (`{"tool": …, "args": {…}}`): the tool must be one of `candidates`,
+/// the arguments an object (absent means none). Whatever the model wrote, this returns, never panics.
+pub fn parse_call(text: &str, candidates: &[&str]) -> Result<(String, Map<String, Value>), String> {
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| format!("unparsable call {text:?}: {e}"))?;
+    let tool = v["tool"].as_str().unwrap_or_default().to_string();
+    if !candidates.contains(&tool.as_str()) {
+        return Err(format!("chose {tool:?}, not a candidate"));
+    }
+    let args = match &v["args"] {
+        Value::Null => Map::new(),
+        Value::Object(m) => m.clone(),
+        other => return Err(format!("arguments are not an object: {other}")),
+    };
+    Ok((tool, args))
 }

@@ -125,6 +125,16 @@ macro_rules! tools {
             }
         }
 
+        /// Checks `args` against the tool's typed arguments without running it (what `run` would
+        /// refuse as bad arguments, it refuses here).
+        pub fn check_args(tool: &str, args: Value) -> Result<(), ToolError> {
+            match tool {
+                $(stringify!($tool) => parse::<$tool::Args>(stringify!($tool), args).map(|_| ()),)*
+                "none" => Ok(()),
+                other => Err(ToolError::Unknown(other.to_string())),
+            }
+        }
+
         /// Runs a tool by name on JSON arguments; the output as JSON (what compose quotes). Outputs are
         /// kept per (tool, arguments) for the context's life: tools are read-only and a context sees one
         /// data version, so the same call gives the same output (a forecast is fitted once, not per ask).

@@ -178,7 +178,10 @@ pub async fn enrich(
         for chunk in pending.chunks(CHUNK) {
             let (rows, points) = tokio::task::block_in_place(|| label_chunk(chunk, &models))?;
             if kind == TextKind::Review {
+                // The points are on disk before their labels are saved: a review with labels is never
+                // skipped by the next run while its vector died with this one (killed, power lost).
                 index.upsert(&points)?;
+                tokio::task::block_in_place(|| index.flush())?;
             }
             store.save_text_nlp(kind, &rows).await?;
             for r in &rows {

@@ -121,14 +121,16 @@ impl VectorCache {
     ) -> Result<Vec<Vec<f32>>, HeadsError> {
         if !remember {
             let key = |t: &str| xxhash_rust::xxh3::xxh3_64(t.as_bytes());
+            // Each new text encoded once; a text that occurs twice gets its vector twice (it got an
+            // empty one the second time: enrich failed on a chunk with two equal new reviews).
+            let mut seen = std::collections::HashSet::new();
             let missing: Vec<&str> = texts
                 .iter()
                 .copied()
-                .filter(|t| !self.map.contains_key(&key(t)))
+                .filter(|t| !self.map.contains_key(&key(t)) && seen.insert(key(t)))
                 .collect();
             let fresh = encoder.encode(&missing, batch)?;
-            let mut fresh: HashMap<u64, Vec<f32>> =
-                missing.iter().map(|t| key(t)).zip(fresh).collect();
+            let fresh: HashMap<u64, Vec<f32>> = missing.iter().map(|t| key(t)).zip(fresh).collect();
             progress.inc(texts.len() as u64);
             return Ok(texts
                 .iter()
@@ -136,8 +138,8 @@ impl VectorCache {
                     let k = key(t);
                     self.map
                         .get(&k)
+                        .or_else(|| fresh.get(&k))
                         .cloned()
-                        .or_else(|| fresh.remove(&k))
                         .unwrap_or_default()
                 })
                 .collect());

@@ -58,3 +58,81 @@ fn chat_answers_the_lines_after_one_that_is_not_utf8() {
         "the line after the bad one is answered"
     );
 }
+
+/// `dongcha enrich` failed with "Shape mismatch, got buffer of size 191616 … [512, 384]" on a chunk
+/// holding the same new review text twice ("很好" twice is common): the vector cache gave the second
+/// occurrence an empty vector. Found by the enrich kill test. Every occurrence gets the vector now.
+#[test]
+fn a_new_text_that_occurs_twice_gets_its_vector_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dongcha::config::Config::load(None)
+        .unwrap()
+        .with_data_dir(dir.path());
+    let encoder = dongcha::heads::review_encoder(&cfg).unwrap();
+    let mut cache = dongcha::heads::vector_cache(&cfg, &encoder).unwrap();
+    let texts = ["质量很好，物流也快", "太差了", "质量很好，物流也快"];
+    let v = cache
+        .vectors_with(
+            &encoder,
+            &texts,
+            8,
+            &indicatif::ProgressBar::hidden(),
+            false,
+        )
+        .unwrap();
+    assert_eq!(v.len(), 3);
+    assert!(
+        v.iter().all(|x| x.len() == encoder.dim()),
+        "an empty vector"
+    );
+    assert_eq!(v[0], v[2]);
+    assert_ne!(v[0], v[1]);
+}
+
+/// Found by fuzzing (`fuzz/` target `date_money`): "1e12" was taken as 1,000,000,000,000.00 while the
+/// same amount written out ("1000000000000.00") was refused: the two forms had different bounds.
+#[test]
+fn an_amount_in_exponent_form_has_the_bound_of_the_amount_written_out() {
+    use dongcha::ingest::fields::parse_money;
+    assert!(parse_money("1000000000000.00").is_err());
+    assert!(parse_money("1e12").is_err());
+    assert_eq!(parse_money("999999999999.99"), Ok(99_999_999_999_999));
+    assert_eq!(parse_money("9.99e11"), Ok(99_900_000_000_000));
+}
+
+/// Found by fuzzing (`fuzz/` target `lines`): a line of exactly one byte over `max_line_bytes` ending in
+/// LF was kept (the limit allowed two bytes for a CRLF ending it did not have); a quoted CSV field could
+/// take a record over the limit the same way.
+#[test]
+fn a_line_one_byte_over_the_limit_is_handed_over_not_kept() {
+    use dongcha::ingest::lines::LineReader;
+    for (input, max, csv, kept, long) in [
+        (
+            &b"abc\nabcd\nab\r\nabcd\r\n"[..],
+            3,
+            false,
+            vec!["abc", "ab"],
+            2,
+        ),
+        (&b"\"a\nb\"\n\"ab\nc\"\n"[..], 5, true, vec!["\"a\nb\""], 1),
+    ] {
+        let mut r = LineReader::new(input, max, csv);
+        let (mut got, mut longs) = (Vec::new(), 0);
+        loop {
+            let c = r.read_chunk(10).unwrap();
+            for i in 0..c.lines.len() {
+                got.push(String::from_utf8(c.line(i).to_vec()).unwrap());
+            }
+            if c.long_line.is_some() {
+                longs += 1;
+                r.drain_long_line(&mut std::io::sink()).unwrap();
+            } else if c.lines.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(
+            (got, longs),
+            (kept.iter().map(|s| s.to_string()).collect(), long)
+        );
+    }
+}

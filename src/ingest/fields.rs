@@ -229,7 +229,8 @@ pub fn parse_money(s: &str) -> Result<i64, String> {
     }
     let cents = if cleaned.contains(['e', 'E']) {
         let f: f64 = cleaned.parse().map_err(|_| bad())?;
-        if !f.is_finite() || f.abs() > 1e12 {
+        // The same bound as written out: under 10^12 (twelve integer digits).
+        if !f.is_finite() || f.abs() >= 1e12 {
             return Err(bad());
         }
         (f * 100.0).round() as i64

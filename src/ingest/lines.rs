@@ -144,7 +144,17 @@ impl<R: BufRead> LineReader<R> {
                     quotes_open = !quotes_open;
                 }
             }
-            if buf.len() - start + take > self.max + 2 {
+            // The line's ending (LF or CRLF) does not count towards the limit, unless a quoted field
+            // goes on past it (then it is part of the record).
+            let ends = newline && !(self.join_quoted && quotes_open);
+            let ending = if !ends {
+                0
+            } else if piece.ends_with(b"\r\n") {
+                2
+            } else {
+                1
+            };
+            if buf.len() - start + take - ending > self.max {
                 // Over the limit: keep what we have as the head of the long line and stop.
                 let mut head = buf.split_off(start);
                 head.extend_from_slice(piece);

@@ -136,3 +136,22 @@ fn a_line_one_byte_over_the_limit_is_handed_over_not_kept() {
         );
     }
 }
+
+/// Found by fuzzing (`fuzz/` target `relative_dates`): "双12" asked on 2036-12-10 resolved to
+/// 12-01 … 12-12, past today, while "618" during its run was cut at today (the reader's promise: periods
+/// end no later than today). Every shopping festival in progress is cut at today now.
+#[test]
+fn a_festival_in_progress_ends_today_not_in_the_future() {
+    use chrono::NaiveDate;
+    use dongcha::agent::dates::resolve;
+    let day = |m, d| NaiveDate::from_ymd_opt(2036, m, d).unwrap();
+    for (q, today, from) in [
+        ("双12卖了多少", day(12, 10), day(12, 1)),
+        ("双十一的销售额", day(11, 5), day(11, 1)),
+        ("black friday sales", day(11, 25), day(11, 20)),
+        ("618 sales", day(6, 10), day(6, 1)),
+    ] {
+        let p = resolve(q, today).unwrap();
+        assert_eq!((p.from, p.to), (from, today), "{q}");
+    }
+}

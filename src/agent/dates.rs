@@ -192,16 +192,16 @@ pub fn resolve(question: &str, today: NaiveDate) -> Option<Period> {
         "11.11",
         "double 11",
     ]) {
-        return latest_event(today, (11, 1), (11, 11));
+        return latest_event(today, (11, 1), (11, 11)).map(clamp);
     }
     if has(&["618", "六一八"]) && !has(&["6180"]) {
         return latest_event(today, (6, 1), (6, 18)).map(clamp);
     }
     if has(&["黑五", "black friday"]) {
-        return latest_event(today, (11, 20), (11, 30));
+        return latest_event(today, (11, 20), (11, 30)).map(clamp);
     }
     if has(&["双十二", "双12"]) {
-        return latest_event(today, (12, 1), (12, 12));
+        return latest_event(today, (12, 1), (12, 12)).map(clamp);
     }
     if has(&["今天", "今日", "today"]) {
         return Some(Period::new(today, today));

@@ -483,8 +483,8 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
     let msg = app::Message {
         platform: app::HTTP_PLATFORM,
         // Conversations are per operator: another token cannot continue this one.
-        chat_id: chat_id.clone(),
-        user_id: operator,
+        chat_id,
+        user_id: operator.clone(),
         role: Role::Operator,
         text: req.question,
         update_id,
@@ -505,7 +505,7 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
     if handled.outcome == Outcome::Duplicate
         && let Some(u) = update_id
     {
-        return replay(h, u, &operator_of(&chat_id)).await;
+        return replay(h, u, &operator).await;
     }
     let status = match handled.outcome {
         Outcome::Busy | Outcome::Limited => StatusCode::TOO_MANY_REQUESTS,
@@ -554,11 +554,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, String> {
             "header `Idempotency-Key` must be 1–{MAX_CONVERSATION_ID} letters, digits, '-' or '_'"
         )),
     }
-}
-
-/// The operator part of an HTTP conversation's chat id (`op-…:conversation`).
-fn operator_of(chat_id: &str) -> String {
-    chat_id.split(':').next().unwrap_or_default().to_string()
 }
 
 /// The first answer to a request asked again with the same idempotency key.

@@ -228,16 +228,12 @@ async fn round(
     // late duplicates.
     let expected = chats * per_chat;
     let t = Instant::now();
-    let mut last = usize::MAX;
     loop {
         let got: usize = (0..chats)
             .map(|i| stand_in.replies_to(chat_of(i)).len().min(per_chat))
             .sum();
         if got >= expected || t.elapsed() > PATIENCE {
             break;
-        }
-        if got != last {
-            last = got;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

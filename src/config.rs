@@ -190,6 +190,8 @@ pub struct ServeConfig {
     pub public_rate_burst: u32,
     pub refresh_secs: u64,
     pub history_turns: i64,
+    /// How long a lease of one of several serve processes lasts unrenewed (seconds).
+    pub lease_secs: f64,
     chart_font: RelativePathBuf,
 }
 

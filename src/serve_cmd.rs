@@ -16,6 +16,8 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
     let app = App::open(cfg, llm).await?;
     let _refresher = app.spawn_refresher();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let heartbeat = app.spawn_heartbeat(stop_rx.clone());
+    tracing::info!(instance = %app.instance, "serving");
 
     let listener = tokio::net::TcpListener::bind(&cfg.serve.listen)
         .await
@@ -51,21 +53,31 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
         discord::run(app.clone(), token, stop_rx.clone())
     });
 
-    // Scheduled digests: decided and recorded here, sent by the front ends from the outbox.
+    // Scheduled digests: decided and recorded here, sent by the front ends from the outbox; by one
+    // process at a time when several serve one store.
     let digests = (!cfg.digest.is_empty()).then(|| {
-        let woken = app.clone();
-        let scheduler = dongcha::digest::run::Scheduler::new(
-            cfg,
-            app.store.clone(),
-            std::sync::Arc::new(move || woken.outbox.notify_waiters()),
-        );
-        tokio::spawn(scheduler.serve(stop_rx.clone()))
+        let (app, cfg, stop) = (app.clone(), cfg.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            app.while_leased("digest:scheduler", stop, |halt| {
+                let woken = app.clone();
+                let scheduler = dongcha::digest::run::Scheduler::new(
+                    &cfg,
+                    app.store.clone(),
+                    std::sync::Arc::new(move || woken.outbox.notify_waiters()),
+                );
+                scheduler.serve(halt)
+            })
+            .await;
+        })
     });
     let webhooks = dongcha::digest::run::any_webhook(cfg).then(|| {
-        tokio::spawn(dongcha::digest::run::send_webhooks(
-            app.store.clone(),
-            stop_rx.clone(),
-        ))
+        let (app, stop) = (app.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            app.while_leased("digest:webhooks", stop, |halt| {
+                dongcha::digest::run::send_webhooks(app.store.clone(), halt)
+            })
+            .await;
+        })
     });
 
     shutdown_signal().await;
@@ -78,6 +90,9 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
     for t in [digests, webhooks].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
+    let _ = heartbeat.await;
+    // The other processes on this store take over what this one held at once.
+    app.release_leases().await;
     app.store.close().await;
     Ok(())
 }

@@ -112,6 +112,8 @@ impl Server {
             )
             .env("DONGCHA__TELEGRAM__POLL_TIMEOUT_SECS", "1")
             .env("DONGCHA__SERVE__REFRESH_SECS", "1")
+            // A killed server's leases (polling, the outbox) pass to its successor in 2 s.
+            .env("DONGCHA__SERVE__LEASE_SECS", "2")
             .env_remove("DONGCHA_TELEGRAM_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -544,6 +546,12 @@ fn on_postgres_twenty_chats_of_ten_messages_at_once_get_two_hundred_replies_each
     twenty_chats_at_once(common::Db::Postgres);
 }
 
+/// `[1,2,3]`: a list of ids as an environment variable's TOML value.
+fn id_list(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    format!("[{}]", ids.join(","))
+}
+
 fn twenty_chats_at_once(db: common::Db) {
     let dir = shop_copy();
     let Some(db_env) = database_env(dir.path(), db) else {
@@ -551,14 +559,7 @@ fn twenty_chats_at_once(db: common::Db) {
     };
     let api = BotApi::start();
     let operators: Vec<i64> = (0..20).map(|i| 9000 + i).collect();
-    let list = format!(
-        "[{}]",
-        operators
-            .iter()
-            .map(|o| o.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let list = id_list(&operators);
     let mut env: Vec<(&str, &str)> = vec![
         ("DONGCHA__ROLES__TELEGRAM_OPERATORS", list.as_str()),
         ("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_CHAT", "1000"),
@@ -894,6 +895,354 @@ fn a_request_retried_with_the_same_idempotency_key_is_answered_once() {
         .await;
         assert_eq!(turns, 2, "the first question and its follow-up, once each");
     });
+}
+
+/// A free port on 127.0.0.1 (bound and let go; the server binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
+
+/// Delivers one update as Telegram does to a webhook behind a load balancer: to one of the processes
+/// (by update id), to the other when that one refuses or cannot be reached, until one says 200.
+/// `inflight` records which process is working on it, and since when.
+async fn deliver_update(
+    client: &reqwest::Client,
+    hooks: &[String; 2],
+    update: &Value,
+    inflight: &std::sync::Mutex<std::collections::HashMap<i64, (usize, Instant)>>,
+) {
+    let id = update["update_id"].as_i64().unwrap();
+    let t = Instant::now();
+    for attempt in 0.. {
+        let to = (id as usize + attempt) % 2;
+        inflight.lock().unwrap().insert(id, (to, Instant::now()));
+        let r = client
+            .post(&hooks[to])
+            .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+            .json(update)
+            .send()
+            .await;
+        if matches!(&r, Ok(r) if r.status() == 200) {
+            inflight.lock().unwrap().remove(&id);
+            return;
+        }
+        assert!(t.elapsed() < WAIT, "update {id} never delivered: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills `server` at a moment when none of its updates is between its reply being stored and being
+/// marked sent (Telegram has no idempotency key: a reply sent but not marked is sent again by design):
+/// typing indicators are held, so what reaches it from now on waits before it is answered; once every
+/// update it works on arrived after that, it is killed. Its updates in flight then go to the other.
+fn kill_with_questions_in_flight(
+    server: &mut Server,
+    which: usize,
+    api: &BotApi,
+    inflight: &std::sync::Mutex<std::collections::HashMap<i64, (usize, Instant)>>,
+) -> usize {
+    api.hold_typing(Duration::from_secs(2));
+    let held = Instant::now();
+    let settled = || {
+        let g = inflight.lock().unwrap();
+        let mine: Vec<_> = g.values().filter(|(to, _)| *to == which).collect();
+        !mine.is_empty()
+            && mine
+                .iter()
+                .all(|(_, since)| *since > held + Duration::from_millis(100))
+    };
+    wait_until("questions waiting at the server to be killed", || {
+        settled() && held.elapsed() > Duration::from_millis(400)
+    });
+    let n = inflight
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|(to, _)| *to == which)
+        .count();
+    server.kill();
+    api.hold_typing(Duration::ZERO);
+    n
+}
+
+/// GET /healthz (outside any runtime).
+fn health(server: &Server) -> Value {
+    let url = server.url("/healthz");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+}
+
+#[test]
+fn two_serve_processes_on_one_postgres_answer_every_update_once_when_either_is_killed() {
+    let dir_a = shop_copy();
+    let Some(url) = migrated_to_postgres(dir_a.path()) else {
+        return;
+    };
+    // Each process has its own state folder (models, caches); they share the database.
+    let dir_b = shop_copy();
+    let api = BotApi::start();
+    let operators: Vec<i64> = (0..8).map(|i| 9100 + i).collect();
+    let list = id_list(&operators);
+    let common_env: Vec<(&str, String)> = vec![
+        ("DONGCHA__STORE__URL", url.clone()),
+        ("DONGCHA__ROLES__TELEGRAM_OPERATORS", list),
+        ("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_CHAT", "1000".into()),
+        ("DONGCHA__TELEGRAM__MESSAGES_PER_MIN_CHAT", "1000".into()),
+        ("DONGCHA__TELEGRAM__MESSAGES_PER_SEC_OVERALL", "1000".into()),
+        ("DONGCHA__SERVE__RATE_BURST", "100".into()),
+        ("DONGCHA__SERVE__QUEUE", "256".into()),
+        ("DONGCHA_TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+    ];
+    let ports = [free_port(), free_port()];
+    let hooks = ports.map(|p| format!("http://127.0.0.1:{p}/tg/hook"));
+    let dirs = [dir_a.path(), dir_b.path()];
+    let start = |i: usize| {
+        let listen = format!("127.0.0.1:{}", ports[i]);
+        let mut env: Vec<(&str, &str)> = common_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.push(("DONGCHA__TELEGRAM__WEBHOOK_URL", &hooks[i]));
+        env.push(("DONGCHA__TELEGRAM__WEBHOOK_LISTEN", &listen));
+        Server::start(dirs[i], Some(&api), &env)
+    };
+    let mut servers = [start(0), start(1)];
+    let instances =
+        |servers: &[Server; 2]| servers.each_ref().map(|s| health(s)["instance"].clone());
+    let ids = instances(&servers);
+    assert_ne!(ids[0], ids[1], "two processes, two instances");
+
+    // 1. Webhook mode: 8 chats × 12 messages, each update to either process; A is killed with
+    // questions in flight, restarted, then B.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let inflight = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    const PER_CHAT: usize = 12;
+    // Each chat sends its next message once the test allows it (so the kills fall mid-run).
+    let allowed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let allow = |n: usize| allowed.store(n, std::sync::atomic::Ordering::SeqCst);
+    let driver = {
+        let (api, hooks, inflight, operators, allowed) = (
+            api.clone(),
+            hooks.clone(),
+            inflight.clone(),
+            operators.clone(),
+            allowed.clone(),
+        );
+        rt.spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let mut chats = tokio::task::JoinSet::new();
+            for o in operators {
+                let (api, hooks, inflight, client, allowed) = (
+                    api.clone(),
+                    hooks.clone(),
+                    inflight.clone(),
+                    client.clone(),
+                    allowed.clone(),
+                );
+                chats.spawn(async move {
+                    for i in 0..PER_CHAT {
+                        while allowed.load(std::sync::atomic::Ordering::SeqCst) <= i {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        let text = if i % 2 == 0 {
+                            format!("/help {i}")
+                        } else {
+                            format!("What were sales last month? ({i})")
+                        };
+                        let u = api.update(o, &text);
+                        deliver_update(&client, &hooks, &u, &inflight).await;
+                    }
+                });
+            }
+            chats.join_all().await;
+        })
+    };
+    let n = operators.len();
+    let total = n * PER_CHAT;
+    allow(3);
+    api.wait_for(WAIT, "the first three rounds", |s| s.len() >= 3 * n);
+    allow(6);
+    let a_had = kill_with_questions_in_flight(&mut servers[0], 0, &api, &inflight);
+    api.wait_for(WAIT, "six rounds, the rest from B alone", |s| {
+        s.len() >= 6 * n
+    });
+    servers[0] = start(0);
+    allow(9);
+    api.wait_for(WAIT, "seven rounds", |s| s.len() >= 7 * n);
+    let b_had = kill_with_questions_in_flight(&mut servers[1], 1, &api, &inflight);
+    api.wait_for(WAIT, "nine rounds, the rest from A alone", |s| {
+        s.len() >= 9 * n
+    });
+    servers[1] = start(1);
+    allow(PER_CHAT);
+    rt.block_on(driver).unwrap();
+    api.wait_for(WAIT, "every reply", |s| s.len() >= total);
+    // Longer than a lease: a reply sent twice by a process taking over would show by now.
+    std::thread::sleep(Duration::from_secs(5));
+    let sent = api.sent();
+    assert_eq!(
+        sent.len(),
+        total,
+        "each update answered once ({a_had} in flight at A's kill, {b_had} at B's)"
+    );
+    for o in &operators {
+        let mine: Vec<_> = sent.iter().filter(|x| x.chat_id == *o).collect();
+        assert_eq!(mine.len(), PER_CHAT, "chat {o}");
+        for (i, m) in mine.iter().enumerate() {
+            let is_sales = m.text.contains("823,801.64");
+            assert_eq!(
+                is_sales,
+                i % 2 == 1,
+                "chat {o} reply {i} in order: {}",
+                m.text
+            );
+        }
+    }
+    assert!(a_had + b_had >= 2, "the kills hit questions in flight");
+
+    // 2. A reply stored by one process that dies before sending it is sent by the other, once.
+    let before = api.sent().len();
+    api.fail_next_sends(1, 60);
+    let u = api.update(operators[0], "/help stored-not-sent");
+    let to_a = std::thread::spawn({
+        let (hook, u) = (hooks[0].clone(), u.clone());
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            // Never answered: A is killed while it waits to resend.
+            let _ = rt.block_on(async {
+                reqwest::Client::new()
+                    .post(hook)
+                    .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+                    .json(&u)
+                    .timeout(Duration::from_secs(120))
+                    .send()
+                    .await
+            });
+        }
+    });
+    wait_until("A's send refused (stored, not sent)", || {
+        !api.rejected_at().is_empty()
+    });
+    servers[0].kill();
+    to_a.join().unwrap();
+    // Telegram redelivers to B: already answered, nothing more is sent for it now.
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        deliver_update(
+            &client,
+            &[hooks[1].clone(), hooks[1].clone()],
+            &u,
+            &inflight,
+        )
+        .await;
+    });
+    let s = api.wait_for(WAIT, "A's stored reply, sent by B", |s| s.len() > before);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        api.sent().len(),
+        before + 1,
+        "sent once: {:#?}",
+        &s[before..]
+    );
+    assert_eq!(api.sent().last().unwrap().chat_id, operators[0]);
+    assert!(
+        health(&servers[1])["leases"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("telegram:outbox")),
+        "B took over the outbox"
+    );
+
+    // 3. The HTTP API: the same request at both processes at once is answered once.
+    servers[0] = start(0);
+    rt.block_on(async {
+        let post = |server: &Server| {
+            let url = server.url("/v1/ask");
+            async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .header("Idempotency-Key", "two-processes-1")
+                    .json(&json!({"question": "What were sales last month?"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let (x, y) = tokio::join!(post(&servers[0]), post(&servers[1]));
+        let mut outcomes = [
+            x["outcome"].as_str().unwrap(),
+            y["outcome"].as_str().unwrap(),
+        ];
+        outcomes.sort();
+        assert_eq!(outcomes, ["answered", "duplicate"], "{x} {y}");
+        assert_eq!(x["reply"], y["reply"]);
+        assert_eq!(x["conversation_id"], y["conversation_id"]);
+    });
+    drop(servers);
+
+    // 4. Long polling: one process polls at a time (Telegram refuses a second getUpdates); when it
+    // is killed the other takes over, and nothing is lost or answered twice.
+    let poll_env: Vec<(&str, &str)> = common_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut pollers = [
+        Server::start(dirs[0], Some(&api), &poll_env),
+        Server::start(dirs[1], Some(&api), &poll_env),
+    ];
+    let holds = |s: &Server, lease: &str| {
+        health(s)["leases"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(lease))
+    };
+    wait_until("one poller", || {
+        holds(&pollers[0], "telegram:poll") || holds(&pollers[1], "telegram:poll")
+    });
+    let poller = if holds(&pollers[0], "telegram:poll") {
+        0
+    } else {
+        1
+    };
+    assert!(!holds(&pollers[1 - poller], "telegram:poll"));
+    let before = api.sent().len();
+    for (i, o) in operators.iter().enumerate() {
+        api.message(*o, &format!("/help poll {i}"));
+    }
+    api.wait_for(WAIT, "the replies of the poller", |s| {
+        s.len() >= before + operators.len()
+    });
+    // Killed once its replies are marked sent (one sent but not marked is sent again by design).
+    wait_until("the poller's replies marked sent", || {
+        rt.block_on(common::query_one::<i64>(
+            &url,
+            "SELECT COUNT(*) FROM platform_updates WHERE platform = 'telegram' AND sent_at IS NULL AND reply <> ''",
+        )) == 0
+    });
+    pollers[poller].kill();
+    for (i, o) in operators.iter().enumerate() {
+        api.message(*o, &format!("/help after the kill {i}"));
+    }
+    api.wait_for(WAIT, "the replies of the other, which took over", |s| {
+        s.len() >= before + 2 * operators.len()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(api.sent().len(), before + 2 * operators.len());
+    assert!(holds(&pollers[1 - poller], "telegram:poll"));
+    assert_eq!(api.conflicts(), 0, "never two pollers at once");
 }
 
 #[test]

@@ -15,9 +15,10 @@
 //! store's [`DataVersion`]: [`App::refresh_if_changed`] rebuilds them when another process imported or
 //! enriched data.
 
+mod leases;
 pub mod metrics;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -174,6 +175,13 @@ pub struct App {
     /// Workers plus the waiting room: a question that finds it full is told the service is busy.
     admitted: Semaphore,
     workers: Semaphore,
+    /// This process, among the `dongcha serve` processes on the store (its `instance:` lease).
+    pub instance: String,
+    /// The named leases this process holds now.
+    held: Mutex<BTreeSet<String>>,
+    /// The store again, through a connection of its own: renewing a lease never waits behind the
+    /// questions being answered.
+    lease_store: Store,
 }
 
 impl App {
@@ -195,6 +203,7 @@ impl App {
             Quota::per_minute(NonZeroU32::new(s.rate_per_minute).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(s.rate_burst).unwrap_or(NonZeroU32::MIN));
         let kb_version = store.kb_version().await?;
+        let lease_store = Store::open(&cfg.database_url(), 1).await?;
         let support = open_support(cfg, &store, &agent).await?;
         // The shared results the first questions need, computed while the front ends start.
         let first = Arc::new(agent);
@@ -223,6 +232,9 @@ impl App {
             )),
             admitted: Semaphore::new(s.workers + s.queue),
             workers: Semaphore::new(s.workers),
+            instance: leases::new_instance(),
+            held: Mutex::new(BTreeSet::new()),
+            lease_store,
         }))
     }
 
@@ -429,6 +441,7 @@ impl App {
                 reply: &handled.reply.text,
                 lang: if zh { "zh" } else { "en" },
                 update_id: msg.update_id,
+                instance: Some(&self.instance),
             })
             .await?;
         if !stored {

@@ -347,9 +347,27 @@ impl EventHandler for Handler {
 }
 
 /// Sends the outbox's Discord messages (a person's replies to a customer, notices, digests with their
-/// charts) as they are queued, marking each sent; a failed send stays queued for the next round.
+/// charts) as they are queued, marking each sent; a failed send stays queued for the next round. Each
+/// round also sends the replies a process that is gone stored but never sent (an interaction's token
+/// may have expired: they go to the channel).
 async fn send_outbox(app: Arc<App>, http: Arc<Http>, mut stop: watch::Receiver<bool>) {
     loop {
+        match app.store.orphan_replies(PLATFORM, &app.instance).await {
+            Ok(orphans) => {
+                for (update, chat, text) in orphans {
+                    if let Ok(channel) = chat.parse::<u64>() {
+                        tracing::info!(update, "sending a reply its process stored but never sent");
+                        let r = Reply::text(text, false);
+                        if send_reply(&http, ChannelId::new(channel.max(1)), &r, None).await
+                            && let Err(e) = app.store.mark_sent(PLATFORM, update).await
+                        {
+                            tracing::warn!(update, "marking a reply as sent: {e}");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("outbox: unsent replies: {e}"),
+        }
         match app.store.outgoing(PLATFORM, None, 50).await {
             Ok(batch) => {
                 for o in batch {
@@ -445,18 +463,18 @@ pub async fn run(
         .event_handler(handler)
         .await?;
     let http = client.http.clone();
-    // Replies stored but not sent before the last stop (an interaction's token may have expired: they
-    // go to the channel).
-    for (update, chat, text) in app.store.unsent_replies(PLATFORM).await? {
-        if let Ok(channel) = chat.parse::<u64>() {
-            tracing::info!(update, "sending a reply stored before the last stop");
-            let r = Reply::text(text, false);
-            if send_reply(&http, ChannelId::new(channel.max(1)), &r, None).await {
-                app.store.mark_sent(PLATFORM, update).await?;
-            }
+    // The outbox and the replies a process that is gone stored but never sent: one process at a time.
+    // (The gateway is every process's: Discord sends each event to each session, and the update is
+    // claimed with its reply, so one answers.)
+    let outbox = tokio::spawn({
+        let (app, stop) = (app.clone(), stop.clone());
+        async move {
+            app.while_leased("discord:outbox", stop, |halt| {
+                send_outbox(app.clone(), http.clone(), halt)
+            })
+            .await;
         }
-    }
-    let outbox = tokio::spawn(send_outbox(app.clone(), http, stop.clone()));
+    });
     let shards = client.shard_manager.clone();
     let done = tokio::select! {
         r = client.start() => r.map_err(DiscordError::from),
@@ -465,7 +483,10 @@ pub async fn run(
             Ok(())
         }
     };
-    outbox.abort();
+    if done.is_err() {
+        outbox.abort();
+    }
+    let _ = outbox.await;
     done
 }
 

@@ -158,31 +158,62 @@ pub async fn run_as(
             .collect(),
         username,
     });
-    // Replies stored but not sent before the last stop.
-    for (update, chat, text) in app.store.unsent_replies(platform).await? {
-        if let Ok(chat) = chat.parse::<i64>() {
-            tracing::info!(update, "sending a reply stored before the last stop");
-            deliver(&app, &bots, ChatId(chat), &Reply::text(text, false), update).await;
+    // What dongcha sends on its own (handoff notices, relayed messages, operators' replies) and the
+    // replies a process that is gone stored but never sent: by one process at a time.
+    let outbox = tokio::spawn({
+        let (app, bots, stop) = (app.clone(), bots.clone(), stop.clone());
+        async move {
+            let name = format!("{}:outbox", bots.platform);
+            app.while_leased(&name, stop, |halt| {
+                send_outbox(app.clone(), bots.clone(), halt)
+            })
+            .await;
         }
-    }
-    // What dongcha sends on its own: handoff notices, relayed messages, operators' replies.
-    let outbox = tokio::spawn(send_outbox(app.clone(), bots.clone(), stop.clone()));
+    });
     let done = if !app.cfg.telegram.webhook_url.trim().is_empty() {
+        // Every process behind the webhook answers what reaches it.
         webhook(app, bots, stop).await
     } else {
-        if let Err(e) = bots.bot.delete_webhook().await {
-            tracing::warn!("telegram deleteWebhook: {e}");
-        }
-        poll(app, bots, stop).await
+        // One process at a time long-polls (Telegram refuses a second getUpdates).
+        let name = format!("{}:poll", bots.platform);
+        let polling = app.clone();
+        polling
+            .while_leased(&name, stop, |halt| {
+                let (app, bots) = (app.clone(), bots.clone());
+                async move {
+                    if let Err(e) = bots.bot.delete_webhook().await {
+                        tracing::warn!("telegram deleteWebhook: {e}");
+                    }
+                    poll(app, bots, halt).await
+                }
+            })
+            .await
+            .unwrap_or(Ok(()))
     };
-    outbox.abort();
+    if done.is_err() {
+        outbox.abort();
+    }
+    let _ = outbox.await;
     done
 }
 
 /// Sends the outbox's Telegram messages as they are queued (woken by the app, and every few seconds in
 /// case another process queued some), marking each sent; a failed send stays queued for the next round.
+/// Each round also sends the replies that a process which is gone (killed, or this one before a restart)
+/// stored but never sent.
 async fn send_outbox(app: Arc<App>, bots: Arc<Bots>, mut stop: watch::Receiver<bool>) {
     loop {
+        match app.store.orphan_replies(bots.platform, &app.instance).await {
+            Ok(orphans) => {
+                for (update, chat, text) in orphans {
+                    if let Ok(chat) = chat.parse::<i64>() {
+                        tracing::info!(update, "sending a reply its process stored but never sent");
+                        deliver(&app, &bots, ChatId(chat), &Reply::text(text, false), update).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("outbox: unsent replies: {e}"),
+        }
         match app.store.outgoing(bots.platform, None, 50).await {
             Ok(batch) => {
                 for o in batch {

@@ -224,6 +224,11 @@ pub struct ErrorBody {
 pub struct Health {
     pub status: String,
     pub data_version: String,
+    /// This process's instance id (several `dongcha serve` processes may share one store).
+    pub instance: String,
+    /// What this process does that only one process may do at a time (`telegram:poll`,
+    /// `telegram:outbox`, `digest:scheduler` …).
+    pub leases: Vec<String>,
 }
 
 #[derive(OpenApi)]
@@ -344,6 +349,8 @@ async fn healthz(State(h): State<Http>) -> Response {
         Ok(v) => axum::Json(Health {
             status: "ok".into(),
             data_version: v.0,
+            instance: h.app.instance.clone(),
+            leases: h.app.leases_held(),
         })
         .into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),

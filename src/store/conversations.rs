@@ -23,6 +23,9 @@ pub struct TurnRecord<'a> {
     pub lang: &'a str,
     /// The platform's update this turn answers; stored in the same transaction, so it is answered once.
     pub update_id: Option<i64>,
+    /// The serve process that sends the reply (its `instance:` lease): when it is gone with the reply
+    /// unsent, another process sends it.
+    pub instance: Option<&'a str>,
 }
 
 /// A stored turn, for follow-ups.
@@ -160,14 +163,15 @@ impl Store {
             let at = now();
             if let Some(u) = t.update_id {
                 let done = sqlx::query(
-                    "INSERT INTO platform_updates (platform, update_id, chat_id, answered_at, reply) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    "INSERT INTO platform_updates (platform, update_id, chat_id, answered_at, reply, instance) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 )
                 .bind(t.platform)
                 .bind(u)
                 .bind(t.chat_id)
                 .bind(&at)
                 .bind(t.reply)
+                .bind(t.instance)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
@@ -217,26 +221,6 @@ impl Store {
                 .execute(pool)
                 .await?;
             Ok(())
-        })
-    }
-
-    /// Replies stored but never sent (the process died in between): (update id, chat, reply text).
-    pub async fn unsent_replies(
-        &self,
-        platform: &str,
-    ) -> Result<Vec<(i64, String, String)>, StoreError> {
-        on_db!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT update_id, chat_id, reply FROM platform_updates \
-                 WHERE platform = $1 AND sent_at IS NULL AND reply <> '' ORDER BY update_id",
-            )
-            .bind(platform)
-            .fetch_all(pool)
-            .await?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect())
         })
     }
 
@@ -371,6 +355,7 @@ mod tests {
             reply: "r",
             lang: "zh",
             update_id: update,
+            instance: None,
         }
     }
 
@@ -380,9 +365,9 @@ mod tests {
             assert!(s.record_turn(&turn("a", Some(10))).await.unwrap());
             assert!(!s.record_turn(&turn("a again", Some(10))).await.unwrap());
             assert!(s.update_answered("telegram", 10).await.unwrap());
-            assert_eq!(s.unsent_replies("telegram").await.unwrap().len(), 1);
+            assert_eq!(s.orphan_replies("telegram", "me").await.unwrap().len(), 1);
             s.mark_sent("telegram", 10).await.unwrap();
-            assert!(s.unsent_replies("telegram").await.unwrap().is_empty());
+            assert!(s.orphan_replies("telegram", "me").await.unwrap().is_empty());
             assert!(s.record_turn(&turn("b", Some(11))).await.unwrap());
             let t = s.recent_turns("telegram", "42", 10).await.unwrap();
             assert_eq!(

@@ -23,6 +23,7 @@ pub mod conversations;
 mod copy;
 pub mod digests;
 mod import;
+pub mod leases;
 mod postgres;
 mod reads;
 pub mod records;

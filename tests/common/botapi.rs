@@ -44,6 +44,10 @@ struct Inner {
     hold_typing: Duration,
     typing_held: usize,
     commands: Option<Value>,
+    /// getUpdates requests being answered now, and how many were refused because one already was
+    /// (Telegram answers a second poller with 409 Conflict).
+    polling: usize,
+    conflicts: usize,
 }
 
 #[derive(Clone, Default)]
@@ -118,9 +122,32 @@ impl BotApi {
         lang: Option<&str>,
         to: Option<&Sent>,
     ) -> i64 {
+        let u = self.update_replying(user, chat, kind, text, lang, to);
+        let id = u["update_id"].as_i64().unwrap();
+        self.inner.lock().unwrap().updates.push_back(u);
+        self.changed.notify_waiters();
+        id
+    }
+
+    /// A private-chat text message from `user` as an update with the next id, not queued: what
+    /// Telegram POSTs to a webhook.
+    pub fn update(&self, user: i64, text: &str) -> Value {
+        self.update_replying(user, user, "private", text, Some("zh-hans"), None)
+    }
+
+    fn update_replying(
+        &self,
+        user: i64,
+        chat: i64,
+        kind: &str,
+        text: &str,
+        lang: Option<&str>,
+        to: Option<&Sent>,
+    ) -> Value {
         let mut g = self.inner.lock().unwrap();
         g.next_update += 1;
         let id = g.next_update;
+        drop(g);
         let chat_obj = if kind == "private" {
             json!({"id": chat, "type": "private", "first_name": format!("user{user}")})
         } else {
@@ -145,11 +172,12 @@ impl BotApi {
                 .count();
             msg["entities"] = json!([{"type": "bot_command", "offset": 0, "length": len}]);
         }
-        g.updates
-            .push_back(json!({"update_id": id, "message": msg}));
-        drop(g);
-        self.changed.notify_waiters();
-        id
+        json!({"update_id": id, "message": msg})
+    }
+
+    /// getUpdates calls refused with 409 because another was being answered (two pollers).
+    pub fn conflicts(&self) -> usize {
+        self.inner.lock().unwrap().conflicts
     }
 
     pub fn fail_next_sends(&self, n: usize, retry_after: u64) {
@@ -208,6 +236,15 @@ impl BotApi {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// One getUpdates being answered; over when dropped (answered, or its client went away).
+struct Polling(BotApi);
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        self.0.inner.lock().unwrap().polling -= 1;
     }
 }
 
@@ -332,6 +369,19 @@ async fn handle(
             ok(json!(true))
         }
         "getupdates" => {
+            let _polling = {
+                let mut g = api.inner.lock().unwrap();
+                if g.polling > 0 {
+                    g.conflicts += 1;
+                    return tg_error(
+                        StatusCode::CONFLICT,
+                        "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                        None,
+                    );
+                }
+                g.polling += 1;
+                Polling(api.clone())
+            };
             let offset = params["offset"].as_i64().unwrap_or(0);
             let limit = params["limit"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
             let timeout = params["timeout"].as_u64().unwrap_or(0).min(50);

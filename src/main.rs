@@ -372,6 +372,10 @@ enum BenchCommand {
         /// Messages per conversation in the load run.
         #[arg(long, default_value_t = 3)]
         per_chat: usize,
+        /// The load run's copy of the store goes into this empty database (`postgres://…`) instead of
+        /// a temporary SQLite file.
+        #[arg(long)]
+        store: Option<String>,
     },
 }
 
@@ -738,9 +742,19 @@ fn run(cli: Cli) -> Result<()> {
                         chats,
                         load: true,
                         per_chat,
+                        store,
                         ..
                     },
-            } => serve_cmd::load(&cfg, config.as_deref(), chats.max(1), per_chat.max(1)).await,
+            } => {
+                serve_cmd::load(
+                    &cfg,
+                    config.as_deref(),
+                    chats.max(1),
+                    per_chat.max(1),
+                    store.as_deref(),
+                )
+                .await
+            }
             Command::Bench {
                 what: BenchCommand::Serve { n, chats, .. },
             } => serve_cmd::bench(&cfg, n, chats.max(1)).await,

@@ -48,6 +48,14 @@ pub enum AppError {
     Support(#[from] crate::support::SupportError),
 }
 
+/// What a customer is told, in the handoff's language, when the bot answers again.
+fn release_notice() -> crate::store::support::ReleaseNotice<'static> {
+    crate::store::support::ReleaseNotice {
+        zh: crate::support::replies::released(true),
+        en: crate::support::replies::released(false),
+    }
+}
+
 /// Who is asking. Operators reach the insight tools; everyone else is a customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -255,26 +263,18 @@ impl App {
             - chrono::Duration::seconds(self.cfg.support.handoff_timeout_secs as i64);
         let expired = self
             .store
-            .expire_handoffs(&before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .expire_handoffs(
+                &before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                release_notice(),
+            )
             .await?;
         for h in &expired {
             tracing::info!(handoff = h.id, "handoff timed out: the bot answers again");
-            self.tell_released(h).await?;
+        }
+        if !expired.is_empty() {
+            self.outbox.notify_waiters();
         }
         Ok(expired.len())
-    }
-
-    /// Tells the customer of a handoff that the bot answers again.
-    async fn tell_released(&self, h: &crate::store::support::HandoffRow) -> Result<(), AppError> {
-        self.store
-            .enqueue(
-                &h.platform,
-                &h.chat_id,
-                crate::support::replies::released(h.lang == "zh"),
-            )
-            .await?;
-        self.outbox.notify_waiters();
-        Ok(())
     }
 
     /// The agent as of the current data version.
@@ -961,11 +961,15 @@ impl App {
     async fn release(&self, msg: &Message, arg: &str, zh: bool) -> Result<Handled, AppError> {
         let id = arg.trim().trim_start_matches('#').parse::<i64>().ok();
         let done = match id {
-            Some(id) => self.store.release_handoff(id, &msg.user_id).await?,
+            Some(id) => {
+                self.store
+                    .release_handoff(id, &msg.user_id, release_notice())
+                    .await?
+            }
             None => false,
         };
-        if done && let Some(h) = self.store.handoff(id.unwrap_or_default()).await? {
-            self.tell_released(&h).await?;
+        if done {
+            self.outbox.notify_waiters();
         }
         let text = match (done, zh) {
             (true, true) => format!("已交还给机器人：#{}", id.unwrap_or_default()),

@@ -298,14 +298,29 @@ pub async fn load(
     config_file: Option<&Path>,
     chats: usize,
     per_chat: usize,
+    into: Option<&str>,
 ) -> Result<()> {
     let tmp = std::env::temp_dir().join(format!("dongcha-bench-load-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let db = tmp.join("dongcha.db");
-    {
+    let db_url = {
         let store = Store::open_config(cfg).await?;
-        store.backup_to(&db, |_, _| {}).await?;
-    }
+        match into {
+            Some(url) => {
+                let target = Store::open(url, 4).await?;
+                store
+                    .copy_into(&target, |_, _| {})
+                    .await
+                    .context("copying the store into --store (it must be empty)")?;
+                target.close().await;
+                url.to_string()
+            }
+            None => {
+                store.backup_to(&db, |_, _| {}).await?;
+                format!("sqlite://{}", db.display())
+            }
+        }
+    };
     let stand_in = StandIn::start().await?;
     let operators = format!(
         "[{}]",
@@ -318,7 +333,7 @@ pub async fn load(
         exe: std::env::current_exe()?,
         data_dir: cfg.data_dir(),
         config: config_file.map(Path::to_path_buf),
-        db_url: format!("sqlite://{}", db.display()),
+        db_url,
         api_url: stand_in.url(),
         operators,
         log: tmp.join("serve.log"),
@@ -327,8 +342,9 @@ pub async fn load(
         let mut server = setup.start()?;
         stand_in.wait_ready().await;
         println!(
-            "bench serve --load: {chats} HTTP conversations and {chats} Telegram chats at once, {per_chat} messages each, against `dongcha serve` (pid {}) on 127.0.0.1",
-            server.child.id()
+            "bench serve --load: {chats} HTTP conversations and {chats} Telegram chats at once, {per_chat} messages each, against `dongcha serve` (pid {}) on 127.0.0.1, its store on {}",
+            server.child.id(),
+            if into.is_some() { "PostgreSQL" } else { "SQLite (a copy)" }
         );
         let mut out = Vec::new();
         for (r, kill) in [(0, None), (1, Some(chats * per_chat / 3))] {

@@ -159,7 +159,7 @@ impl Store {
     /// when that update was already answered.
     pub async fn record_turn(&self, t: &TurnRecord<'_>) -> Result<bool, StoreError> {
         on_db!(self, pool => {
-            let mut tx = pool.write_tx().await?;
+            let mut tx = pool.conversation_tx(t.platform, t.chat_id).await?;
             let at = now();
             if let Some(u) = t.update_id {
                 let done = sqlx::query(

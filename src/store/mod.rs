@@ -69,6 +69,14 @@ pub enum Backend {
 pub(crate) trait WritePool {
     type Db: sqlx::Database;
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Self::Db>, StoreError>;
+    /// A transaction that writes one conversation's rows (its next turn): on Postgres it locks only that
+    /// conversation, so the turns of other conversations are stored meanwhile and no pool connection
+    /// waits behind every writer; on SQLite it is [`WritePool::write_tx`] (one writer at a time anyway).
+    async fn conversation_tx(
+        &self,
+        platform: &str,
+        chat_id: &str,
+    ) -> Result<sqlx::Transaction<'static, Self::Db>, StoreError>;
 }
 
 impl Store {

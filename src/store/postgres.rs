@@ -19,6 +19,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// The advisory lock every writing transaction takes (an arbitrary constant: "dongcha" in ASCII).
 const WRITE_LOCK: i64 = 0x0064_6f6e_6763_6861;
+/// The first key of conversations' two-key advisory locks ("dcha").
+const CONVERSATION_LOCKS: i32 = 0x6463_6861;
 
 /// Connects to the database at `url` (which must exist) and brings its schema up to date. The
 /// migrations run under a session advisory lock (sqlx's), so two processes starting at once do not race.
@@ -46,6 +48,24 @@ impl WritePool for PgPool {
         let mut tx = self.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// The two-key advisory lock (a key space apart from the one-key [`WRITE_LOCK`]): this module's
+    /// namespace and a hash of the conversation. Two conversations with one hash only wait for each other.
+    async fn conversation_tx(
+        &self,
+        platform: &str,
+        chat_id: &str,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.begin().await?;
+        let key =
+            xxhash_rust::xxh3::xxh3_64(format!("{platform}\u{1f}{chat_id}").as_bytes()) as i32;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(CONVERSATION_LOCKS)
+            .bind(key)
             .execute(&mut *tx)
             .await?;
         Ok(tx)

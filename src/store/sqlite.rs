@@ -62,6 +62,14 @@ impl WritePool for SqlitePool {
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    async fn conversation_tx(
+        &self,
+        _platform: &str,
+        _chat_id: &str,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.write_tx().await
+    }
 }
 
 /// Opens an import's transaction: it takes the write lock at once, so the ids it hands out cannot

@@ -289,36 +289,96 @@ impl Store {
         })
     }
 
-    /// Hands a conversation back to the bot. False when the handoff was not open.
-    pub async fn release_handoff(&self, id: i64, by: &str) -> Result<bool, StoreError> {
-        on_db!(self, pool => {
-            let done = sqlx::query(
-                "UPDATE handoffs SET released_at = $1, released_by = $2 WHERE id = $3 AND released_at IS NULL",
-            )
-            .bind(now())
-            .bind(by)
-            .bind(id)
-            .execute(pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+    /// Releases an open handoff and queues `notice` (in the handoff's language) to its customer, in one
+    /// transaction: the customer who finds the bot answering again has the note already, and a crash
+    /// cannot release without telling. False when it was not open.
+    pub async fn release_handoff(
+        &self,
+        id: i64,
+        by: &str,
+        notice: ReleaseNotice<'_>,
+    ) -> Result<bool, StoreError> {
+        Ok(!self
+            .release_where(Released::Id(id), by, notice)
+            .await?
+            .is_empty())
     }
 
-    /// Releases the handoffs opened before `before` (RFC 3339) that are still open; returns them.
-    pub async fn expire_handoffs(&self, before: &str) -> Result<Vec<HandoffRow>, StoreError> {
+    /// Releases the handoffs opened before `before` (RFC 3339) that are still open, each with its
+    /// `notice` queued in the same transaction; returns them.
+    pub async fn expire_handoffs(
+        &self,
+        before: &str,
+        notice: ReleaseNotice<'_>,
+    ) -> Result<Vec<HandoffRow>, StoreError> {
+        self.release_where(Released::OpenedBefore(before), "timeout", notice)
+            .await
+    }
+
+    async fn release_where(
+        &self,
+        which: Released<'_>,
+        by: &str,
+        notice: ReleaseNotice<'_>,
+    ) -> Result<Vec<HandoffRow>, StoreError> {
+        const SET: &str =
+            "UPDATE handoffs SET released_at = $1, released_by = $2 WHERE released_at IS NULL AND ";
         on_db!(self, pool => {
-            let rows = sqlx::query(concat!(
-                "UPDATE handoffs SET released_at = $1, released_by = 'timeout' \
-                 WHERE released_at IS NULL AND opened_at < $2 RETURNING ",
-                handoff_columns!()
-            ))
-            .bind(now())
-            .bind(before)
-            .fetch_all(pool)
-            .await?;
-            Ok(rows.iter().map(handoff!()).collect())
+            let mut tx = pool.write_tx().await?;
+            let at = now();
+            let rows = match which {
+                Released::Id(id) => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{SET}id = $3 RETURNING {}",
+                        handoff_columns!()
+                    )))
+                    .bind(&at)
+                    .bind(by)
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
+                Released::OpenedBefore(before) => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{SET}opened_at < $3 RETURNING {}",
+                        handoff_columns!()
+                    )))
+                    .bind(&at)
+                    .bind(by)
+                    .bind(before)
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
+            };
+            let rows: Vec<HandoffRow> = rows.iter().map(handoff!()).collect();
+            for h in &rows {
+                sqlx::query(
+                    "INSERT INTO outbox (platform, chat_id, text, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&h.platform)
+                .bind(&h.chat_id)
+                .bind(if h.lang == "zh" { notice.zh } else { notice.en })
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(rows)
         })
     }
+}
+
+/// Which open handoffs a release is of.
+enum Released<'a> {
+    Id(i64),
+    OpenedBefore(&'a str),
+}
+
+/// What a customer is told when a person hands the conversation back, in each language.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleaseNotice<'a> {
+    pub zh: &'a str,
+    pub en: &'a str,
 }
 
 /// A message waiting in the outbox.
@@ -553,5 +613,52 @@ impl Store {
                 .await?;
             Ok(n > 0)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOTICE: ReleaseNotice<'static> = ReleaseNotice {
+        zh: "机器人继续",
+        en: "the bot again",
+    };
+
+    fn new<'a>(chat: &'a str, lang: &'a str) -> NewHandoff<'a> {
+        NewHandoff {
+            platform: "web",
+            chat_id: chat,
+            user_id: chat,
+            lang,
+            reason: "asked_for_person",
+            question: "q",
+            last_messages: &[],
+        }
+    }
+
+    /// CI found the customer answered by the bot again (the handoff released) while the note saying
+    /// so was not queued yet: release and note were two writes.
+    #[tokio::test]
+    async fn the_bot_answering_again_finds_the_release_notice_already_queued() {
+        for (_dir, s) in crate::store::test_stores(2).await {
+            let a = s.open_handoff(&new("a", "zh")).await.unwrap();
+            let b = s.open_handoff(&new("b", "en")).await.unwrap();
+            assert!(s.release_handoff(a, "op", NOTICE).await.unwrap());
+            let queued = s.outgoing("web", Some("a"), 10).await.unwrap();
+            assert_eq!(queued.len(), 1);
+            assert_eq!(queued[0].text, "机器人继续");
+            // Released already: no second release, no second note.
+            assert!(!s.release_handoff(a, "op", NOTICE).await.unwrap());
+            assert_eq!(s.outgoing("web", Some("a"), 10).await.unwrap().len(), 1);
+            // Expired: the same, in the customer's language, and only the open ones.
+            let far = "9999-01-01T00:00:00.000Z";
+            let expired = s.expire_handoffs(far, NOTICE).await.unwrap();
+            assert_eq!(expired.iter().map(|h| h.id).collect::<Vec<_>>(), vec![b]);
+            let queued = s.outgoing("web", Some("b"), 10).await.unwrap();
+            assert_eq!(queued.len(), 1);
+            assert_eq!(queued[0].text, "the bot again");
+            assert!(s.open_handoff_of("web", "b").await.unwrap().is_none());
+        }
     }
 }

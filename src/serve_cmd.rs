@@ -14,6 +14,8 @@ use dongcha::config::Config;
 pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
     let tokens = web::tokens_from_env();
     let app = App::open(cfg, llm).await?;
+    // Held until the end: a successor started on this folder after a crash takes over at once.
+    let _claim = app.claim_state_folder().await;
     let _refresher = app.spawn_refresher();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let heartbeat = app.spawn_heartbeat(stop_rx.clone());

@@ -1245,6 +1245,47 @@ fn two_serve_processes_on_one_postgres_answer_every_update_once_when_either_is_k
     assert_eq!(api.conflicts(), 0, "never two pollers at once");
 }
 
+/// A single `serve` restarted after SIGKILL used to wait for its own dead predecessor's leases to expire
+/// (`lease_secs`) before it polled Telegram again or sent what the predecessor had stored but not sent.
+/// With leases of 600 s, this fails unless the successor takes them over at once.
+#[test]
+fn a_serve_restarted_after_sigkill_takes_over_its_predecessors_leases_at_once() {
+    let dir = shop_copy();
+    let api = BotApi::start();
+    let env = [("DONGCHA__SERVE__LEASE_SECS", "600")];
+    let mut server = Server::start(dir.path(), Some(&api), &env);
+    api.message(OPERATOR, "/help");
+    api.wait_for(WAIT, "the first reply", |s| s.len() == 1);
+    // A reply stored and not sent: its send is refused (retry after 60 s), and the server dies waiting.
+    api.fail_next_sends(1, 60);
+    api.message(OPERATOR, "What were sales last month?");
+    wait_until("the send refused (stored, not sent)", || {
+        !api.rejected_at().is_empty()
+    });
+    server.kill();
+    assert_eq!(api.sent_to(OPERATOR).len(), 1);
+
+    let server = Server::start(dir.path(), Some(&api), &env);
+    api.message(OPERATOR, "上个月的销售额是多少？");
+    let s = api.wait_for(WAIT, "the stored reply and the new one", |s| s.len() >= 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = api.sent_to(OPERATOR);
+    assert_eq!(sent.len(), 3, "each answered once: {s:#?}");
+    let sales = sent
+        .iter()
+        .filter(|m| m.text.contains("823,801.64"))
+        .count();
+    assert_eq!(sales, 2, "both sales questions answered: {sent:#?}");
+    let leases = health(&server)["leases"].clone();
+    for lease in ["telegram:poll", "telegram:outbox"] {
+        assert!(
+            leases.as_array().unwrap().contains(&json!(lease)),
+            "{lease} taken over: {leases}"
+        );
+    }
+    assert_eq!(api.conflicts(), 0);
+}
+
 #[test]
 fn new_data_from_another_process_is_answered_without_a_restart() {
     let dir = shop_copy();

@@ -26,7 +26,76 @@ pub(super) fn new_instance() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The name of the file in a state folder that names the `serve` process which claimed it last.
+const INSTANCE_FILE: &str = "serve.instance";
+
+/// A state folder claimed by this process: the exclusive lock on its instance file, held until drop (the
+/// OS gives it up when the process dies, however it dies).
+#[derive(Debug)]
+pub struct FolderClaim {
+    _file: std::fs::File,
+}
+
 impl App {
+    /// Claims this process's state folder (`--data-dir`): an exclusive lock on its `serve.instance`
+    /// file, which names the process that claimed it before. Getting the lock proves that process is
+    /// gone, so its leases are given up at once: a `serve` restarted after a crash polls, sends what its
+    /// predecessor stored but never sent, and schedules digests straight away instead of waiting
+    /// `lease_secs` for those leases to expire. None (and nothing taken from anyone) when another
+    /// running process holds the folder, or the file cannot be used.
+    pub async fn claim_state_folder(&self) -> Option<FolderClaim> {
+        use std::io::{Read, Seek, Write};
+        let path = self.cfg.data_dir().join(INSTANCE_FILE);
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path);
+        let mut file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "claiming the state folder: {e}");
+                return None;
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::info!(
+                    path = %path.display(),
+                    "another serve process runs on this state folder: its leases are left alone"
+                );
+                return None;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(path = %path.display(), "locking the state folder: {e}");
+                return None;
+            }
+        }
+        let mut before = String::new();
+        let _ = file.read_to_string(&mut before);
+        let before = before.trim();
+        if !before.is_empty() && before != self.instance {
+            match self.lease_store.release_leases(before).await {
+                Ok(()) => tracing::info!(
+                    previous = before,
+                    "the previous serve process of this state folder is gone: its leases are given up"
+                ),
+                Err(e) => tracing::warn!("giving up the previous process's leases: {e}"),
+            }
+        }
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", self.instance))
+            .and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), "writing the instance file: {e}");
+        }
+        Some(FolderClaim { _file: file })
+    }
+
     /// How long a lease lasts without renewal (`[serve] lease_secs`).
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_millis((self.cfg.serve.lease_secs * 1000.0).max(300.0) as u64)

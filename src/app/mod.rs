@@ -17,6 +17,7 @@
 
 mod leases;
 pub mod metrics;
+mod sent;
 
 use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
@@ -34,6 +35,7 @@ use crate::store::support::NewHandoff;
 use crate::store::{AuditEntry, DataVersion, Store, StoreError, TurnRecord};
 use crate::support::mask::mask;
 use crate::support::{Decision, HandoffReason, Support, SupportSettings};
+pub use leases::FolderClaim;
 pub use metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -187,9 +189,11 @@ pub struct App {
     pub instance: String,
     /// The named leases this process holds now.
     held: Mutex<BTreeSet<String>>,
-    /// The store again, through a connection of its own: renewing a lease never waits behind the
-    /// questions being answered.
+    /// The store again, through connections of its own: renewing a lease and marking a reply sent
+    /// never wait behind the questions being answered.
     lease_store: Store,
+    /// Marks replies sent through `lease_store`, in batches.
+    sent: sent::SentMarks,
 }
 
 impl App {
@@ -211,7 +215,7 @@ impl App {
             Quota::per_minute(NonZeroU32::new(s.rate_per_minute).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(s.rate_burst).unwrap_or(NonZeroU32::MIN));
         let kb_version = store.kb_version().await?;
-        let lease_store = Store::open(&cfg.database_url(), 1).await?;
+        let lease_store = Store::open(&cfg.database_url(), 2).await?;
         let support = open_support(cfg, &store, &agent).await?;
         // The shared results the first questions need, computed while the front ends start.
         let first = Arc::new(agent);
@@ -242,8 +246,16 @@ impl App {
             workers: Semaphore::new(s.workers),
             instance: leases::new_instance(),
             held: Mutex::new(BTreeSet::new()),
+            sent: sent::SentMarks::spawn(lease_store.clone()),
             lease_store,
         }))
+    }
+
+    /// Marks the reply to `platform`'s update as sent (it reached the platform): written at once,
+    /// through a connection of the app's own, batched with the marks of other replies sent meanwhile.
+    /// A failure is logged (the reply stays unsent in the store, sent again only if this process dies).
+    pub async fn mark_sent(&self, platform: &'static str, update_id: i64) {
+        self.sent.mark(platform, update_id).await;
     }
 
     /// Waits until a message is queued in the outbox, a few seconds pass (another process may have

@@ -204,8 +204,8 @@ impl Handler {
                 ok = false;
             }
         }
-        if ok && let Err(e) = app.store.mark_sent(PLATFORM, id).await {
-            tracing::warn!(interaction = id, "marking a reply as sent: {e}");
+        if ok {
+            app.mark_sent(PLATFORM, id).await;
         }
     }
 
@@ -246,10 +246,8 @@ impl Handler {
                 failed_reply(crate::agent::router::is_chinese(&m.content))
             }
         };
-        if send_reply(&ctx.http, m.channel_id, &r, Some(&m)).await
-            && let Err(e) = app.store.mark_sent(PLATFORM, id).await
-        {
-            tracing::warn!(message = id, "marking a reply as sent: {e}");
+        if send_reply(&ctx.http, m.channel_id, &r, Some(&m)).await {
+            app.mark_sent(PLATFORM, id).await;
         }
     }
 }
@@ -358,10 +356,8 @@ async fn send_outbox(app: Arc<App>, http: Arc<Http>, mut stop: watch::Receiver<b
                     if let Ok(channel) = chat.parse::<u64>() {
                         tracing::info!(update, "sending a reply its process stored but never sent");
                         let r = Reply::text(text, false);
-                        if send_reply(&http, ChannelId::new(channel.max(1)), &r, None).await
-                            && let Err(e) = app.store.mark_sent(PLATFORM, update).await
-                        {
-                            tracing::warn!(update, "marking a reply as sent: {e}");
+                        if send_reply(&http, ChannelId::new(channel.max(1)), &r, None).await {
+                            app.mark_sent(PLATFORM, update).await;
                         }
                     }
                 }

@@ -558,8 +558,8 @@ async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
         .await
         .is_some();
     }
-    if ok && let Err(e) = app.store.mark_sent(bots.platform, update).await {
-        tracing::warn!(update, "marking a reply as sent: {e}");
+    if ok {
+        app.mark_sent(bots.platform, update).await;
     }
 }
 

@@ -213,15 +213,23 @@ impl Store {
 
     /// The reply to an update reached the platform.
     pub async fn mark_sent(&self, platform: &str, update_id: i64) -> Result<(), StoreError> {
+        self.mark_sent_all(&[(platform, update_id)]).await
+    }
+
+    /// The replies to these (platform, update id)s reached their platforms: one transaction, one commit.
+    pub async fn mark_sent_all(&self, sent: &[(&str, i64)]) -> Result<(), StoreError> {
+        const MARK: &str =
+            "UPDATE platform_updates SET sent_at = $1 WHERE platform = $2 AND update_id = $3";
+        let at = now();
+        // A mark lost with the server only sends a reply again, which a mark not yet written does too.
         on_db!(self, pool => {
-            sqlx::query("UPDATE platform_updates SET sent_at = $1 WHERE platform = $2 AND update_id = $3")
-                .bind(now())
-                .bind(platform)
-                .bind(update_id)
-                .execute(pool)
-                .await?;
-            Ok(())
-        })
+            let mut tx = pool.relaxed_tx().await?;
+            for (platform, id) in sent {
+                sqlx::query(MARK).bind(&at).bind(platform).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Forgets a conversation's turns for follow-ups (`/reset`); they stay in the store.
@@ -386,6 +394,26 @@ mod tests {
             let t = s.recent_turns("telegram", "42", 10).await.unwrap();
             assert_eq!(t.len(), 1);
             assert_eq!(t[0].seq, 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_marked_sent_together_are_all_marked_and_no_other() {
+        for (_d, s) in crate::store::test_stores(2).await {
+            for u in 20..25 {
+                assert!(s.record_turn(&turn("q", Some(u))).await.unwrap());
+            }
+            s.mark_sent_all(&[("telegram", 21), ("telegram", 23), ("discord", 24)])
+                .await
+                .unwrap();
+            let left: Vec<i64> = s
+                .orphan_replies("telegram", "me")
+                .await
+                .unwrap()
+                .iter()
+                .map(|o| o.0)
+                .collect();
+            assert_eq!(left, [20, 22, 24]);
         }
     }
 

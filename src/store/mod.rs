@@ -77,6 +77,10 @@ pub(crate) trait WritePool {
         platform: &str,
         chat_id: &str,
     ) -> Result<sqlx::Transaction<'static, Self::Db>, StoreError>;
+    /// A transaction for writes that may be lost with the server without harm (a redone effect at
+    /// worst): on Postgres its commit does not wait for the disk and it takes no writer-wide lock; on
+    /// SQLite it is [`WritePool::write_tx`].
+    async fn relaxed_tx(&self) -> Result<sqlx::Transaction<'static, Self::Db>, StoreError>;
 }
 
 impl Store {

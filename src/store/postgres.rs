@@ -70,6 +70,14 @@ impl WritePool for PgPool {
             .await?;
         Ok(tx)
     }
+
+    async fn relaxed_tx(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
 }
 
 pub(super) async fn begin_import(pool: &PgPool) -> Result<Import<Postgres>, StoreError> {

@@ -70,6 +70,10 @@ impl WritePool for SqlitePool {
     ) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.write_tx().await
     }
+
+    async fn relaxed_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.write_tx().await
+    }
 }
 
 /// Opens an import's transaction: it takes the write lock at once, so the ids it hands out cannot

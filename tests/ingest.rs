@@ -305,6 +305,7 @@ async fn the_real_cdnow_log_imports_every_transaction_once(db: common::Db) {
     );
     assert_eq!(store.count("orders").await.unwrap(), 69_659);
     assert_eq!(store.count("customers").await.unwrap(), 23_570);
+    assert_eq!(store.dangling_references().await.unwrap(), []);
     let total: i64 =
         common::query_one(&url, "SELECT CAST(SUM(amount_cents) AS BIGINT) FROM orders").await;
     assert_eq!(total, 250_031_563);
@@ -470,6 +471,7 @@ async fn an_import_killed_at_twenty_points_and_run_again_equals_a_clean_one(db: 
     );
     let got = store.digest(false).await.unwrap();
     assert_eq!(got, want);
+    assert_eq!(store.dangling_references().await.unwrap(), []);
     assert!(
         got.iter()
             .any(|t| t.table == "reviews" && t.rows == (LINES / 4) as u64)

@@ -23,6 +23,20 @@ const PROVENANCE: &[&str] = &["batch_id", "first_batch_id"];
 /// again records its rejects again, under its own batch).
 const PROVENANCE_TABLES: &[&str] = &["import_batches", "rejects"];
 
+/// The fact tables' references: (table, column, the table whose `id` it names). Foreign keys on SQLite;
+/// on PostgreSQL kept by the writers alone (see migrations/postgres/20261206000002_fact_references.sql),
+/// so [`Store::dangling_references`] is how the tests prove them.
+const REFERENCES: [(&str, &str, &str); 8] = [
+    ("orders", "customer_id", "customers"),
+    ("orders", "product_id", "products"),
+    ("reviews", "customer_id", "customers"),
+    ("reviews", "product_id", "products"),
+    ("reviews", "order_id", "orders"),
+    ("social_posts", "customer_id", "customers"),
+    ("social_posts", "product_id", "products"),
+    ("search_events", "customer_id", "customers"),
+];
+
 /// Decodes cell `$i` of `$row` as `$kind` (a macro so it compiles for either backend's row type).
 macro_rules! decode {
     ($row:expr, $i:expr, $kind:expr) => {{
@@ -196,6 +210,25 @@ impl Store {
             })
             .collect();
         format!("SELECT {} FROM {table}", exprs.join(", "))
+    }
+
+    /// References of the fact tables that point at no row ("orders.customer_id → customers", and how
+    /// many); empty when every one holds.
+    pub async fn dangling_references(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for (table, column, target) in REFERENCES {
+            let sql = format!(
+                "SELECT COUNT(*) FROM {table} x WHERE x.{column} IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM {target} y WHERE y.id = x.{column})"
+            );
+            let n: i64 = on_db!(self, pool => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await?
+            });
+            if n > 0 {
+                out.push((format!("{table}.{column} → {target}"), n));
+            }
+        }
+        Ok(out)
     }
 
     /// Every table's row count and content digest, by table name. With `provenance` false, the
@@ -468,6 +501,38 @@ impl TargetTx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_order_of_no_customer_is_refused_by_sqlite_and_found_on_postgres() {
+        const ORDER: &str = "INSERT INTO orders (id, customer_id, order_date, quantity, batch_id, line_no) \
+                             VALUES ($1, $2, '2026-01-02', 1, 1, 1)";
+        for (_d, s) in crate::store::test_stores(2).await {
+            on_db!(s, pool => {
+                sqlx::query("INSERT INTO customers (id, external_id, first_batch_id) VALUES (1, 'c1', 1)")
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                sqlx::query(ORDER).bind(1i64).bind(1i64).execute(pool).await.unwrap();
+            });
+            assert!(s.dangling_references().await.unwrap().is_empty());
+            let refused = on_db!(s, pool => {
+                sqlx::query(ORDER).bind(2i64).bind(999i64).execute(pool).await.is_err()
+            });
+            match s.backend() {
+                Backend::Sqlite => {
+                    assert!(refused, "SQLite's foreign key refuses it");
+                    assert!(s.dangling_references().await.unwrap().is_empty());
+                }
+                Backend::Postgres => {
+                    assert!(!refused);
+                    assert_eq!(
+                        s.dangling_references().await.unwrap(),
+                        [("orders.customer_id → customers".to_string(), 1)]
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn declared_types_of_both_backends_map_to_the_kinds_read() {

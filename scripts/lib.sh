@@ -29,7 +29,7 @@ ensure_system_packages() {
 
 ensure_rust() {
     if ! command -v cargo >/dev/null; then
-        echo "dongcha needs a Rust toolchain (cargo, rustc >= 1.89): see https://rustup.rs" >&2
+        echo "dongcha needs a Rust toolchain (cargo, rustc >= 1.94): see https://rustup.rs" >&2
         return 1
     fi
 }
@@ -57,6 +57,13 @@ ensure_test_tools() {
 build_dongcha() {
     cargo build --release --locked
     dc="${CARGO_TARGET_DIR:-target}/release/dongcha"
+}
+
+# Commands run when the calling shell exits, in the order given (each server started here is stopped).
+exit_hooks=()
+on_exit() {
+    exit_hooks+=("$1")
+    trap 'for h in "${exit_hooks[@]}"; do "$h"; done' EXIT
 }
 
 # A Python venv at $1 (made once) with the packages $2...; prints its python. For the benchmark scripts'
@@ -94,7 +101,7 @@ start_test_postgres() {
         cat "$pg_dir/initdb.log" >&2
         return 1
     fi
-    trap stop_test_postgres EXIT
+    on_exit stop_test_postgres
     "${pg_as[@]}" "$bin/pg_ctl" -D "$pg_dir/data" -w -l "$pg_dir/server.log" \
         -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=300" \
         start >/dev/null
@@ -107,5 +114,72 @@ stop_test_postgres() {
     if [ -n "${pg_dir:-}" ] && [ -d "$pg_dir/data" ]; then
         "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
         rm -rf "$pg_dir"
+    fi
+}
+
+# The LLM-server test (tests/llm_server.rs) against llama.cpp's llama-server, on 127.0.0.1 with the 0.5B
+# GGUF, when scripts/llama-tools.sh has built it on this machine (about 10 minutes on 2 cores, once: not
+# done here, to keep the test run short). Exports DONGCHA_LLM_URL; otherwise says why the test is skipped.
+start_test_llama_server() {
+    local root bin model port log
+    if [ -n "${DONGCHA_LLM_URL:-}" ]; then
+        echo "LLM server test: against DONGCHA_LLM_URL as given"
+        return 0
+    fi
+    root="${DONGCHA_LLAMA_TOOLS:-$HOME/.cache/dongcha/llama-tools}"
+    bin="$root/build/bin/llama-server"
+    if [ ! -x "$bin" ]; then
+        llm_skipped="LLM server test SKIPPED: llama-server is not built on this machine ($bin; scripts/llama-tools.sh builds it once, about 10 minutes on 2 cores)"
+        echo "$llm_skipped"
+        on_exit say_llm_skipped
+        return 0
+    fi
+    build_dongcha
+    "$dc" setup --with qwen2.5-coder-0.5b-instruct >/dev/null
+    model=$(dirname "$("$dc" setup --print-path qwen2.5-coder-0.5b-instruct qwen2.5-coder-0.5b-instruct.gguf)")/qwen2.5-coder-0.5b-instruct.gguf
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    log=$(mktemp /tmp/dongcha-test-llama.XXXXXX)
+    "$bin" -m "$model" --host 127.0.0.1 --port "$port" -t "$(nproc)" -c 4096 >"$log" 2>&1 &
+    llama_pid=$!
+    llama_log=$log
+    on_exit stop_test_llama_server
+    if ! python3 - "$port" "$llama_pid" <<'PY'
+import sys, time, urllib.request
+for _ in range(240):
+    try:
+        # Gone (or a zombie): it will not become ready.
+        if open(f"/proc/{sys.argv[2]}/stat").read().split(") ")[1][0] == "Z":
+            sys.exit(1)
+    except OSError:
+        sys.exit(1)
+    try:
+        if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=2).status == 200:
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.5)
+sys.exit(1)
+PY
+    then
+        tail -20 "$log" >&2
+        llm_skipped="LLM server test SKIPPED: llama-server stopped or did not become ready in 120 s (its log is above)"
+        echo "$llm_skipped"
+        on_exit say_llm_skipped
+        return 0
+    fi
+    export DONGCHA_LLM_URL="http://127.0.0.1:$port"
+    echo "LLM server test: llama-server on 127.0.0.1:$port with $(basename "$model")"
+}
+
+# Said again at the end of the run, where it is seen.
+say_llm_skipped() {
+    echo "$llm_skipped"
+}
+
+stop_test_llama_server() {
+    if [ -n "${llama_pid:-}" ]; then
+        kill "$llama_pid" 2>/dev/null || true
+        wait "$llama_pid" 2>/dev/null || true
+        rm -f "$llama_log"
     fi
 }

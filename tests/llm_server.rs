@@ -1,7 +1,8 @@
 //! The OpenAI-compatible LLM backend against a real server (llama-server, vLLM): runs when DONGCHA_LLM_URL
 //! is set, e.g. after `$(scripts/llama-tools.sh)/llama-server -m MODEL.gguf --port 8080`:
-//! `DONGCHA_LLM_URL=http://127.0.0.1:8080 cargo test --release --test llm_server`. Skipped otherwise (no
-//! LLM server runs in CI).
+//! `DONGCHA_LLM_URL=http://127.0.0.1:8080 cargo test --release --test llm_server`. `scripts/test.sh` starts
+//! one on 127.0.0.1 when `scripts/llama-tools.sh` has built it on the machine, and says when it did not.
+//! Skipped otherwise.
 
 mod common;
 

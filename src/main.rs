@@ -125,7 +125,7 @@ enum InsightCommand {
         discount: f64,
     },
     /// Sales forecast of the stored orders (daily, weekly or monthly totals) with 80%/95% intervals;
-    /// `--eval` checks the models on AirPassengers and wineind instead.
+    /// `--eval` checks the models on AirPassengers and wineind, or on a folder of series, instead.
     Forecast {
         /// Total per day (weekly season), week (yearly season, 52) or month (yearly season, 12).
         #[arg(long, value_enum, default_value_t = dongcha::tools::sales_forecast::Freq::Day)]
@@ -145,9 +145,23 @@ enum InsightCommand {
         /// Ignore holidays and promotions (daily forecasts use them unless `[forecast] holidays = false`).
         #[arg(long)]
         no_events: bool,
-        /// Evaluate on AirPassengers and wineind (last 12 months held out).
+        /// Evaluate on AirPassengers and wineind (last 12 months held out), or on the series of `--data`.
         #[arg(long)]
         eval: bool,
+        /// With `--eval`: a folder of series, one CSV per series (`date,value`, one row per month or
+        /// week); each is scored on its last `--holdout` values, the model chosen on the rest.
+        #[arg(long, requires = "eval")]
+        data: Option<std::path::PathBuf>,
+        /// With `--eval --data`: values held out per series (default: 12 for months, 13 for weeks, 8 for
+        /// quarters, 14 for days).
+        #[arg(long, requires = "data")]
+        holdout: Option<usize>,
+        /// Write the registry packages' series as CSV folders for `--eval --data` and exit:
+        /// `m3-shipments/` (the untouched evaluation set: every 6th of M3's 197 monthly MICRO shipment
+        /// series of 144 months), `dev/` (the series the models were developed on: AirPassengers,
+        /// wineind, the souvenir shop, M1's monthly sales and every 10th of its industry series).
+        #[arg(long, value_name = "DIR", conflicts_with = "eval")]
+        write_series: Option<std::path::PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -329,7 +329,7 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
             .lines()
             .skip_while(|l| !l.starts_with(series))
             .skip(1)
-            .take(5)
+            .take(6)
             .collect();
         let mape = |name: &str| -> f64 {
             let line = block
@@ -709,4 +709,98 @@ fn output_into_a_closed_pipe_does_not_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
+
+/// `--eval --data DIR`: every CSV of a folder scored on its held-out end; a series too short is said and
+/// skipped; a bad line is an error naming the file and the line.
+#[test]
+fn forecast_eval_on_a_folder_scores_each_series_and_names_bad_lines() {
+    common::asset_file("pmdarima-datasets", "airpassengers.py");
+    let assets =
+        dongcha::assets::Assets::from_config(&dongcha::config::Config::load(None).unwrap())
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let series = dir.path().join("series");
+    std::fs::create_dir(&series).unwrap();
+    let write = |name: &str, y: &[f64], year: i32| {
+        let mut s = String::from("date,value\n");
+        for (i, v) in y.iter().enumerate() {
+            s.push_str(&format!(
+                "{}-{:02}-01,{v}\n",
+                year + i as i32 / 12,
+                i % 12 + 1
+            ));
+        }
+        std::fs::write(series.join(name), s).unwrap();
+    };
+    for (name, year) in [("airpassengers", 1949), ("wineind", 1980)] {
+        let y = dongcha::datasets::pmdarima_series(&assets, name).unwrap();
+        write(&format!("{name}.csv"), &y, year);
+    }
+    write("short.csv", &[1.0; 30], 2020);
+    let out = dongcha(
+        dir.path(),
+        &[
+            "insight",
+            "forecast",
+            "--eval",
+            "--data",
+            series.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("2 series, 24 held-out points (1 skipped)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("short") && l.contains("skipped")),
+        "{stdout}"
+    );
+    let figure = |prefix: &str, label: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .expect(prefix);
+        let rest = &line[line.find(label).expect(label) + label.len()..];
+        rest.trim_start()
+            .split([',', '%'])
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{line}"))
+    };
+    let chosen = figure("median MASE", "chosen");
+    let naive = figure("median MASE", "seasonal naive");
+    assert!(chosen < naive, "{stdout}");
+    let c80 = figure("interval coverage", "80%:");
+    assert!((50.0..=100.0).contains(&c80), "{stdout}");
+    // A bad value: the file and line are named, nothing is scored.
+    std::fs::write(
+        series.join("wineind.csv"),
+        "date,value\n1980-01-01,1\n1980-02-01,lots\n",
+    )
+    .unwrap();
+    let out = dongcha(
+        dir.path(),
+        &[
+            "insight",
+            "forecast",
+            "--eval",
+            "--data",
+            series.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("wineind.csv:3: not a number: \"lots\""),
+        "{stderr}"
+    );
 }

@@ -52,3 +52,89 @@ fn air_passengers_and_wineind_chosen_model_is_no_worse_than_holt_winters() {
         );
     }
 }
+
+fn souvenirs() -> Vec<f64> {
+    common::asset_file("souvenirs", "souvenirs.pkl.compress");
+    let assets = Assets::from_config(&Config::load(None).unwrap()).unwrap();
+    dongcha::datasets::souvenir_sales(&assets).unwrap()
+}
+
+/// The souvenir shop (84 months of strong growth and December peaks, the last 12 held out): an additive
+/// Holt-Winters fit once forecast it with a 213.7% error and poisoned the combination. statsmodels'
+/// Holt-Winters (additive trend, multiplicative season, least squares) scores 10.05% MAPE on this split.
+#[test]
+fn the_souvenir_shop_is_forecast_near_statsmodels_holt_winters() {
+    let y = souvenirs();
+    assert_eq!(y.len(), 84);
+    assert!((y[0] - 1664.81).abs() < 1e-9 && (y[83] - 104660.67).abs() < 1e-9);
+    let e = evaluate(&y, 12, 12).unwrap();
+    println!("{e:#?}");
+    let hw = mape_of(&e, Method::HoltWintersMultiplicative);
+    assert!(hw <= 10.05 * 1.2, "Holt-Winters (multiplicative) {hw}");
+    // The model chosen on the training part alone: the combination of the members that passed.
+    assert!(e.chosen_mape <= 10.05 * 1.25, "chosen {:?}", e.selection);
+    assert!(
+        !e.selection
+            .combined_members
+            .contains(&Method::HoltWintersAdditive),
+        "{:?}",
+        e.selection
+    );
+}
+
+/// No Holt-Winters fit on the series the repository fetches runs away: each either refuses the series
+/// (no stable fit) or forecasts it within 10× the history's peak and within 3× seasonal naive's error.
+/// The series: AirPassengers, wineind, the souvenir shop and every M1 monthly series whose name ends in 7.
+#[test]
+fn no_holt_winters_fit_diverges_on_the_repositorys_series() {
+    let mut all: Vec<(String, Vec<f64>)> = vec![
+        ("airpassengers".into(), series("airpassengers")),
+        ("wineind".into(), series("wineind")),
+        ("souvenirs".into(), souvenirs()),
+    ];
+    common::asset_file("forecast-competitions", "m1_data.json");
+    let assets = Assets::from_config(&Config::load(None).unwrap()).unwrap();
+    for s in dongcha::datasets::competition_series(&assets, "m1").unwrap() {
+        if s.period == "MONTHLY" && s.values.len() >= 2 * 12 + 2 + 12 && s.name.ends_with('7') {
+            all.push((s.name, s.values));
+        }
+    }
+    assert!(all.len() >= 20, "{} series", all.len());
+    let mut fitted = 0;
+    for (name, y) in &all {
+        let (train, test) = y.split_at(y.len() - 12);
+        let naive =
+            dongcha::insight::forecast::forecast(train, 12, 12, Method::SeasonalNaive).unwrap();
+        let naive_mape = dongcha::insight::forecast::mape(test, &naive.point);
+        for m in [
+            Method::HoltWintersAdditive,
+            Method::HoltWintersMultiplicative,
+        ] {
+            let Ok(f) = dongcha::insight::forecast::forecast(train, 12, 12, m) else {
+                continue;
+            };
+            fitted += 1;
+            // Diverging: leaving every bound of the history (a declining series may be forecast to
+            // reach zero, which is not a blow-up).
+            let peak = train.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(
+                f.point
+                    .iter()
+                    .all(|p| p.is_finite() && p.abs() <= 10.0 * peak),
+                "{name} {m:?}: {:?}",
+                f.point
+            );
+            let e = dongcha::insight::forecast::mape(test, &f.point);
+            assert!(
+                e <= 3.0 * naive_mape.max(5.0),
+                "{name} {m:?}: MAPE {e} vs seasonal naive {naive_mase}",
+                naive_mase = naive_mape
+            );
+        }
+    }
+    assert!(
+        fitted >= all.len(),
+        "only {fitted} fits on {} series",
+        all.len()
+    );
+}

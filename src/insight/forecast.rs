@@ -11,6 +11,7 @@ use argmin::solver::neldermead::NelderMead;
 use serde::Serialize;
 
 use super::InsightError;
+use super::ets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -23,16 +24,20 @@ pub enum Method {
     HoltWintersMultiplicative,
     /// Seasonal ARIMA(0,1,1)(0,1,1) on log values (Box & Jenkins' airline model).
     Airline,
-    /// The mean of the two Holt-Winters forecasts and the airline model's.
+    /// Exponential smoothing whose form (error, trend, season) is chosen by AICc.
+    AutoEts,
+    /// The mean of the forecasts of AutoETS, the airline model and multiplicative Holt-Winters; in
+    /// automatic choice only of those that passed the sanity check on the validation windows.
     Combined,
 }
 
 impl Method {
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 6] = [
         Method::SeasonalNaive,
         Method::HoltWintersAdditive,
         Method::HoltWintersMultiplicative,
         Method::Airline,
+        Method::AutoEts,
         Method::Combined,
     ];
 
@@ -42,7 +47,22 @@ impl Method {
             Method::HoltWintersAdditive => "Holt-Winters (additive)",
             Method::HoltWintersMultiplicative => "Holt-Winters (multiplicative)",
             Method::Airline => "seasonal ARIMA (airline, log)",
-            Method::Combined => "combined (mean of Holt-Winters ×2 and ARIMA)",
+            Method::AutoEts => "AutoETS (form chosen by AICc)",
+            Method::Combined => "combined (mean of the models that passed)",
+        }
+    }
+}
+
+impl Method {
+    /// A name for tables.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Method::SeasonalNaive => "seasonal naive",
+            Method::HoltWintersAdditive => "Holt-Winters add.",
+            Method::HoltWintersMultiplicative => "Holt-Winters mult.",
+            Method::Airline => "ARIMA airline",
+            Method::AutoEts => "AutoETS",
+            Method::Combined => "combined",
         }
     }
 }
@@ -134,10 +154,8 @@ fn check(y: &[f64], period: usize, method: Method) -> Result<(), InsightError> {
             "a seasonal forecast needs at least two full seasons of history",
         ));
     }
-    if matches!(
-        method,
-        Method::HoltWintersMultiplicative | Method::Airline | Method::Combined
-    ) && y.iter().any(|v| *v <= 0.0)
+    if matches!(method, Method::HoltWintersMultiplicative | Method::Airline)
+        && y.iter().any(|v| *v <= 0.0)
     {
         return Err(InsightError::NoData(
             "multiplicative and log models need positive values",
@@ -154,14 +172,18 @@ pub fn forecast(
     method: Method,
 ) -> Result<Forecast, InsightError> {
     check(y, period, method)?;
-    let mut f = forecast_unclamped(y, period, horizon, method)?;
-    // A series that never went below zero (sales) gets no negative forecasts or bounds.
+    let f = forecast_unclamped(y, period, horizon, method)?;
+    Ok(clamped(y, f))
+}
+
+/// A series that never went below zero (sales) gets no negative forecasts or bounds.
+fn clamped(y: &[f64], mut f: Forecast) -> Forecast {
     if y.iter().all(|v| *v >= 0.0) {
         for v in f.series_mut() {
             v.iter_mut().for_each(|x| *x = x.max(0.0));
         }
     }
-    Ok(f)
+    f
 }
 
 fn forecast_unclamped(
@@ -175,21 +197,55 @@ fn forecast_unclamped(
         Method::HoltWintersAdditive => holt_winters(y, period, horizon, false),
         Method::HoltWintersMultiplicative => holt_winters(y, period, horizon, true),
         Method::Airline => airline(y, period, horizon),
-        Method::Combined => combined(y, period, horizon),
+        Method::AutoEts => auto_ets(y, period, horizon),
+        Method::Combined => combined(y, period, horizon, &COMBINED_MEMBERS),
     }
 }
 
+/// A combination is chosen when its validation error is within this factor of the best model's.
+const COMBINATION_MARGIN: f64 = 1.10;
+
+/// The models a combination may average.
+pub const COMBINED_MEMBERS: [Method; 4] = [
+    Method::AutoEts,
+    Method::Airline,
+    Method::HoltWintersMultiplicative,
+    Method::HoltWintersAdditive,
+];
+
 /// Forecast combination: averaging models with different error patterns is a robust improvement
-/// (the M-competitions' lesson). Intervals average the members' bounds.
-fn combined(y: &[f64], m: usize, h: usize) -> Result<Forecast, InsightError> {
-    let members = [
-        holt_winters(y, m, h, false)?,
-        holt_winters(y, m, h, true)?,
-        airline(y, m, h)?,
-    ];
+/// (the M-competitions' lesson). Members are those of `members` that fit `y` and whose forecast is
+/// plausible; additive Holt-Winters only where the multiplicative one cannot be fitted (series with zero
+/// values). Intervals average the members' bounds.
+fn combined(y: &[f64], m: usize, h: usize, members: &[Method]) -> Result<Forecast, InsightError> {
+    let positive = y.iter().all(|v| *v > 0.0);
+    let mut fits = Vec::new();
+    for &member in members {
+        if member == Method::Combined
+            || member == Method::SeasonalNaive
+            || (member == Method::HoltWintersAdditive
+                && positive
+                && members.contains(&Method::HoltWintersMultiplicative))
+        {
+            continue;
+        }
+        if check(y, m, member).is_err() {
+            continue;
+        }
+        if let Ok(f) = forecast_unclamped(y, m, h, member)
+            && plausible(y, m, &f.point)
+        {
+            fits.push(f);
+        }
+    }
+    if fits.is_empty() {
+        return Err(InsightError::NoData(
+            "no model of the combination could be fitted",
+        ));
+    }
     let mean = |f: fn(&Forecast) -> &Vec<f64>| -> Vec<f64> {
         (0..h)
-            .map(|i| members.iter().map(|m| f(m)[i]).sum::<f64>() / members.len() as f64)
+            .map(|i| fits.iter().map(|m| f(m)[i]).sum::<f64>() / fits.len() as f64)
             .collect()
     };
     Ok(Forecast {
@@ -214,7 +270,7 @@ fn seasonal_naive(y: &[f64], m: usize, h: usize) -> Forecast {
 }
 
 /// Minimises `cost` over unconstrained parameters with Nelder–Mead.
-fn minimize(
+pub(super) fn minimize(
     cost: impl Fn(&[f64]) -> f64,
     start: &[f64],
     what: &'static str,
@@ -254,125 +310,48 @@ fn minimize(
         })
 }
 
-fn logistic(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// The state of Holt-Winters after running through `y`: level, trend, the last season, and the
-/// one-step errors (absolute for additive, relative for multiplicative).
-struct HwRun {
-    level: f64,
-    trend: f64,
-    season: Vec<f64>,
-    sse: f64,
-    errors: usize,
-}
-
-fn hw_run(
-    y: &[f64],
-    m: usize,
-    (alpha, beta, gamma): (f64, f64, f64),
-    start: (f64, f64),
-    mult: bool,
-) -> HwRun {
-    // Classical start: level = first season's mean, trend = mean change between the first two seasons,
-    // seasonal indices = the first two seasons' deviations from that line, averaged.
-    let first: f64 = y[..m].iter().sum::<f64>() / m as f64;
-    let second: f64 = y[m..2 * m].iter().sum::<f64>() / m as f64;
-    let mut level = first;
-    let mut trend = (second - first) / m as f64;
-    let mid = (m as f64 - 1.0) / 2.0;
-    let mut season: Vec<f64> = (0..m)
-        .map(|i| {
-            let dev = |t: usize| {
-                let line = first + (t as f64 - mid) * trend;
-                if mult { y[t] / line } else { y[t] - line }
-            };
-            (dev(i) + dev(i + m)) / 2.0
-        })
-        .collect();
-    // The level at the end of the first season, where the recursion starts; `start` adjusts level and
-    // trend (fitted along with the smoothing weights, as the state-space formulation does).
-    level += mid * trend + start.0;
-    trend += start.1;
-    let mut sse = 0.0;
-    for (t, &v) in y.iter().enumerate().skip(m) {
-        let s = season[t % m];
-        let fitted = if mult {
-            (level + trend) * s
-        } else {
-            level + trend + s
-        };
-        let e = v - fitted;
-        sse += e * e;
-        let prev = level;
-        level = if mult {
-            alpha * (v / s) + (1.0 - alpha) * (level + trend)
-        } else {
-            alpha * (v - s) + (1.0 - alpha) * (level + trend)
-        };
-        trend = beta * (level - prev) + (1.0 - beta) * trend;
-        season[t % m] = if mult {
-            gamma * (v / level) + (1.0 - gamma) * s
-        } else {
-            gamma * (v - level) + (1.0 - gamma) * s
-        };
-    }
-    HwRun {
-        level,
-        trend,
-        season,
-        sse,
-        errors: y.len() - m,
+fn from_ets(method: Method, f: &ets::Fit, n: usize, h: usize) -> Forecast {
+    let p = f.forecast(n, h);
+    Forecast {
+        method,
+        point: p.point,
+        lower80: p.lower80,
+        upper80: p.upper80,
+        lower95: p.lower95,
+        upper95: p.upper95,
     }
 }
 
+/// Holt-Winters: the recursions of ETS(A,A,A) (additive) and ETS(M,A,M) (multiplicative), fitted as
+/// classical Holt-Winters is — least squares on the one-step errors (R's `HoltWinters`, statsmodels'
+/// `ExponentialSmoothing`) — with the starting states estimated and the weights inside the usual region.
+/// AutoETS fits the same forms by likelihood; the two differ most on a growing series, where least
+/// squares follows the recent, large values.
 fn holt_winters(y: &[f64], m: usize, h: usize, mult: bool) -> Result<Forecast, InsightError> {
-    let scale = y.iter().map(|v| v.abs()).sum::<f64>() / y.len() as f64;
-    let params = |p: &[f64]| (logistic(p[0]), logistic(p[1]), logistic(p[2]));
-    let start = |p: &[f64]| (p[3] * scale * 0.1, p[4] * scale * 0.01);
-    let best = minimize(
-        |p| hw_run(y, m, params(p), start(p), mult).sse,
-        &[0.0, -2.0, -1.0, 0.0, 0.0],
-        "Holt-Winters",
-    )?;
-    let (alpha, beta, gamma) = params(&best);
-    let run = hw_run(y, m, (alpha, beta, gamma), start(&best), mult);
-    let n = y.len();
-    // One-step error scale: absolute for additive, relative to the level for multiplicative.
-    let sigma = if mult {
-        (run.sse / run.errors as f64).sqrt() / (y.iter().sum::<f64>() / y.len() as f64)
+    use ets::Kind::{Additive, Multiplicative};
+    let (spec, method) = if mult {
+        (
+            ets::Spec::new(Multiplicative, Additive, Multiplicative),
+            Method::HoltWintersMultiplicative,
+        )
     } else {
-        (run.sse / run.errors as f64).sqrt()
+        (
+            ets::Spec::new(Additive, Additive, Additive),
+            Method::HoltWintersAdditive,
+        )
     };
-    let mut point = Vec::with_capacity(h);
-    let mut sd = Vec::with_capacity(h);
-    let mut var_sum = 0.0;
-    for i in 1..=h {
-        let s = run.season[(n + i - 1) % m];
-        let p = if mult {
-            (run.level + i as f64 * run.trend) * s
-        } else {
-            run.level + i as f64 * run.trend + s
-        };
-        // Error variance of the additive model class (Hyndman et al., table 6.1); applied to relative
-        // errors for the multiplicative model.
-        if i > 1 {
-            let j = (i - 1) as f64;
-            let c = alpha * (1.0 + j * beta) + if (i - 1) % m == 0 { gamma } else { 0.0 };
-            var_sum += c * c;
-        }
-        let step_sd = sigma * (1.0 + var_sum).sqrt();
-        // Relative to the point's size: a band never turns inside out (lower above upper).
-        sd.push(if mult { step_sd * p.abs() } else { step_sd });
-        point.push(p);
-    }
-    let method = if mult {
-        Method::HoltWintersMultiplicative
-    } else {
-        Method::HoltWintersAdditive
-    };
-    Ok(Forecast::from_sd(method, point, &sd))
+    let f = ets::fit_by(y, m, spec, ets::Criterion::LeastSquares)?;
+    Ok(from_ets(method, &f, y.len(), h))
+}
+
+fn auto_ets(y: &[f64], m: usize, h: usize) -> Result<Forecast, InsightError> {
+    let f = ets::auto(y, m)?;
+    Ok(from_ets(Method::AutoEts, &f, y.len(), h))
+}
+
+/// The ETS form AutoETS chooses on `y`, e.g. "ETS(M,Ad,M)".
+pub fn auto_ets_form(y: &[f64], m: usize) -> Option<String> {
+    ets::auto(y, m).ok().map(|f| f.spec.name())
 }
 
 /// Residuals of the airline model on the seasonally and regularly differenced log series.
@@ -456,7 +435,9 @@ fn airline(y: &[f64], m: usize, h: usize) -> Result<Forecast, InsightError> {
 
 /// Which model a series gets: rolling-origin validation — each candidate forecasts `horizon` points from
 /// each of the last few origins of the history (only what came before each origin is used); the lowest mean
-/// error wins (MAPE, or WAPE when the series has zero values). Several origins make the choice far less a matter of one lucky year.
+/// error wins (MAPE, or WAPE when the series has zero values). Several origins make the choice far less a
+/// matter of one lucky year. The combination averages only the members that passed the sanity check on
+/// those windows: plausible forecasts at every origin and an error no worse than 1.25× seasonal naive's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Selection {
     pub chosen: Method,
@@ -465,6 +446,19 @@ pub struct Selection {
     /// plausible range (see [`plausible`]), so they were not used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub implausible: Vec<Method>,
+    /// The members the combination averages (those that passed the sanity check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub combined_members: Vec<Method>,
+}
+
+impl Selection {
+    /// The chosen model's mean validation error (MAPE or WAPE, percent).
+    pub fn chosen_error(&self) -> Option<f64> {
+        self.validation_mape
+            .iter()
+            .find(|(m, _)| *m == self.chosen)
+            .map(|(_, e)| *e)
+    }
 }
 
 pub fn select(y: &[f64], period: usize, horizon: usize) -> Result<Selection, InsightError> {
@@ -474,35 +468,93 @@ pub fn select(y: &[f64], period: usize, horizon: usize) -> Result<Selection, Ins
             "a seasonal forecast needs at least two full seasons of history, plus the horizon to choose a model",
         ));
     }
+    let origins: Vec<usize> = (1..=ORIGINS)
+        .filter_map(|k| y.len().checked_sub(k * horizon))
+        .filter(|o| *o >= 2 * period + 2)
+        .collect();
     let mut scores = Vec::new();
+    let mut passed: Vec<(Method, Vec<Vec<f64>>)> = Vec::new();
     let mut first_error = None;
+    let mut naive_error = f64::INFINITY;
     for m in Method::ALL {
+        if m == Method::Combined {
+            continue;
+        }
         let mut errors = Vec::new();
-        for k in 1..=ORIGINS {
-            let Some(origin) = y.len().checked_sub(k * horizon) else {
-                break;
-            };
+        let mut points = Vec::new();
+        let mut sane = true;
+        for &origin in &origins {
             let (fit, rest) = y.split_at(origin);
-            match forecast(fit, period, horizon, m) {
-                Ok(f) => errors.push(validation_error(&rest[..horizon], &f.point)),
+            match forecast_unclamped(fit, period, horizon, m).and_then(|f| {
+                check(fit, period, m)?;
+                Ok(f)
+            }) {
+                Ok(f) => {
+                    sane &= plausible(fit, period, &f.point);
+                    let f = clamped(fit, f);
+                    errors.push(validation_error(&rest[..horizon], &f.point));
+                    points.push(f.point);
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        let e = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
-        if !errors.is_empty() && e.is_finite() {
-            scores.push((m, e));
+        if errors.len() != origins.len() || errors.is_empty() {
+            continue;
+        }
+        let e = errors.iter().sum::<f64>() / errors.len() as f64;
+        if !e.is_finite() {
+            continue;
+        }
+        if m == Method::SeasonalNaive {
+            naive_error = e;
+        }
+        scores.push((m, e));
+        if sane && COMBINED_MEMBERS.contains(&m) {
+            passed.push((m, points));
         }
     }
-    let chosen = match scores.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+    // The sanity check, and additive Holt-Winters only where the multiplicative one is missing.
+    let has_mult = passed
+        .iter()
+        .any(|(m, _)| *m == Method::HoltWintersMultiplicative);
+    passed.retain(|(m, _)| {
+        let e = scores.iter().find(|(s, _)| s == m).map(|(_, e)| *e);
+        e.is_some_and(|e| e <= 1.25 * naive_error)
+            && !(*m == Method::HoltWintersAdditive && has_mult)
+    });
+    let combined_members: Vec<Method> = passed.iter().map(|(m, _)| *m).collect();
+    if passed.len() >= 2 {
+        let mut errors = Vec::new();
+        for (k, &origin) in origins.iter().enumerate() {
+            let mean: Vec<f64> = (0..horizon)
+                .map(|i| passed.iter().map(|(_, p)| p[k][i]).sum::<f64>() / passed.len() as f64)
+                .collect();
+            errors.push(validation_error(&y[origin..origin + horizon], &mean));
+        }
+        scores.push((
+            Method::Combined,
+            errors.iter().sum::<f64>() / errors.len() as f64,
+        ));
+    }
+    let mut chosen = match scores.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
         Some((m, _)) => *m,
         None => return Err(first_error.unwrap_or(InsightError::NoData("no model could be fitted"))),
     };
+    // A combination that validated nearly as well as the best single model is preferred: over a few
+    // windows, "best" is partly luck, and averages fail less badly out of sample (the M3/M4 lesson).
+    let best = scores.iter().map(|(_, e)| *e).fold(f64::INFINITY, f64::min);
+    if let Some((_, e)) = scores.iter().find(|(m, _)| *m == Method::Combined)
+        && *e <= COMBINATION_MARGIN * best
+    {
+        chosen = Method::Combined;
+    }
     Ok(Selection {
         chosen,
         validation_mape: scores,
         implausible: Vec::new(),
+        combined_members,
     })
 }
 
@@ -529,11 +581,24 @@ pub fn auto_forecast_validated(
     // repeat of the last season) always is.
     let mut ranked = selection.validation_mape.clone();
     ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    // The chosen one first (the combination may be chosen without validating best).
+    if let Some(i) = ranked.iter().position(|(m, _)| *m == selection.chosen) {
+        let c = ranked.remove(i);
+        ranked.insert(0, c);
+    }
     for (m, _) in ranked {
-        let raw = forecast_unclamped(y, period, horizon, m)?;
+        let raw = if m == Method::Combined {
+            combined(y, period, horizon, &selection.combined_members)
+        } else {
+            forecast_unclamped(y, period, horizon, m)
+        };
+        let Ok(raw) = raw else {
+            selection.implausible.push(m);
+            continue;
+        };
         if plausible(y, period, &raw.point) {
             selection.chosen = m;
-            return Ok((selection, forecast(y, period, horizon, m)?));
+            return Ok((selection, clamped(y, raw)));
         }
         selection.implausible.push(m);
     }
@@ -568,9 +633,11 @@ pub struct Evaluation {
 pub fn evaluate(y: &[f64], period: usize, holdout: usize) -> Result<Evaluation, InsightError> {
     let (train, test) = y.split_at(y.len() - holdout);
     let mut test_mape = Vec::new();
+    // Models that cannot be fitted on the series (no stable fit, values not positive) are left out.
     for m in Method::ALL {
-        let f = forecast(train, period, holdout, m)?;
-        test_mape.push((m, mape(test, &f.point)));
+        if let Ok(f) = forecast(train, period, holdout, m) {
+            test_mape.push((m, mape(test, &f.point)));
+        }
     }
     let (selection, f) = auto_forecast(train, period, holdout)?;
     Ok(Evaluation {
@@ -578,6 +645,123 @@ pub fn evaluate(y: &[f64], period: usize, holdout: usize) -> Result<Evaluation, 
         test_mape,
         chosen_mape: mape(test, &f.point),
         selection,
+    })
+}
+
+/// Symmetric MAPE in percent: mean of 200·|a − p| / (|a| + |p|) (0 where both are 0).
+pub fn smape(actual: &[f64], predicted: &[f64]) -> f64 {
+    let n = actual.len().min(predicted.len());
+    100.0
+        * actual
+            .iter()
+            .zip(predicted)
+            .map(|(a, p)| {
+                let d = a.abs() + p.abs();
+                if d == 0.0 {
+                    0.0
+                } else {
+                    2.0 * (a - p).abs() / d
+                }
+            })
+            .sum::<f64>()
+        / n as f64
+}
+
+/// Mean absolute scaled error: the forecast's mean absolute error over the in-sample mean absolute error
+/// of the seasonal-naive forecast on `train` (Hyndman & Koehler, 2006).
+pub fn mase(train: &[f64], period: usize, actual: &[f64], predicted: &[f64]) -> f64 {
+    let scale = (period..train.len())
+        .map(|t| (train[t] - train[t - period]).abs())
+        .sum::<f64>()
+        / (train.len() - period) as f64;
+    let mae = actual
+        .iter()
+        .zip(predicted)
+        .map(|(a, p)| (a - p).abs())
+        .sum::<f64>()
+        / actual.len() as f64;
+    mae / scale
+}
+
+/// One model's errors on a held-out part.
+#[derive(Debug, Clone, Serialize)]
+pub struct Score {
+    pub method: Method,
+    pub mape: f64,
+    pub smape: f64,
+    pub mase: f64,
+    /// Held-out points inside the 80% and the 95% interval.
+    pub inside80: usize,
+    pub inside95: usize,
+}
+
+impl Score {
+    fn of(method: Method, train: &[f64], period: usize, test: &[f64], f: &Forecast) -> Self {
+        let inside = |lo: &[f64], hi: &[f64]| {
+            test.iter()
+                .enumerate()
+                .filter(|(i, a)| lo[*i] <= **a && **a <= hi[*i])
+                .count()
+        };
+        Self {
+            method,
+            mape: mape(test, &f.point),
+            smape: smape(test, &f.point),
+            mase: mase(train, period, test, &f.point),
+            inside80: inside(&f.lower80, &f.upper80),
+            inside95: inside(&f.lower95, &f.upper95),
+        }
+    }
+}
+
+/// A series' held-out scores: the automatically chosen model (chosen on the training part only), seasonal
+/// naive and AutoETS.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesScore {
+    pub length: usize,
+    pub holdout: usize,
+    pub selection: Selection,
+    pub chosen: Score,
+    pub seasonal_naive: Score,
+    pub auto_ets: Option<Score>,
+    /// The form AutoETS chose on the training part.
+    pub auto_ets_form: Option<String>,
+    /// Every model's scores, forced (those that could be fitted).
+    pub methods: Vec<Score>,
+}
+
+pub fn score_series(y: &[f64], period: usize, holdout: usize) -> Result<SeriesScore, InsightError> {
+    if holdout == 0 || y.len() <= holdout {
+        return Err(InsightError::NoData(
+            "the series is shorter than the held-out part",
+        ));
+    }
+    let (train, test) = y.split_at(y.len() - holdout);
+    let (selection, f) = auto_forecast(train, period, holdout)?;
+    let chosen = Score::of(selection.chosen, train, period, test, &f);
+    let sn = forecast(train, period, holdout, Method::SeasonalNaive)?;
+    let seasonal_naive = Score::of(Method::SeasonalNaive, train, period, test, &sn);
+    let ets_fit = ets::auto(train, period).ok();
+    let auto_ets = ets_fit.as_ref().map(|fit| {
+        let f = clamped(train, from_ets(Method::AutoEts, fit, train.len(), holdout));
+        Score::of(Method::AutoEts, train, period, test, &f)
+    });
+    let methods = Method::ALL
+        .iter()
+        .filter_map(|&m| {
+            let f = forecast(train, period, holdout, m).ok()?;
+            Some(Score::of(m, train, period, test, &f))
+        })
+        .collect();
+    Ok(SeriesScore {
+        methods,
+        length: y.len(),
+        holdout,
+        selection,
+        chosen,
+        seasonal_naive,
+        auto_ets,
+        auto_ets_form: ets_fit.map(|f| f.spec.name()),
     })
 }
 

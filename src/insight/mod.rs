@@ -8,6 +8,7 @@ pub mod bgnbd;
 pub mod calendar;
 pub mod churn;
 pub mod clv;
+pub mod ets;
 pub mod forecast;
 pub mod optimize;
 pub mod recommend;

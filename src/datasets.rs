@@ -122,15 +122,36 @@ pub fn competition_series(
         if values.is_empty() {
             return Err(bad(format!("series {name} has no values")));
         }
-        let regressors = v
-            .get("xreg")
-            .and_then(|x| x.as_object())
-            .map(|o| {
-                o.iter()
-                    .map(|(k, col)| (k.clone(), numbers(Some(col))))
+        // `xreg`: {"names": [...], "values": [[row], …]}, one row per period.
+        let regressors = match v.get("xreg") {
+            Some(x) => {
+                let names: Vec<String> = x
+                    .get("names")
+                    .and_then(|n| n.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let rows = x.get("values").and_then(|r| r.as_array());
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(j, name)| {
+                        let col = rows
+                            .map(|rows| {
+                                rows.iter()
+                                    .map(|r| r.get(j).and_then(|c| c.as_f64()).unwrap_or(f64::NAN))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (name.clone(), col)
+                    })
                     .collect()
-            })
-            .unwrap_or_default();
+            }
+            None => Vec::new(),
+        };
         out.push(CompetitionSeries {
             name: name.clone(),
             period: first_str(v, "period"),

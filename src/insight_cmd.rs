@@ -230,6 +230,12 @@ pub async fn run(cfg: &Config, cmd: InsightCommand) -> Result<()> {
         } => write_series(cfg, &dir),
         InsightCommand::Forecast {
             eval: true,
+            promotions: true,
+            json,
+            ..
+        } => promotion_eval(cfg, json),
+        InsightCommand::Forecast {
+            eval: true,
             data: Some(dir),
             holdout,
             json,
@@ -528,8 +534,8 @@ fn print_forecast(
     }
     for e in &f.event_effects {
         println!(
-            "event {:<20} sales x{:.2} on its {} past day(s); applied to {} forecast day(s)",
-            e.name, e.ratio, e.past_days, e.forecast_days
+            "event {:<20} sales x{:.2} (learned x{:.2} on {} past day(s) in {} occurrence(s), shrunk); applied to {} forecast day(s)",
+            e.name, e.ratio, e.learned_ratio, e.past_days, e.past_occurrences, e.forecast_days
         );
     }
     println!(
@@ -824,6 +830,58 @@ fn forecast_eval_folder(dir: &std::path::Path, holdout: Option<usize>, json: boo
             worse_than_2x_naive.join(", ")
         }
     );
+    Ok(())
+}
+
+/// Promotion effects on PromoData (weekly unit sales, two 0/1 promotion flags): from every origin of the
+/// last 26 weeks, 13 weeks ahead, with the learned effects against the same model without them.
+fn promotion_eval(cfg: &Config, json: bool) -> Result<()> {
+    let assets = Assets::from_config(cfg)?;
+    assets.ensure(
+        &["forecast-competitions"],
+        &indicatif::ProgressBar::hidden(),
+    )?;
+    let series = dongcha::datasets::competition_series(&assets, "individual")?;
+    let promo = series
+        .iter()
+        .find(|s| s.name == "PromoData")
+        .context("no PromoData in the competition data")?;
+    let y = &promo.values;
+    let flags: Vec<(String, Vec<bool>)> = promo
+        .regressors
+        .iter()
+        .map(|(name, col)| (name.clone(), col.iter().map(|v| *v > 0.5).collect()))
+        .collect();
+    const HORIZON: usize = 13;
+    let origins: Vec<usize> = (y.len() - 2 * HORIZON..=y.len() - HORIZON).collect();
+    let e = dongcha::insight::calendar::evaluate_flags(y, 52, HORIZON, &origins, &flags)?;
+    if json {
+        return print_json(&e);
+    }
+    println!(
+        "PromoData ({} weeks; flags {}): {} origins, {HORIZON} weeks ahead each",
+        y.len(),
+        flags
+            .iter()
+            .map(|(n, f)| format!("{n} on {} weeks", f.iter().filter(|x| **x).count()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        e.origins
+    );
+    println!(
+        "  held-out promotion weeks ({}): MAPE with effects {:.2}, without {:.2}",
+        e.event_points, e.event_mape_with, e.event_mape_without
+    );
+    println!(
+        "  all held-out weeks ({}):       MAPE with effects {:.2}, without {:.2}",
+        e.all_points, e.all_mape_with, e.all_mape_without
+    );
+    for f in &e.effects {
+        println!(
+            "  {:<8} x{:.2} (learned x{:.2} over {} occurrence(s))",
+            f.name, f.ratio, f.learned_ratio, f.past_occurrences
+        );
+    }
     Ok(())
 }
 

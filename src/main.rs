@@ -148,6 +148,10 @@ enum InsightCommand {
         /// Evaluate on AirPassengers and wineind (last 12 months held out), or on the series of `--data`.
         #[arg(long)]
         eval: bool,
+        /// With `--eval`: promotion effects on real weekly sales with promotion flags (PromoData), with
+        /// against without, on held-out weeks from rolling origins.
+        #[arg(long, requires = "eval", conflicts_with = "data")]
+        promotions: bool,
         /// With `--eval`: a folder of series, one CSV per series (`date,value`, one row per month or
         /// week); each is scored on its last `--holdout` values, the model chosen on the rest.
         #[arg(long, requires = "eval")]

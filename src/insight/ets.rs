@@ -90,6 +90,9 @@ impl Spec {
     }
 }
 
+/// The longest season whose starting states are fitted.
+const MAX_FITTED_SEASON: usize = 24;
+
 /// A fitted form: its weights, its states after the data, and how well it fits.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fit {
@@ -313,6 +316,12 @@ impl Layout {
     fn has_season(&self) -> bool {
         self.spec.season != Kind::None
     }
+    /// Whether the seasonal starting states are optimised: up to 24 seasons (as `forecast::ets`); a
+    /// weekly season of 52 keeps the decomposition's states (51 more coordinates would leave Nelder–Mead
+    /// far from any optimum).
+    fn fit_season_states(&self) -> bool {
+        self.has_season() && self.m <= MAX_FITTED_SEASON
+    }
     /// Number of optimised coordinates: α, [β], [γ], [φ], l₀, [b₀], [m − 1 seasonal states].
     fn len(&self) -> usize {
         1 + usize::from(self.has_trend())
@@ -320,7 +329,11 @@ impl Layout {
             + usize::from(self.spec.trend == Kind::Damped)
             + 1
             + usize::from(self.has_trend())
-            + if self.has_season() { self.m - 1 } else { 0 }
+            + if self.fit_season_states() {
+                self.m - 1
+            } else {
+                0
+            }
     }
     fn x0(&self) -> Vec<f64> {
         let mut x = vec![logit(0.3)];
@@ -365,7 +378,7 @@ impl Layout {
             0.0
         };
         let mut season = self.start.season.clone();
-        if self.has_season() {
+        if self.fit_season_states() {
             for s in season.iter_mut().take(self.m - 1) {
                 let d = next();
                 *s = if self.spec.season == Kind::Multiplicative {
@@ -482,7 +495,14 @@ pub fn fit_by(y: &[f64], m: usize, spec: Spec, criterion: Criterion) -> Result<F
         start: initial(y, m.max(1), spec),
         scale,
     };
-    let k = layout.len() + 1; // + σ
+    // + σ, and seasonal starting states taken from the decomposition (estimated from the data too).
+    let k = layout.len()
+        + 1
+        + if layout.has_season() && !layout.fit_season_states() {
+            layout.m - 1
+        } else {
+            0
+        };
     if n <= k + 1 {
         return Err(InsightError::NoData(
             "too little history for the model's parameters",

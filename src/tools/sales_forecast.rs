@@ -355,7 +355,21 @@ pub fn render(out: &serde_json::Value, zh: bool) -> String {
         })
         .unwrap_or_default();
     let events = list(&out["event_effects"], |e| {
-        format!("{} x{:.2}", tr(&e["name"], zh), num(&e["ratio"]))
+        let n = e["past_occurrences"].as_u64().unwrap_or(0);
+        if zh {
+            format!(
+                "{} x{:.2}（依据过去 {n} 次）",
+                tr(&e["name"], zh),
+                num(&e["ratio"])
+            )
+        } else {
+            format!(
+                "{} x{:.2} (from {n} past occurrence{})",
+                tr(&e["name"], zh),
+                num(&e["ratio"]),
+                if n == 1 { "" } else { "s" }
+            )
+        }
     });
     let ev = if events.is_empty() {
         String::new()

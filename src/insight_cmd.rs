@@ -882,6 +882,21 @@ fn promotion_eval(cfg: &Config, json: bool) -> Result<()> {
             f.name, f.ratio, f.learned_ratio, f.past_occurrences
         );
     }
+    println!(
+        "ETS with the flags as regressors (ETSX, {}), against the same form without them ({} origins):",
+        e.etsx_form.as_deref().unwrap_or("-"),
+        e.etsx_origins
+    );
+    println!(
+        "  held-out promotion weeks: MAPE with {:.2}, without {:.2}; all weeks: with {:.2}, without {:.2}",
+        e.etsx_event_mape_with,
+        e.etsx_event_mape_without,
+        e.etsx_all_mape_with,
+        e.etsx_all_mape_without
+    );
+    for (name, factor) in &e.etsx_factors {
+        println!("  {name:<8} x{factor:.2}");
+    }
     Ok(())
 }
 

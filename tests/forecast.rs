@@ -163,6 +163,8 @@ fn promotion_effects_are_measured_on_held_out_promotion_weeks() {
         .unwrap();
     println!("{e:#?}");
     assert_eq!((e.origins, e.all_points, e.event_points), (14, 182, 49));
+    assert_eq!(e.etsx_origins, 14, "{e:?}");
+    assert_eq!(e.etsx_factors.len(), 2, "{e:?}");
     assert!(e.event_mape_with.is_finite() && e.event_mape_without.is_finite());
     for effect in &e.effects {
         assert!(effect.past_occurrences >= 2, "{effect:?}");

@@ -14,6 +14,7 @@ use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use super::InsightError;
+use super::ets;
 use super::forecast::{Forecast, Method, Selection, auto_forecast_validated, forecast};
 
 /// Lunar New Year's Day, 2000–2035.
@@ -308,6 +309,16 @@ pub struct PromotionEvaluation {
     pub all_mape_without: f64,
     /// The effects learned at the last origin.
     pub effects: Vec<EventEffect>,
+    /// The same comparison for ETS with the flags as regressors fitted jointly (ETSX, the form chosen by
+    /// AICc with the flags) against the same form fitted without them: MAPE on event periods and on all.
+    pub etsx_event_mape_with: f64,
+    pub etsx_event_mape_without: f64,
+    pub etsx_all_mape_with: f64,
+    pub etsx_all_mape_without: f64,
+    /// Origins where ETSX could be fitted, the form at the last one, and its factor per flag.
+    pub etsx_origins: usize,
+    pub etsx_form: Option<String>,
+    pub etsx_factors: Vec<(String, f64)>,
 }
 
 pub fn evaluate_flags(
@@ -320,6 +331,13 @@ pub fn evaluate_flags(
     let (mut ev_with, mut ev_without, mut all_with, mut all_without) = (0.0, 0.0, 0.0, 0.0);
     let (mut ev_n, mut all_n) = (0, 0);
     let mut effects = Vec::new();
+    let x: Vec<Vec<f64>> = flags
+        .iter()
+        .map(|(_, f)| f.iter().map(|b| if *b { 1.0 } else { 0.0 }).collect())
+        .collect();
+    let mut etsx = [0.0f64; 4]; // event with, event without, all with, all without
+    let (mut etsx_ev_n, mut etsx_all_n, mut etsx_origins) = (0, 0, 0);
+    let (mut etsx_form, mut etsx_factors) = (None, Vec::new());
     for &o in origins {
         if o + horizon > y.len() {
             return Err(InsightError::NoData(
@@ -352,6 +370,33 @@ pub fn evaluate_flags(
             }
         }
         effects = with.effects;
+        // ETSX: the flags as regressors, against the same form without them.
+        let x_train: Vec<Vec<f64>> = x.iter().map(|c| c[..o].to_vec()).collect();
+        if let Ok(fx) = ets::auto_with(train, period, &x_train)
+            && let Ok(f0) = ets::fit_with(train, period, fx.spec, ets::Criterion::Likelihood, &[])
+        {
+            let px = fx.forecast_with(o, horizon, &x).point;
+            let p0 = f0.forecast(o, horizon).point;
+            etsx_origins += 1;
+            for h in 0..horizon {
+                let a = y[o + h];
+                let (ew, eo) = (((a - px[h]) / a).abs(), ((a - p0[h]) / a).abs());
+                etsx[2] += ew;
+                etsx[3] += eo;
+                etsx_all_n += 1;
+                if flags.iter().any(|(_, f)| f[o + h]) {
+                    etsx[0] += ew;
+                    etsx[1] += eo;
+                    etsx_ev_n += 1;
+                }
+            }
+            etsx_form = Some(fx.spec.name());
+            etsx_factors = flags
+                .iter()
+                .zip(&fx.betas)
+                .map(|((n, _), b)| (n.clone(), b.exp()))
+                .collect();
+        }
     }
     let pct = |s: f64, n: usize| 100.0 * s / n.max(1) as f64;
     Ok(PromotionEvaluation {
@@ -363,6 +408,13 @@ pub fn evaluate_flags(
         all_mape_with: pct(all_with, all_n),
         all_mape_without: pct(all_without, all_n),
         effects,
+        etsx_event_mape_with: pct(etsx[0], etsx_ev_n),
+        etsx_event_mape_without: pct(etsx[1], etsx_ev_n),
+        etsx_all_mape_with: pct(etsx[2], etsx_all_n),
+        etsx_all_mape_without: pct(etsx[3], etsx_all_n),
+        etsx_origins,
+        etsx_form,
+        etsx_factors,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Exponential smoothing in state-space form (ETS; Hyndman, Koehler, Ord & Snyder, *Forecasting with
 //! Exponential Smoothing*, 2008): additive or multiplicative errors; no, additive or damped trend; no,
-//! additive or multiplicative season. Each form is fitted by maximum likelihood with its starting states
-//! estimated along with the smoothing weights, inside the usual parameter region (0 < α < 1, 0 < β < α,
+//! additive or multiplicative season. Each form is fitted by maximum likelihood (or by least squares, as
+//! classical Holt-Winters is) with its starting states estimated along with the smoothing weights (the
+//! seasonal ones up to a season of 24), inside the usual parameter region (0 < α < 1, 0 < β < α,
 //! 0 < γ < 1 − α, 0.8 ≤ φ ≤ 0.98) and checked for forecastability (the discount matrix's eigenvalues
 //! inside the unit circle), so a fit cannot run away the way an unconstrained Holt-Winters can.
 //! [`auto`] chooses the form by AICc among those that fit, as `forecast::ets` and statsforecast's AutoETS
@@ -104,7 +105,8 @@ pub struct Fit {
     /// Level and trend after the last observation.
     pub level: f64,
     pub trend: f64,
-    /// The last `m` seasonal states, oldest first (index `i` is the season of step `n + i + 1`… modulo `m`).
+    /// The latest seasonal state of each position in the season: index `j` is the state used at every
+    /// step `t` (counted from 0 at the first observation) with `t % m == j`.
     #[serde(skip)]
     pub season: Vec<f64>,
     /// Variance of the one-step errors (absolute for additive errors, relative for multiplicative).
@@ -113,6 +115,9 @@ pub struct Fit {
     pub neg2loglik: f64,
     pub aicc: f64,
     pub params: usize,
+    /// Regressor coefficients (ETSX): the mean is multiplied by exp(Σ βₖ xₖ).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub betas: Vec<f64>,
     #[serde(skip)]
     m: usize,
 }
@@ -130,6 +135,18 @@ struct Weights {
     beta: f64,
     gamma: f64,
     phi: f64,
+    /// Regressor coefficients: the mean is multiplied by exp(Σ βₖ xₖ).
+    betas: Vec<f64>,
+}
+
+/// exp(Σ βₖ xₖ[t]): the regressors' factor at step `t` (1 without regressors).
+fn x_factor(betas: &[f64], x: &[Vec<f64>], t: usize) -> f64 {
+    betas
+        .iter()
+        .zip(x)
+        .map(|(b, col)| b * col.get(t).copied().unwrap_or(0.0))
+        .sum::<f64>()
+        .exp()
 }
 
 /// Result of running the recursions over the data.
@@ -152,7 +169,7 @@ fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
-fn run(y: &[f64], m: usize, spec: Spec, w: &Weights, s0: &Start) -> Run {
+fn run(y: &[f64], m: usize, spec: Spec, w: &Weights, s0: &Start, x: &[Vec<f64>]) -> Run {
     let mut level = s0.level;
     let mut trend = s0.trend;
     let mut season = s0.season.clone();
@@ -170,16 +187,18 @@ fn run(y: &[f64], m: usize, spec: Spec, w: &Weights, s0: &Start) -> Run {
         } else {
             level
         };
-        let s = match spec.season {
-            Kind::Additive => season[j],
-            Kind::Multiplicative => season[j],
-            _ => 0.0,
+        let s = if spec.season == Kind::None {
+            0.0
+        } else {
+            season[j]
         };
-        let f = match spec.season {
-            Kind::Additive => q + s,
-            Kind::Multiplicative => q * s,
-            _ => q,
-        };
+        let factor = x_factor(&w.betas, x, t);
+        let f = factor
+            * match spec.season {
+                Kind::Additive => q + s,
+                Kind::Multiplicative => q * s,
+                _ => q,
+            };
         if !f.is_finite() || (spec.error == Kind::Multiplicative && f <= 0.0) {
             return Run {
                 level,
@@ -200,7 +219,9 @@ fn run(y: &[f64], m: usize, spec: Spec, w: &Weights, s0: &Start) -> Run {
         if spec.error == Kind::Multiplicative {
             log_abs_f += f.abs().ln();
         }
-        // The error-correction updates written in the observations (the same for both error types).
+        // The error-correction updates written in the observations (the same for both error types), on
+        // the observation with the regressors' factor taken out.
+        let v = v / factor;
         let deseason = match spec.season {
             Kind::Additive => v - s,
             Kind::Multiplicative => v / s,
@@ -307,6 +328,8 @@ struct Layout {
     m: usize,
     start: Start,
     scale: f64,
+    /// Number of regressors.
+    nx: usize,
 }
 
 impl Layout {
@@ -334,6 +357,7 @@ impl Layout {
             } else {
                 0
             }
+            + self.nx
     }
     fn x0(&self) -> Vec<f64> {
         let mut x = vec![logit(0.3)];
@@ -395,12 +419,14 @@ impl Layout {
                 -rest
             };
         }
+        let betas: Vec<f64> = (0..self.nx).map(|_| next()).collect();
         (
             Weights {
                 alpha,
                 beta,
                 gamma,
                 phi,
+                betas,
             },
             Start {
                 level,
@@ -468,7 +494,25 @@ pub fn fit(y: &[f64], m: usize, spec: Spec) -> Result<Fit, InsightError> {
 
 /// Fits one form to `y` (season length `m`) by `criterion`.
 pub fn fit_by(y: &[f64], m: usize, spec: Spec, criterion: Criterion) -> Result<Fit, InsightError> {
+    fit_with(y, m, spec, criterion, &[])
+}
+
+/// Fits one form with regressors (ETSX): columns of `x` cover at least `y`; the mean is multiplied by
+/// exp(Σ βₖ xₖ), the coefficients fitted with the rest, and the states follow the series with the
+/// regressors' factor taken out. Only for positive series.
+pub fn fit_with(
+    y: &[f64],
+    m: usize,
+    spec: Spec,
+    criterion: Criterion,
+    x: &[Vec<f64>],
+) -> Result<Fit, InsightError> {
     let n = y.len();
+    if !x.is_empty() && (y.iter().any(|v| *v <= 0.0) || x.iter().any(|c| c.len() < n)) {
+        return Err(InsightError::NoData(
+            "regressors need a positive series and a value for every period",
+        ));
+    }
     let seasonal = spec.season != Kind::None;
     if seasonal && (m < 2 || n < 2 * m) {
         return Err(InsightError::NoData(
@@ -494,6 +538,7 @@ pub fn fit_by(y: &[f64], m: usize, spec: Spec, criterion: Criterion) -> Result<F
         m: m.max(1),
         start: initial(y, m.max(1), spec),
         scale,
+        nx: x.len(),
     };
     // + σ, and seasonal starting states taken from the decomposition (estimated from the data too).
     let k = layout.len()
@@ -508,9 +553,9 @@ pub fn fit_by(y: &[f64], m: usize, spec: Spec, criterion: Criterion) -> Result<F
             "too little history for the model's parameters",
         ));
     }
-    let cost = |x: &[f64]| {
-        let (w, s) = layout.decode(x);
-        let r = run(y, layout.m, spec, &w, &s);
+    let cost = |p: &[f64]| {
+        let (w, s) = layout.decode(p);
+        let r = run(y, layout.m, spec, &w, &s, x);
         if r.finite && r.sse > 0.0 {
             match criterion {
                 Criterion::Likelihood => neg2loglik(n, &r),
@@ -526,7 +571,7 @@ pub fn fit_by(y: &[f64], m: usize, spec: Spec, criterion: Criterion) -> Result<F
     let first = minimize(cost, &layout.x0(), "ETS")?;
     let best = minimize(cost, &first, "ETS")?;
     let (w, s) = layout.decode(&best);
-    let r = run(y, layout.m, spec, &w, &s);
+    let r = run(y, layout.m, spec, &w, &s, x);
     if !r.finite || !forecastable(spec, layout.m, &w) {
         return Err(InsightError::Fit {
             model: "ETS",
@@ -549,18 +594,24 @@ pub fn fit_by(y: &[f64], m: usize, spec: Spec, criterion: Criterion) -> Result<F
         neg2loglik: l,
         aicc,
         params: k,
+        betas: w.betas,
         m: layout.m,
     })
 }
 
 /// The form with the lowest AICc among [`Spec::candidates`] that fit.
 pub fn auto(y: &[f64], m: usize) -> Result<Fit, InsightError> {
+    auto_with(y, m, &[])
+}
+
+/// [`auto`] with regressors (see [`fit_with`]).
+pub fn auto_with(y: &[f64], m: usize, x: &[Vec<f64>]) -> Result<Fit, InsightError> {
     let positive = y.iter().all(|v| *v > 0.0);
     let seasonal = m > 1 && y.len() >= 2 * m + 2;
     let mut best: Option<Fit> = None;
     let mut first_error = None;
     for spec in Spec::candidates(positive, seasonal) {
-        match fit(y, m, spec) {
+        match fit_with(y, m, spec, Criterion::Likelihood, x) {
             Ok(f) if f.aicc.is_finite() => {
                 if best.as_ref().is_none_or(|b| f.aicc < b.aicc) {
                     best = Some(f);
@@ -586,7 +637,15 @@ pub struct Paths {
 }
 
 impl Fit {
-    fn step(&self, level: &mut f64, trend: &mut f64, season: &mut [f64], j: usize, e: f64) -> f64 {
+    fn step(
+        &self,
+        level: &mut f64,
+        trend: &mut f64,
+        season: &mut [f64],
+        j: usize,
+        e: f64,
+        factor: f64,
+    ) -> f64 {
         let phi = if self.spec.trend == Kind::Damped {
             self.phi
         } else {
@@ -599,15 +658,17 @@ impl Fit {
             *level
         };
         let s = season.get(j).copied().unwrap_or(0.0);
-        let f = match self.spec.season {
-            Kind::Additive => q + s,
-            Kind::Multiplicative => q * s,
-            _ => q,
-        };
-        let v = match self.spec.error {
+        let f = factor
+            * match self.spec.season {
+                Kind::Additive => q + s,
+                Kind::Multiplicative => q * s,
+                _ => q,
+            };
+        let observed = match self.spec.error {
             Kind::Multiplicative => f * (1.0 + e),
             _ => f + e,
         };
+        let v = observed / factor;
         let deseason = match self.spec.season {
             Kind::Additive => v - s,
             Kind::Multiplicative => v / s,
@@ -623,19 +684,26 @@ impl Fit {
             Kind::Multiplicative => season[j] = s + self.gamma * (v / q - s),
             _ => {}
         }
-        v
+        observed
     }
 
     /// Forecasts `h` steps after the `n` fitted values: the point is the model's mean path (errors at
     /// zero); the bounds are quantiles of 2,000 simulated paths.
     pub fn forecast(&self, n: usize, h: usize) -> Paths {
+        self.forecast_with(n, h, &[])
+    }
+
+    /// [`Fit::forecast`] with the regressors' values: columns of `x` cover the `n` fitted steps and the
+    /// `h` ahead.
+    pub fn forecast_with(&self, n: usize, h: usize, x: &[Vec<f64>]) -> Paths {
         const PATHS: usize = 2_000;
+        let factor = |i: usize| x_factor(&self.betas, x, n + i);
         let m = self.m.max(1);
         let mut point = Vec::with_capacity(h);
         {
             let (mut l, mut b, mut s) = (self.level, self.trend, self.season.clone());
             for i in 0..h {
-                point.push(self.step(&mut l, &mut b, &mut s, (n + i) % m, 0.0));
+                point.push(self.step(&mut l, &mut b, &mut s, (n + i) % m, 0.0, factor(i)));
             }
         }
         let sigma = self.sigma2.sqrt();
@@ -653,7 +721,7 @@ impl Fit {
                 } else {
                     sigma * z
                 };
-                out.push(self.step(&mut l, &mut b, &mut s, (n + i) % m, e));
+                out.push(self.step(&mut l, &mut b, &mut s, (n + i) % m, e, factor(i)));
             }
         }
         let quantile = |v: &mut Vec<f64>, p: f64| -> f64 {
@@ -719,6 +787,34 @@ mod tests {
             assert!(f.beta >= 0.0 && f.beta <= f.alpha, "{f:?}");
             assert!(f.gamma >= 0.0 && f.gamma <= 1.0 - f.alpha, "{f:?}");
             assert!((0.8..=1.0).contains(&f.phi), "{f:?}");
+        }
+    }
+
+    /// A promotion every 7th step lifts sales by 40%: ETSX recovers the factor and forecasts the
+    /// promotion steps lifted; the regressor-free fit of the same form cannot tell them apart.
+    #[test]
+    fn a_regressor_is_fitted_jointly_and_applied_ahead() {
+        let promo: Vec<f64> = (0..70)
+            .map(|t| if t % 7 == 3 { 1.0 } else { 0.0 })
+            .collect();
+        let y: Vec<f64> = (0..60)
+            .map(|t| {
+                let base = 500.0 + 2.0 * t as f64 + 10.0 * ((t * 5 % 3) as f64 - 1.0);
+                base * if promo[t] > 0.5 { 1.4 } else { 1.0 }
+            })
+            .collect();
+        let x = vec![promo.clone()];
+        let fx = auto_with(&y, 1, &[promo[..60].to_vec()]).unwrap();
+        assert!((fx.betas[0].exp() - 1.4).abs() < 0.05, "{fx:?}");
+        let p = fx.forecast_with(60, 10, &x).point;
+        for i in 0..10 {
+            let expected =
+                (500.0 + 2.0 * (60 + i) as f64) * if promo[60 + i] > 0.5 { 1.4 } else { 1.0 };
+            assert!(
+                (p[i] - expected).abs() / expected < 0.05,
+                "step {i}: {} vs {expected}",
+                p[i]
+            );
         }
     }
 

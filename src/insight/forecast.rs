@@ -51,9 +51,7 @@ impl Method {
             Method::Combined => "combined (mean of the models that passed)",
         }
     }
-}
 
-impl Method {
     /// A name for tables.
     pub fn short_name(self) -> &'static str {
         match self {

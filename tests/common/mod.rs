@@ -30,16 +30,29 @@ pub fn asset_file(asset: &str, file: &str) -> PathBuf {
 }
 
 /// A copy of a state folder (the database with its WAL, caches), so a test can change it freely.
+///
+/// Another test's process may close the database while the copy runs, and SQLite then removes the WAL it
+/// had checkpointed: `cp` fails on the vanished file ("cannot stat … dongcha.db-wal"). The copy is then
+/// made again (into a fresh folder) — the folder is stable once that process has closed it.
 pub fn copy_of(dir: &Path) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().unwrap();
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", dir.display()))
-        .arg(copy.path())
-        .status()
-        .unwrap();
-    assert!(st.success(), "copying {}", dir.display());
-    copy
+    for attempt in 1..=5 {
+        let copy = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", dir.display()))
+            .arg(copy.path())
+            .status()
+            .unwrap();
+        if st.success() {
+            return copy;
+        }
+        eprintln!(
+            "copying {} failed (attempt {attempt}); again",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("copying {} failed five times", dir.display());
 }
 
 /// The database a test runs on.

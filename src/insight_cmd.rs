@@ -797,26 +797,15 @@ fn forecast_eval_folder(dir: &std::path::Path, holdout: Option<usize>, json: boo
     println!(
         "median MASE: chosen {chosen_mase:.3}, seasonal naive {naive_mase:.3}, AutoETS {ets_mase:.3}"
     );
-    println!(
-        "mean MAPE: chosen {:.2}, seasonal naive {:.2}, AutoETS {:.2}",
-        summary["mean_mape"]["chosen"].as_f64().unwrap_or(f64::NAN),
-        summary["mean_mape"]["seasonal_naive"]
-            .as_f64()
-            .unwrap_or(f64::NAN),
-        summary["mean_mape"]["auto_ets"]
-            .as_f64()
-            .unwrap_or(f64::NAN)
-    );
-    println!(
-        "mean sMAPE: chosen {:.2}, seasonal naive {:.2}, AutoETS {:.2}",
-        summary["mean_smape"]["chosen"].as_f64().unwrap_or(f64::NAN),
-        summary["mean_smape"]["seasonal_naive"]
-            .as_f64()
-            .unwrap_or(f64::NAN),
-        summary["mean_smape"]["auto_ets"]
-            .as_f64()
-            .unwrap_or(f64::NAN)
-    );
+    for (label, key) in [("MAPE", "mean_mape"), ("sMAPE", "mean_smape")] {
+        let v = |model: &str| summary[key][model].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "mean {label}: chosen {:.2}, seasonal naive {:.2}, AutoETS {:.2}",
+            v("chosen"),
+            v("seasonal_naive"),
+            v("auto_ets")
+        );
+    }
     println!(
         "interval coverage of the chosen model: 80%: {:.1}%, 95%: {:.1}%",
         100.0 * cov(|s| s.inside80),

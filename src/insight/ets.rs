@@ -9,7 +9,7 @@
 //! do. Intervals come from simulated sample paths (seeded: the same series gives the same bands).
 //!
 //! The augurs crate was evaluated first: its ETS (0.10) has no seasonal forms (their starting states are
-//! `unimplemented!`) and leaves intervals of several seasonal classes `todo!()`.
+//! not implemented there) and no intervals for several seasonal classes.
 
 use nalgebra::DMatrix;
 use rand::SeedableRng;

@@ -161,9 +161,12 @@ enum InsightCommand {
         #[arg(long, requires = "data")]
         holdout: Option<usize>,
         /// Write the registry packages' series as CSV folders for `--eval --data` and exit:
-        /// `m3-shipments/` (the untouched evaluation set: every 6th of M3's 197 monthly MICRO shipment
-        /// series of 144 months), `dev/` (the series the models were developed on: AirPassengers,
-        /// wineind, the souvenir shop, M1's monthly sales and every 10th of its industry series).
+        /// `m3-shipments-b/` and `m3-manufacturers/` (the untouched evaluation sets: every 6th of M3's
+        /// 197 monthly MICRO shipment series of 144 months from the fourth, every 6th of its monthly
+        /// manufacturers' series), `m3-shipments/` (every 6th of the shipments from the first: the
+        /// evaluation set of an earlier version, used for tuning since) and `dev/` (the series the
+        /// models were developed on: AirPassengers, wineind, the souvenir shop, M1's monthly sales and
+        /// every 10th of its industry series).
         #[arg(long, value_name = "DIR", conflicts_with = "eval")]
         write_series: Option<std::path::PathBuf>,
         /// Print JSON.

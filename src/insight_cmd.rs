@@ -927,9 +927,9 @@ fn write_series(cfg: &Config, dir: &std::path::Path) -> Result<()> {
         })
         .collect();
     shipments.sort_by(|a, b| a.name.cmp(&b.name));
-    // Set A (every 6th from the first) was the untouched set of stop 32 and has been used for tuning
-    // since; set B (every 6th from the fourth) and C (every 6th of M3's monthly manufacturers' series)
-    // were written before any model change was measured on them.
+    // Every 6th shipments series from the first was the untouched set of stop 32 and has been used for
+    // tuning since, as have `m3-shipments-b` and `m3-manufacturers` (measured once each, then tuned on).
+    // The `-c` sets and `m3-industry` were written before any model change was measured on them.
     for s in shipments.iter().step_by(6) {
         write("m3-shipments", &s.name, ymd(2000, 1), 1, &s.values)?;
         *counts.entry("m3-shipments").or_insert(0) += 1;
@@ -951,6 +951,23 @@ fn write_series(cfg: &Config, dir: &std::path::Path) -> Result<()> {
     for s in manufacturers.iter().step_by(6) {
         write("m3-manufacturers", &s.name, ymd(2000, 1), 1, &s.values)?;
         *counts.entry("m3-manufacturers").or_insert(0) += 1;
+    }
+    for s in shipments.iter().skip(1).step_by(6) {
+        write("m3-shipments-c", &s.name, ymd(2000, 1), 1, &s.values)?;
+        *counts.entry("m3-shipments-c").or_insert(0) += 1;
+    }
+    for s in manufacturers.iter().skip(3).step_by(6) {
+        write("m3-manufacturers-c", &s.name, ymd(2000, 1), 1, &s.values)?;
+        *counts.entry("m3-manufacturers-c").or_insert(0) += 1;
+    }
+    let mut industry: Vec<_> = m3
+        .iter()
+        .filter(|s| s.period == "MONTHLY" && s.category == "INDUSTRY" && s.values.len() >= 120)
+        .collect();
+    industry.sort_by(|a, b| a.name.cmp(&b.name));
+    for s in industry.iter().step_by(10) {
+        write("m3-industry", &s.name, ymd(2000, 1), 1, &s.values)?;
+        *counts.entry("m3-industry").or_insert(0) += 1;
     }
     let m1 = competition_series(&assets, "m1")?;
     let mut monthly: Vec<_> = m1.iter().filter(|s| s.period == "MONTHLY").collect();

@@ -71,8 +71,9 @@ fn the_souvenir_shop_is_forecast_near_statsmodels_holt_winters() {
     println!("{e:#?}");
     let hw = mape_of(&e, Method::HoltWintersMultiplicative);
     assert!(hw <= 10.05 * 1.2, "Holt-Winters (multiplicative) {hw}");
-    // The model chosen on the training part alone: the combination of the members that passed.
-    assert!(e.chosen_mape <= 10.05 * 1.25, "chosen {:?}", e.selection);
+    // The model chosen on the training part alone (the combination of the members that passed) is
+    // within 20% of statsmodels' or better, as the issue asks.
+    assert!(e.chosen_mape <= 10.05 * 1.2, "chosen {:?}", e.selection);
     assert!(
         !e.selection
             .combined_members

@@ -26,8 +26,9 @@ pub enum Method {
     Airline,
     /// Exponential smoothing whose form (error, trend, season) is chosen by AICc.
     AutoEts,
-    /// The mean of the forecasts of AutoETS, the airline model and multiplicative Holt-Winters; in
-    /// automatic choice only of those that passed the sanity check on the validation windows.
+    /// The mean of the forecasts of seasonal naive, AutoETS, the airline model and multiplicative
+    /// Holt-Winters; in automatic choice only of those that passed the sanity check on the validation
+    /// windows.
     Combined,
 }
 
@@ -201,10 +202,16 @@ fn forecast_unclamped(
 }
 
 /// A combination is chosen when its validation error is within this factor of the best model's.
-const COMBINATION_MARGIN: f64 = 1.10;
+const COMBINATION_MARGIN: f64 = 1.5;
 
-/// The models a combination may average.
-pub const COMBINED_MEMBERS: [Method; 4] = [
+/// Seasonal naive joins a combination when its validation error is within this factor of the best
+/// fitted model's.
+const SEASONAL_NAIVE_JOINS: f64 = 1.25;
+
+/// The models a combination may average. Seasonal naive is one where it validated close to the fitted
+/// models (noisy series): averaged in, it pulls their forecast towards the last season's pattern.
+pub const COMBINED_MEMBERS: [Method; 5] = [
+    Method::SeasonalNaive,
     Method::AutoEts,
     Method::Airline,
     Method::HoltWintersMultiplicative,
@@ -220,7 +227,6 @@ fn combined(y: &[f64], m: usize, h: usize, members: &[Method]) -> Result<Forecas
     let mut fits = Vec::new();
     for &member in members {
         if member == Method::Combined
-            || member == Method::SeasonalNaive
             || (member == Method::HoltWintersAdditive
                 && positive
                 && members.contains(&Method::HoltWintersMultiplicative))
@@ -236,7 +242,8 @@ fn combined(y: &[f64], m: usize, h: usize, members: &[Method]) -> Result<Forecas
             fits.push(f);
         }
     }
-    if fits.is_empty() {
+    // Seasonal naive alone is no combination.
+    if fits.iter().all(|f| f.method == Method::SeasonalNaive) {
         return Err(InsightError::NoData(
             "no model of the combination could be fitted",
         ));
@@ -522,6 +529,16 @@ pub fn select(y: &[f64], period: usize, horizon: usize) -> Result<Selection, Ins
         e.is_some_and(|e| e <= 1.25 * naive_error)
             && !(*m == Method::HoltWintersAdditive && has_mult)
     });
+    // Seasonal naive joins only where it validated close to the best fitted model: on a smooth or
+    // trending series it is far behind, and averaging it in would drag the forecast back to last season.
+    let best_fitted = scores
+        .iter()
+        .filter(|(m, _)| *m != Method::SeasonalNaive)
+        .map(|(_, e)| *e)
+        .fold(f64::INFINITY, f64::min);
+    passed.retain(|(m, _)| {
+        *m != Method::SeasonalNaive || naive_error <= SEASONAL_NAIVE_JOINS * best_fitted
+    });
     let combined_members: Vec<Method> = passed.iter().map(|(m, _)| *m).collect();
     if passed.len() >= 2 {
         let mut errors = Vec::new();
@@ -540,7 +557,7 @@ pub fn select(y: &[f64], period: usize, horizon: usize) -> Result<Selection, Ins
         Some((m, _)) => *m,
         None => return Err(first_error.unwrap_or(InsightError::NoData("no model could be fitted"))),
     };
-    // A combination that validated nearly as well as the best single model is preferred: over a few
+    // A combination that validated not far behind the best single model is preferred: over a few
     // windows, "best" is partly luck, and averages fail less badly out of sample (the M3/M4 lesson).
     let best = scores.iter().map(|(_, e)| *e).fold(f64::INFINITY, f64::min);
     if let Some((_, e)) = scores.iter().find(|(m, _)| *m == Method::Combined)

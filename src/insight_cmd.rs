@@ -571,13 +571,24 @@ fn forecast_eval(cfg: &Config, json: bool) -> Result<()> {
         if !json {
             println!("{name} ({} months, last 12 held out): test MAPE %", y.len());
             for (m, v) in &e.test_mape {
-                let mark = if *m == e.selection.chosen {
-                    "  <- chosen by rolling validation on the training part"
-                } else {
-                    ""
-                };
-                println!("  {:<46} {:>6.2}{mark}", m.name(), v);
+                println!("  {:<46} {:>6.2}", m.name(), v);
             }
+            // The chosen model as used: a combination averages only the members that passed.
+            let chosen = if e.selection.chosen == forecast::Method::Combined {
+                let members: Vec<&str> = e
+                    .selection
+                    .combined_members
+                    .iter()
+                    .map(|m| m.short_name())
+                    .collect();
+                format!("combined: {}", members.join(", "))
+            } else {
+                e.selection.chosen.name().to_string()
+            };
+            println!(
+                "  {chosen:<46} {:>6.2}  <- chosen by rolling validation on the training part",
+                e.chosen_mape
+            );
         }
         all.push(serde_json::json!({"series": name, "evaluation": e}));
     }
@@ -894,7 +905,12 @@ fn write_series(cfg: &Config, dir: &std::path::Path) -> Result<()> {
     use dongcha::datasets::{competition_series, pmdarima_series, souvenir_sales};
     let assets = Assets::from_config(cfg)?;
     assets.ensure(
-        &["pmdarima-datasets", "forecast-competitions", "souvenirs"],
+        &[
+            "pmdarima-datasets",
+            "forecast-competitions",
+            "souvenirs",
+            "births",
+        ],
         &indicatif::ProgressBar::hidden(),
     )?;
     let write = |folder: &str, name: &str, first: NaiveDate, step_months: u32, y: &[f64]| {
@@ -1009,6 +1025,28 @@ fn write_series(cfg: &Config, dir: &std::path::Path) -> Result<()> {
         &souvenir_sales(&assets)?,
     )?;
     *counts.entry("dev").or_insert(0) += 3;
+    // Daily: windows of three years and four weeks (what a shop with a few years of history has), one
+    // after another; BirthsSSA only from 2004, after the years it shares with BirthsCDC.
+    const WINDOW: usize = 3 * 365 + 28;
+    for (name, from) in [
+        ("Births", ymd(1969, 1)),
+        ("BirthsCDC", ymd(1994, 1)),
+        ("BirthsSSA", ymd(2004, 1)),
+    ] {
+        let (first, y) = dongcha::datasets::daily_births(&assets, name)?;
+        let skip = (from - first).num_days().max(0) as usize;
+        for (k, w) in y[skip.min(y.len())..].chunks_exact(WINDOW).enumerate() {
+            let start = first + Duration::days((skip + k * WINDOW) as i64);
+            let mut text = String::from("date,value\n");
+            for (i, v) in w.iter().enumerate() {
+                text.push_str(&format!("{},{v}\n", start + Duration::days(i as i64)));
+            }
+            let sub = dir.join("births");
+            std::fs::create_dir_all(&sub)?;
+            std::fs::write(sub.join(format!("{name}-{start}.csv")), text)?;
+            *counts.entry("births").or_insert(0) += 1;
+        }
+    }
     for (folder, n) in counts {
         println!("{}: {n} series", dir.join(folder).display());
     }

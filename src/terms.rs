@@ -35,6 +35,7 @@ pub fn zh_term(term: &str) -> Option<String> {
         "Holt-Winters (multiplicative)" => Some("霍尔特-温特斯（乘法）"),
         "seasonal ARIMA (airline, log)" => Some("季节性自回归积分滑动平均（航空模型，对数）"),
         "AutoETS (form chosen by AICc)" => Some("自动指数平滑（按AICc选形式）"),
+        "MSTL (weekly and yearly seasons) + ETS" => Some("多季节分解（周、年）+ 指数平滑"),
         "combined (mean of the models that passed)" => Some("组合模型（通过检验的模型的均值）"),
         // Built-in events (insight::calendar).
         "spring festival" => Some("春节"),

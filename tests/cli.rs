@@ -329,7 +329,8 @@ fn forecast_eval_prints_mape_next_to_the_baselines() {
             .lines()
             .skip_while(|l| !l.starts_with(series))
             .skip(1)
-            .take(6)
+            // Six models forced, then the chosen one as used.
+            .take(7)
             .collect();
         let mape = |name: &str| -> f64 {
             let line = block

@@ -176,3 +176,28 @@ fn promotion_effects_are_measured_on_held_out_promotion_weeks() {
         );
     }
 }
+
+/// Daily births in the USA 1969–1988 (R's mosaicData): read from the pickled data frame as 7,305
+/// consecutive days; on its first window of three years and four weeks, the model chosen for the last
+/// 28 days (MSTL with weekly and yearly seasons among the members) beats a repeat of the last week.
+#[test]
+fn daily_births_are_read_and_forecast_better_than_seasonal_naive() {
+    common::asset_file("births", "Births.pkl.compress");
+    let assets = Assets::from_config(&Config::load(None).unwrap()).unwrap();
+    let (first, y) = dongcha::datasets::daily_births(&assets, "Births").unwrap();
+    assert_eq!(first.to_string(), "1969-01-01");
+    assert_eq!(y.len(), 7305);
+    assert_eq!((y[0], y[1], y[2]), (8486.0, 9002.0, 9542.0));
+    let window = &y[..3 * 365 + 28];
+    let e = dongcha::insight::forecast::score_series(window, 7, 28).unwrap();
+    println!("{:#?}", e.selection);
+    assert!(
+        e.chosen.mase < e.seasonal_naive.mase,
+        "chosen {:?} vs seasonal naive {:?}",
+        e.chosen,
+        e.seasonal_naive
+    );
+    assert!(
+        e.selection.combined_members.contains(&Method::Mstl) || e.selection.chosen == Method::Mstl
+    );
+}

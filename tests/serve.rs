@@ -1517,6 +1517,7 @@ fn method_name(m: &Value) -> &'static str {
         "holt-winters-multiplicative" => "Holt-Winters (multiplicative)",
         "airline" => "seasonal ARIMA (airline, log)",
         "auto-ets" => "AutoETS (form chosen by AICc)",
+        "mstl" => "MSTL (weekly and yearly seasons) + ETS",
         "combined" => "combined (mean of the models that passed)",
         other => panic!("unknown method {other}"),
     }

@@ -216,6 +216,13 @@ pub struct Output {
     pub previous_total: f64,
     pub change_pct: Option<f64>,
     pub method: String,
+    /// The model's mean error (MAPE, or WAPE where a day had no sales) on the last
+    /// `validation_windows` windows of `validation_days` days of the scope's own history, forecast
+    /// from what came before each; absent when the model was given rather than chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_error_pct: Option<f64>,
+    pub validation_windows: usize,
+    pub validation_days: usize,
     pub event_effects: Vec<EventEffect>,
     pub daily: Vec<Step>,
     /// Daily totals of the last 12 weeks before the forecast (what a chart draws before the forecast).
@@ -330,6 +337,13 @@ pub async fn run(ctx: &Context, args: Args) -> Result<Output, ToolError> {
         change_pct: (previous_total > 0.0)
             .then(|| super::round4((total - previous_total) / previous_total * 100.0)),
         method: f.method.name().to_string(),
+        validation_error_pct: f
+            .selection
+            .as_ref()
+            .and_then(|s| s.chosen_error())
+            .map(round2),
+        validation_windows: f.selection.as_ref().map_or(0, |s| s.validation_windows),
+        validation_days: DAILY_VALIDATION_DAYS,
         event_effects: f.event_effects,
         daily: f.forecast,
         recent: shared.recent(84),
@@ -379,9 +393,22 @@ pub fn render(out: &serde_json::Value, zh: bool) -> String {
             format!("\nHolidays/promotions modelled: {}", events.join(", ")),
         )
     };
+    let checked = match out.get("validation_error_pct").and_then(|v| v.as_f64()) {
+        Some(err) => t(
+            format!(
+                "，在本店最近 {} 段各 {} 天的历史上平均误差 {err:.1}%",
+                out["validation_windows"], out["validation_days"]
+            ),
+            format!(
+                ", off by {err:.1}% on average over the last {} windows of {} days of this history",
+                out["validation_windows"], out["validation_days"]
+            ),
+        ),
+        None => String::new(),
+    };
     t(
         format!(
-            "预测{scope} {} 至 {}（{} 天）销售额合计 {}{change}，模型 {}。{ev}",
+            "预测{scope} {} 至 {}（{} 天）销售额合计 {}{change}，模型 {}{checked}。{ev}",
             s(&out["from"]),
             s(&out["to"]),
             out["horizon_days"],
@@ -389,7 +416,7 @@ pub fn render(out: &serde_json::Value, zh: bool) -> String {
             tr(&out["method"], true)
         ),
         format!(
-            "Forecast{scope} for {} to {} ({} days): {} in total{change}; model {}.{ev}",
+            "Forecast{scope} for {} to {} ({} days): {} in total{change}; model {}{checked}.{ev}",
             s(&out["from"]),
             s(&out["to"]),
             out["horizon_days"],
@@ -423,6 +450,38 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn the_reply_says_how_well_the_chosen_model_did_on_the_history() {
+        let cfg = Config::load(None).unwrap();
+        let f = compute(&cfg, &purchases(), Freq::Day, 30, None, true).unwrap();
+        let sel = f.selection.as_ref().expect("chosen, not given");
+        let err = sel.chosen_error().unwrap();
+        assert_eq!(sel.validation_windows, 3);
+        let mut out = serde_json::json!({
+            "from": "2026-07-01", "to": "2026-07-30", "horizon_days": 30, "total": 1000.0,
+            "previous_total": 0.0, "method": f.method.name(), "event_effects": [],
+            "validation_error_pct": round2(err), "validation_windows": 3, "validation_days": 30,
+        });
+        let en = render(&out, false);
+        assert!(
+            en.contains(&format!(
+                "; model {}, off by {err:.1}% on average over the last 3 windows of 30 days",
+                f.method.name()
+            )),
+            "{en}"
+        );
+        let zh = render(&out, true);
+        assert!(
+            zh.contains(&format!(
+                "在本店最近 3 段各 30 天的历史上平均误差 {err:.1}%"
+            )),
+            "{zh}"
+        );
+        // A model given rather than chosen has no such figure, and the reply claims none.
+        out.as_object_mut().unwrap().remove("validation_error_pct");
+        assert!(!render(&out, false).contains("off by"));
     }
 
     #[test]

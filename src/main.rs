@@ -161,12 +161,12 @@ enum InsightCommand {
         #[arg(long, requires = "data")]
         holdout: Option<usize>,
         /// Write the registry packages' series as CSV folders for `--eval --data` and exit:
-        /// `m3-shipments-b/` and `m3-manufacturers/` (the untouched evaluation sets: every 6th of M3's
-        /// 197 monthly MICRO shipment series of 144 months from the fourth, every 6th of its monthly
-        /// manufacturers' series), `m3-shipments/` (every 6th of the shipments from the first: the
-        /// evaluation set of an earlier version, used for tuning since) and `dev/` (the series the
-        /// models were developed on: AirPassengers, wineind, the souvenir shop, M1's monthly sales and
-        /// every 10th of its industry series).
+        /// M3's 197 monthly MICRO shipment series of 144 months, every 6th from the first, fourth, second
+        /// and third (`m3-shipments`, `-b`, `-c`, `-d`), every 6th of its 121 monthly manufacturers'
+        /// series from the first, fourth and second (`m3-manufacturers`, `-c`, `-d`), every 10th of its
+        /// monthly industry series (`m3-industry`); `births/` (12 windows of three years and four weeks
+        /// of US daily births); `dev/` (AirPassengers, wineind, the souvenir shop, M1's monthly sales and
+        /// every 10th of its industry series). Which were tuned on is said where they are written.
         #[arg(long, value_name = "DIR", conflicts_with = "eval")]
         write_series: Option<std::path::PathBuf>,
         /// Print JSON.

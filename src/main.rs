@@ -161,9 +161,10 @@ enum InsightCommand {
         #[arg(long, requires = "data")]
         holdout: Option<usize>,
         /// Write the registry packages' series as CSV folders for `--eval --data` and exit:
-        /// M3's 197 monthly MICRO shipment series of 144 months, every 6th from the first, fourth, second
-        /// and third (`m3-shipments`, `-b`, `-c`, `-d`), every 6th of its 121 monthly manufacturers'
-        /// series from the first, fourth and second (`m3-manufacturers`, `-c`, `-d`), every 10th of its
+        /// M3's 197 monthly MICRO shipment series of 144 months, every 6th from the first, fourth, second,
+        /// third and fifth (`m3-shipments`, `-b`, `-c`, `-d`, `-e`), every 6th of its 121 monthly
+        /// manufacturers' series from the first, fourth, second and third (`m3-manufacturers`, `-c`,
+        /// `-d`, `-e`), every 10th of its
         /// monthly industry series (`m3-industry`); `births/` (12 windows of three years and four weeks
         /// of US daily births); `dev/` (AirPassengers, wineind, the souvenir shop, M1's monthly sales and
         /// every 10th of its industry series). Which were tuned on is said where they are written.

@@ -213,7 +213,7 @@ const COMBINATION_MARGIN: f64 = 1.5;
 
 /// Seasonal naive joins a combination when its validation error is within this factor of the best
 /// fitted model's.
-const SEASONAL_NAIVE_JOINS: f64 = 1.25;
+const SEASONAL_NAIVE_JOINS: f64 = 1.5;
 
 /// The models a combination may average. Seasonal naive is one where it validated close to the fitted
 /// models (noisy series): averaged in, it pulls their forecast towards the last season's pattern. MSTL

@@ -54,8 +54,15 @@ ensure_test_tools() {
 }
 
 # Builds the release binary (incremental) and sets $dc to its path (cargo's target dir may be elsewhere).
+# For the tests ($build_for_tests set), the binary comes from building the tests themselves: their
+# dev-dependencies turn on features of shared crates, so a plain `cargo build` would be a second, different
+# build of dongcha (minutes, and gigabytes of cache).
 build_dongcha() {
-    cargo build --release --locked
+    if [ -n "${build_for_tests:-}" ]; then
+        cargo test --release --locked --no-run
+    else
+        cargo build --release --locked
+    fi
     dc="${CARGO_TARGET_DIR:-target}/release/dongcha"
 }
 

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_all
 ensure_test_tools
+build_for_tests=1
 start_test_postgres
 start_test_llama_server
 cargo test --release --locked "$@"

@@ -398,6 +398,10 @@ enum BenchCommand {
         /// a temporary SQLite file.
         #[arg(long)]
         store: Option<String>,
+        /// The load run's Telegram path in webhook mode (the stand-in POSTs updates to `serve`, which
+        /// answers in the response) instead of long polling.
+        #[arg(long)]
+        webhook: bool,
     },
 }
 
@@ -765,6 +769,7 @@ fn run(cli: Cli) -> Result<()> {
                         load: true,
                         per_chat,
                         store,
+                        webhook,
                         ..
                     },
             } => {
@@ -774,6 +779,7 @@ fn run(cli: Cli) -> Result<()> {
                     chats.max(1),
                     per_chat.max(1),
                     store.as_deref(),
+                    webhook,
                 )
                 .await
             }

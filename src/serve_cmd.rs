@@ -270,6 +270,7 @@ pub async fn bench(cfg: &Config, n: usize, chats: usize) -> Result<()> {
             lang_hint: None,
             reply_to: None,
             customer: None,
+            in_response: false,
         })
         .await?;
         alone.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -343,9 +344,17 @@ pub(crate) mod dongcha_bench_stand_in {
         queue: VecDeque<(i64, Value)>,
         next_id: i64,
         sent: usize,
+        /// The bot polled, or set its webhook.
         polled: bool,
         /// Every message sent, per chat: its text and when it arrived.
         replies: HashMap<i64, Vec<(String, Instant)>>,
+        /// Where a webhook would reach the bot (`StandIn::webhook_at`: teloxide sends setWebhook as
+        /// multipart, which this stand-in does not read).
+        webhook_target: Option<String>,
+        /// Where updates are POSTed once the bot set its webhook.
+        webhook: Option<String>,
+        /// Chats with an update being POSTed (a chat's updates go one after another).
+        posting: std::collections::HashSet<i64>,
     }
 
     #[derive(Clone, Default)]
@@ -369,11 +378,18 @@ pub(crate) mod dongcha_bench_stand_in {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
             tokio::spawn(async move { axum::serve(listener, app).await });
+            tokio::spawn(post_updates(shared.clone()));
             Ok(Self { addr, shared })
         }
 
         pub fn url(&self) -> String {
             format!("http://{}", self.addr)
+        }
+
+        /// Webhook mode: once the bot calls setWebhook, updates are POSTed to `url` instead of waiting
+        /// for getUpdates.
+        pub fn webhook_at(&self, url: &str) {
+            self.shared.inner.lock().unwrap().webhook_target = Some(url.to_string());
         }
 
         pub async fn wait_ready(&self) {
@@ -425,6 +441,85 @@ pub(crate) mod dongcha_bench_stand_in {
         }
     }
 
+    /// Updates POSTed to a webhook at once: Telegram's default `max_connections`.
+    const MAX_CONNECTIONS: usize = 40;
+
+    /// Webhook mode, as Telegram does it: each queued update POSTed to the webhook (a chat's in order,
+    /// up to [`MAX_CONNECTIONS`] at once) until it answers 2xx, then the Bot API call its response
+    /// names is run; refused or unreachable, the update is POSTed again.
+    async fn post_updates(s: Shared) {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("an HTTP client");
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let notified = s.updates.notified();
+            let next = {
+                let mut guard = s.inner.lock().unwrap();
+                let g = &mut *guard;
+                match g.webhook.clone() {
+                    Some(url) => {
+                        let found = g.queue.iter().find_map(|(id, u)| {
+                            let chat = u["message"]["chat"]["id"].as_i64().unwrap_or(0);
+                            (!g.posting.contains(&chat)).then(|| (*id, chat, u.clone()))
+                        });
+                        if let Some((_, chat, _)) = &found {
+                            g.posting.insert(*chat);
+                        }
+                        found.map(|f| (url, f))
+                    }
+                    None => None,
+                }
+            };
+            let Some((url, (id, chat, update))) = next else {
+                let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+                continue;
+            };
+            let permit = in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            let (s, client) = (s.clone(), client.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                loop {
+                    let r = client.post(&url).json(&update).send().await;
+                    if let Ok(r) = r
+                        && r.status().is_success()
+                    {
+                        if let Ok(call) = r.json::<Value>().await
+                            && call["method"].as_str() == Some("sendMessage")
+                            && let Some(text) = call["text"].as_str()
+                        {
+                            record_reply(&s, call["chat_id"].as_i64().unwrap_or(0), text);
+                        }
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let mut g = s.inner.lock().unwrap();
+                g.queue.retain(|(i, _)| *i != id);
+                g.posting.remove(&chat);
+                drop(g);
+                s.updates.notify_waiters();
+            });
+        }
+    }
+
+    fn record_reply(s: &Shared, chat: i64, text: &str) {
+        {
+            let mut g = s.inner.lock().unwrap();
+            g.sent += 1;
+            g.replies
+                .entry(chat)
+                .or_default()
+                .push((text.to_string(), Instant::now()));
+        }
+        s.replies.notify_waiters();
+    }
+
     fn user() -> Value {
         json!({"id": 99, "is_bot": true, "first_name": "dongcha", "username": "dongcha_bot",
                "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false,
@@ -459,18 +554,21 @@ pub(crate) mod dongcha_bench_stand_in {
                     let _ = tokio::time::timeout_at(deadline.into(), notified).await;
                 }
             }
+            "setwebhook" => {
+                let mut g = s.inner.lock().unwrap();
+                g.webhook = g.webhook_target.clone();
+                g.polled = true;
+                drop(g);
+                s.updates.notify_waiters();
+                ok(json!(true))
+            }
+            "deletewebhook" => {
+                s.inner.lock().unwrap().webhook = None;
+                ok(json!(true))
+            }
             "sendmessage" => {
                 let chat = params["chat_id"].as_i64().unwrap_or(0);
-                {
-                    let mut g = s.inner.lock().unwrap();
-                    g.sent += 1;
-                    let text = params["text"].as_str().unwrap_or_default().to_string();
-                    g.replies
-                        .entry(chat)
-                        .or_default()
-                        .push((text, Instant::now()));
-                }
-                s.replies.notify_waiters();
+                record_reply(&s, chat, params["text"].as_str().unwrap_or_default());
                 ok(json!({"message_id": 1, "date": 1_767_000_000,
                     "chat": {"id": chat, "type": "private", "first_name": "Op"}, "from": user(),
                     "text": params["text"]}))

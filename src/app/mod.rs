@@ -92,6 +92,11 @@ pub struct Message {
     /// The shop customer this chat is, on the word of the shop's own system (`POST
     /// /v1/support/messages` with `customer_id`, behind a shop token); never from what a user typed.
     pub customer: Option<String>,
+    /// The reply goes back in the response to the platform's delivery of `update_id` (Telegram's
+    /// webhook), which the platform then sends: stored as sent with its turn, in one transaction, and a
+    /// redelivery (the response never arrived) is answered with the stored reply again. Exactly once:
+    /// the platform confirms the update and sends the reply on one response, or does neither.
+    pub in_response: bool,
 }
 
 /// The platform of the HTTP API's operator questions (`POST /v1/ask`).
@@ -355,6 +360,22 @@ impl App {
         }
     }
 
+    /// An update answered already: nothing to send, unless its reply went back in the response to an
+    /// earlier delivery that (being delivered again) never arrived; then that reply, unchanged.
+    async fn duplicate(&self, msg: &Message, update: i64) -> Result<Handled, AppError> {
+        let mut reply = Reply::text("", false);
+        if msg.in_response
+            && let Some((chat, text)) = self
+                .store
+                .reply_sent_in_response(msg.platform, update)
+                .await?
+            && chat == msg.chat_id
+        {
+            reply = Reply::text(text, false);
+        }
+        Ok(self.count(msg.platform, plain(Outcome::Duplicate, reply)))
+    }
+
     /// Answers one message (see the module's doc for the order of the rules).
     pub async fn handle(&self, msg: Message) -> Result<Handled, AppError> {
         let t0 = Instant::now();
@@ -362,7 +383,7 @@ impl App {
         if let Some(u) = msg.update_id
             && self.store.update_answered(platform, u).await?
         {
-            return Ok(self.count(platform, plain(Outcome::Duplicate, Reply::text("", false))));
+            return self.duplicate(&msg, u).await;
         }
         let text = msg.text.trim();
         // The language of the words; a bare command ("/forecast") has none, so the user's interface
@@ -454,11 +475,14 @@ impl App {
                 lang: if zh { "zh" } else { "en" },
                 update_id: msg.update_id,
                 instance: Some(&self.instance),
+                in_response: msg.in_response && msg.update_id.is_some(),
             })
             .await?;
         if !stored {
             // Answered by a concurrent delivery of the same update in the meantime.
-            return Ok(self.count(platform, plain(Outcome::Duplicate, Reply::text("", zh))));
+            return self
+                .duplicate(&msg, msg.update_id.unwrap_or_default())
+                .await;
         }
         if msg.role == Role::Operator {
             self.store

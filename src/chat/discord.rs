@@ -164,6 +164,7 @@ impl Handler {
             lang_hint: Some(c.locale.clone()),
             reply_to: None,
             customer: None,
+            in_response: false,
         };
         let r = match app.handle(msg).await {
             Ok(h) if h.outcome == Outcome::Duplicate => return,
@@ -237,6 +238,7 @@ impl Handler {
             lang_hint: None,
             reply_to: m.referenced_message.as_ref().map(|r| r.id.to_string()),
             customer: None,
+            in_response: false,
         };
         let r = match app.handle(msg).await {
             Ok(h) if h.outcome == Outcome::Duplicate => return,

@@ -5,13 +5,26 @@
 //! Exactly once: the offset confirmed to Telegram is the store's; the fact that update N was answered is
 //! stored in the same transaction as its conversation turn ([`App::handle`]), so an update redelivered
 //! after a crash is recognised and skipped. A reply stored but not yet sent when the process died is sent
-//! at the next start. Sending limits are teloxide's Throttle adaptor (a 429 freezes the chat for its
-//! `retry_after`, then resends); network errors are retried with backoff.
+//! at the next start.
+//!
+//! Replies, across a crash: long polling sends each reply through the API and then marks it sent; a
+//! process killed between the two leaves a reply Telegram has but the store does not know of, and it is
+//! sent again (at least once: the Bot API has no idempotency key, and the other choice loses replies).
+//! Webhook mode closes that window: the reply goes back in the webhook's HTTP response, which Telegram
+//! both takes as the update's confirmation and runs as a `sendMessage` (the Bot API's "reply to the
+//! webhook"), so the update is confirmed and answered together or neither; the reply is stored as sent
+//! with its turn, and a redelivery (the response never arrived) is answered with it again. Only a reply
+//! of several messages (a chart, or text over Telegram's limit) sends all but its last through the API,
+//! and those parts are at least once.
+//!
+//! Sending limits are teloxide's Throttle adaptor (a 429 freezes the chat for its `retry_after`, then
+//! resends); network errors are retried with backoff.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use teloxide::adaptors::Throttle;
 use teloxide::adaptors::throttle::Limits;
 use teloxide::payloads::{GetUpdatesSetters, SendMessageSetters, SendPhotoSetters};
@@ -327,7 +340,7 @@ async fn poll(
                 // (kept in order) are left for redelivery.
                 for u in ups {
                     let id = u.id.0 as i64;
-                    if !on_update(&app, &bots, u).await {
+                    if matches!(on_update(&app, &bots, u, false).await, Done::Again) {
                         return Some(id);
                     }
                 }
@@ -389,18 +402,18 @@ async fn webhook(
                             .and_then(|v| v.to_str().ok())
                             != Some(s.as_str())
                     {
-                        return axum::http::StatusCode::UNAUTHORIZED;
+                        return axum::http::StatusCode::UNAUTHORIZED.into_response();
                     }
                     match serde_json::from_slice::<Update>(&body) {
-                        // A 5xx makes Telegram deliver the update again.
-                        Ok(u) => {
-                            if on_update(&app, &bots, u).await {
-                                axum::http::StatusCode::OK
-                            } else {
-                                axum::http::StatusCode::SERVICE_UNAVAILABLE
+                        Ok(u) => match on_update(&app, &bots, u, true).await {
+                            Done::Answered => axum::http::StatusCode::OK.into_response(),
+                            Done::Respond(call) => axum::Json(call).into_response(),
+                            // A 5xx makes Telegram deliver the update again.
+                            Done::Again => {
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
                             }
-                        }
-                        Err(_) => axum::http::StatusCode::BAD_REQUEST,
+                        },
+                        Err(_) => axum::http::StatusCode::BAD_REQUEST.into_response(),
                     }
                 },
             ),
@@ -420,30 +433,41 @@ async fn webhook(
     Ok(())
 }
 
-/// One update: parse, ask the application layer, send what it answers. False when it could not be
-/// stored (it must be delivered again); an update that is not for the bot counts as done.
-async fn on_update(app: &App, bots: &Bots, u: Update) -> bool {
+/// What became of an update.
+#[derive(Debug)]
+enum Done {
+    /// Answered (its reply sent), or not for the bot.
+    Answered,
+    /// Not stored: Telegram must deliver it again.
+    Again,
+    /// Answered by this Bot API call in the webhook's response (see the module's doc).
+    Respond(serde_json::Value),
+}
+
+/// One update: parse, ask the application layer, send what it answers (`in_response`: its last message
+/// as the webhook's response). An update that is not for the bot counts as answered.
+async fn on_update(app: &App, bots: &Bots, u: Update, in_response: bool) -> Done {
     let id = u.id.0 as i64;
     let UpdateKind::Message(m) = u.kind else {
-        return true;
+        return Done::Answered;
     };
     let Some(from) = m.from.as_ref() else {
-        return true;
+        return Done::Answered;
     };
     if from.is_bot {
-        return true;
+        return Done::Answered;
     }
     let private = m.chat.is_private();
     let text = m.text().or(m.caption()).map(str::to_string);
     let addressed = private || addressed_in_group(&m, &bots.username);
     if !addressed {
-        return true;
+        return Done::Answered;
     }
     let text = match text {
         Some(t) => strip_mention(&t, &bots.username),
         // A photo or sticker: say what the bot reads, never stay silent.
         None if private => String::new(),
-        None => return true,
+        None => return Done::Answered,
     };
     let role = if bots.operators.contains(&from.id.0) {
         Role::Operator
@@ -463,17 +487,44 @@ async fn on_update(app: &App, bots: &Bots, u: Update) -> bool {
         lang_hint: from.language_code.clone(),
         reply_to: m.reply_to_message().map(|r| r.id.0.to_string()),
         customer: None,
+        in_response,
     };
     match app.handle(msg).await {
-        Ok(h) if h.outcome == Outcome::Duplicate => {}
-        Ok(h) => deliver(app, bots, chat, &h.reply, id).await,
+        // A redelivery answered in the response is answered there again; else nothing more is sent.
+        Ok(h) if in_response => respond(app, bots, chat, &h.reply).await,
+        Ok(h) if h.outcome == Outcome::Duplicate => Done::Answered,
+        Ok(h) => {
+            deliver(app, bots, chat, &h.reply, id).await;
+            Done::Answered
+        }
         Err(e) => {
             // The store failed: the update is not recorded, so it is redelivered and answered later.
             tracing::error!(update = id, "telegram update not answered: {e}");
-            return false;
+            Done::Again
         }
     }
-    true
+}
+
+/// A reply for the webhook's response: its chart and every message but the last sent through the API
+/// (at least once), the last as the `sendMessage` call Telegram runs when it has the response.
+async fn respond(app: &App, bots: &Bots, chat: ChatId, r: &Reply) -> Done {
+    let mut pieces: Vec<String> = reply::telegram_html(r)
+        .into_iter()
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    let last = pieces.pop();
+    if r.chart.is_some() || !pieces.is_empty() {
+        send_parts(app, bots, chat, r.chart.as_ref(), pieces).await;
+    }
+    match last {
+        Some(text) => Done::Respond(serde_json::json!({
+            "method": "sendMessage",
+            "chat_id": chat.0,
+            "text": text,
+            "parse_mode": "HTML",
+        })),
+        None => Done::Answered,
+    }
 }
 
 /// Commands, mentions of the bot and replies to the bot's messages; nothing else in a group.
@@ -528,8 +579,22 @@ fn strip_mention(text: &str, username: &str) -> String {
 /// Sends a reply (chart first, then the text in pieces), retrying network errors; then marks the
 /// update's reply as sent.
 async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
+    let pieces = reply::telegram_html(r);
+    if send_parts(app, bots, chat, r.chart.as_ref(), pieces).await {
+        app.mark_sent(bots.platform, update).await;
+    }
+}
+
+/// Sends the chart, then `pieces` (blank ones skipped); whether every send went through.
+async fn send_parts(
+    app: &App,
+    bots: &Bots,
+    chat: ChatId,
+    chart: Option<&reply::Chart>,
+    pieces: Vec<String>,
+) -> bool {
     let mut ok = true;
-    if let Some(c) = &r.chart {
+    if let Some(c) = chart {
         let caption: String = c.title.chars().take(1000).collect();
         ok &= send_with_retry(app, || async {
             let photo = InputFile::memory(c.png.as_ref().clone()).file_name("chart.png");
@@ -544,10 +609,7 @@ async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
         .is_some();
     }
     // A message relayed to the person who owns the conversation has no reply: nothing is sent.
-    for piece in reply::telegram_html(r)
-        .into_iter()
-        .filter(|p| !p.trim().is_empty())
-    {
+    for piece in pieces.into_iter().filter(|p| !p.trim().is_empty()) {
         ok &= send_with_retry(app, || async {
             sender!(bots, |b| b
                 .send_message(chat, piece.clone())
@@ -558,9 +620,7 @@ async fn deliver(app: &App, bots: &Bots, chat: ChatId, r: &Reply, update: i64) {
         .await
         .is_some();
     }
-    if ok {
-        app.mark_sent(bots.platform, update).await;
-    }
+    ok
 }
 
 async fn send_with_retry<F, Fut, T>(app: &App, mut send: F) -> Option<T>

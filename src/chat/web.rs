@@ -498,6 +498,7 @@ async fn ask_inner(h: &Http, headers: &HeaderMap, body: Result<Bytes, BytesRejec
         lang_hint: None,
         reply_to: None,
         customer: None,
+        in_response: false,
     };
     let handled = match h.app.handle(msg).await {
         Ok(x) => x,
@@ -774,6 +775,7 @@ async fn customer_turn(
         reply_to: None,
         // The shop's system vouches for its customer (the shop token): the chat is linked to them.
         customer,
+        in_response: false,
     };
     let handled = match h.app.handle(msg).await {
         Ok(x) => x,

@@ -32,6 +32,8 @@ const QUESTIONS: [&str; 4] = [
     "/help",
     "上个月的销售额是多少？",
 ];
+/// Where `serve` takes the stand-in's webhook POSTs in `--webhook` runs.
+const WEBHOOK_PATH: &str = "/telegram/hook";
 /// The longest a message may wait for its answer before it counts as lost.
 const PATIENCE: Duration = Duration::from_secs(240);
 
@@ -49,6 +51,8 @@ struct Setup {
     api_url: String,
     operators: String,
     log: PathBuf,
+    /// Webhook mode: where `serve` listens for the stand-in's POSTs (the same across a restart).
+    webhook: Option<String>,
 }
 
 impl Setup {
@@ -76,8 +80,17 @@ impl Setup {
             .env("DONGCHA__SERVE__RATE_PER_MINUTE", "100000")
             .env("DONGCHA__SERVE__RATE_BURST", "100000")
             .env_remove("DONGCHA_DISCORD_TOKEN")
+            .env_remove("DONGCHA_TELEGRAM_WEBHOOK_SECRET")
             .stdout(Stdio::piped())
             .stderr(log);
+        if let Some(listen) = &self.webhook {
+            cmd.env("DONGCHA__TELEGRAM__WEBHOOK_LISTEN", listen).env(
+                "DONGCHA__TELEGRAM__WEBHOOK_URL",
+                format!("http://{listen}{WEBHOOK_PATH}"),
+            );
+        } else {
+            cmd.env_remove("DONGCHA__TELEGRAM__WEBHOOK_URL");
+        }
         let mut child = cmd.spawn().context("starting dongcha serve")?;
         let out = child.stdout.take().context("the server's stdout")?;
         let mut line = String::new();
@@ -299,6 +312,7 @@ pub async fn load(
     chats: usize,
     per_chat: usize,
     into: Option<&str>,
+    webhook: bool,
 ) -> Result<()> {
     let tmp = std::env::temp_dir().join(format!("dongcha-bench-load-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -322,6 +336,16 @@ pub async fn load(
         }
     };
     let stand_in = StandIn::start().await?;
+    let hook = webhook
+        .then(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.to_string())
+        })
+        .transpose()?;
+    if let Some(listen) = &hook {
+        stand_in.webhook_at(&format!("http://{listen}{WEBHOOK_PATH}"));
+    }
     let operators = format!(
         "[{}]",
         (0..2 * chats)
@@ -337,12 +361,14 @@ pub async fn load(
         api_url: stand_in.url(),
         operators,
         log: tmp.join("serve.log"),
+        webhook: hook,
     };
     let result = async {
         let mut server = setup.start()?;
         stand_in.wait_ready().await;
         println!(
-            "bench serve --load: {chats} HTTP conversations and {chats} Telegram chats at once, {per_chat} messages each, against `dongcha serve` (pid {}) on 127.0.0.1, its store on {}",
+            "bench serve --load: {chats} HTTP conversations and {chats} Telegram chats ({}) at once, {per_chat} messages each, against `dongcha serve` (pid {}) on 127.0.0.1, its store on {}",
+            if webhook { "webhook" } else { "long polling" },
             server.child.id(),
             if into.is_some() { "PostgreSQL" } else { "SQLite (a copy)" }
         );

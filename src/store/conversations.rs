@@ -26,6 +26,9 @@ pub struct TurnRecord<'a> {
     /// The serve process that sends the reply (its `instance:` lease): when it is gone with the reply
     /// unsent, another process sends it.
     pub instance: Option<&'a str>,
+    /// The reply goes back in the response to the platform's delivery (Telegram's webhook): stored as
+    /// sent, so no outbox ever sends it; a redelivery gets it again from [`Store::reply_sent_in_response`].
+    pub in_response: bool,
 }
 
 /// A stored turn, for follow-ups.
@@ -143,14 +146,36 @@ impl Store {
         platform: &str,
         update_id: i64,
     ) -> Result<Option<(String, String)>, StoreError> {
+        self.reply_where(platform, update_id, "").await
+    }
+
+    /// The reply stored for an update that was answered in the response to its delivery (chat, reply):
+    /// what a redelivery of that update (the response never reached the platform) is answered with.
+    /// None for an update not answered, or answered through the platform's API.
+    pub async fn reply_sent_in_response(
+        &self,
+        platform: &str,
+        update_id: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        self.reply_where(platform, update_id, " AND sent_in = 'response'")
+            .await
+    }
+
+    async fn reply_where(
+        &self,
+        platform: &str,
+        update_id: i64,
+        and: &'static str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let sql = format!(
+            "SELECT chat_id, reply FROM platform_updates WHERE platform = $1 AND update_id = $2{and}"
+        );
         on_db!(self, pool => {
-            let row = sqlx::query(
-                "SELECT chat_id, reply FROM platform_updates WHERE platform = $1 AND update_id = $2",
-            )
-            .bind(platform)
-            .bind(update_id)
-            .fetch_optional(pool)
-            .await?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(platform)
+                .bind(update_id)
+                .fetch_optional(pool)
+                .await?;
             Ok(row.map(|r| (r.get(0), r.get(1))))
         })
     }
@@ -163,8 +188,9 @@ impl Store {
             let at = now();
             if let Some(u) = t.update_id {
                 let done = sqlx::query(
-                    "INSERT INTO platform_updates (platform, update_id, chat_id, answered_at, reply, instance) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    "INSERT INTO platform_updates \
+                     (platform, update_id, chat_id, answered_at, reply, instance, sent_at, sent_in) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
                 )
                 .bind(t.platform)
                 .bind(u)
@@ -172,6 +198,8 @@ impl Store {
                 .bind(&at)
                 .bind(t.reply)
                 .bind(t.instance)
+                .bind(t.in_response.then_some(at.as_str()))
+                .bind(t.in_response.then_some("response"))
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
@@ -364,6 +392,7 @@ mod tests {
             lang: "zh",
             update_id: update,
             instance: None,
+            in_response: false,
         }
     }
 
@@ -394,6 +423,32 @@ mod tests {
             let t = s.recent_turns("telegram", "42", 10).await.unwrap();
             assert_eq!(t.len(), 1);
             assert_eq!(t[0].seq, 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_sent_in_the_response_is_never_an_orphan_and_is_found_for_a_redelivery() {
+        for (_d, s) in crate::store::test_stores(2).await {
+            let mut t = turn("a", Some(20));
+            t.in_response = true;
+            assert!(s.record_turn(&t).await.unwrap());
+            // No process sends it again, whatever happens to the one that stored it.
+            assert!(s.orphan_replies("telegram", "me").await.unwrap().is_empty());
+            assert_eq!(
+                s.reply_sent_in_response("telegram", 20).await.unwrap(),
+                Some(("42".to_string(), "r".to_string()))
+            );
+            // A reply sent through the API is not one a redelivery is answered with.
+            assert!(s.record_turn(&turn("b", Some(21))).await.unwrap());
+            s.mark_sent("telegram", 21).await.unwrap();
+            assert_eq!(
+                s.reply_sent_in_response("telegram", 21).await.unwrap(),
+                None
+            );
+            assert_eq!(
+                s.reply_sent_in_response("telegram", 22).await.unwrap(),
+                None
+            );
         }
     }
 

@@ -222,6 +222,7 @@ mod tests {
                 lang: "en",
                 update_id: Some(u),
                 instance,
+                in_response: false,
             };
             let ttl = Duration::from_millis(300);
             assert!(s.lease(&instance_lease("a"), "a", ttl).await.unwrap());

@@ -1,7 +1,8 @@
 //! A Bot-API-compatible server on 127.0.0.1 for the Telegram tests: what Telegram documents for the
 //! methods dongcha calls (complete objects, case-insensitive method names, getUpdates with offset,
-//! timeout and limit, redelivery of unconfirmed updates, multipart sendPhoto), plus what a test needs to
-//! steer: queued updates, recorded sends, injected 429s, held requests.
+//! timeout and limit, redelivery of unconfirmed updates, multipart sendPhoto, a method in a webhook's
+//! response), plus what a test needs to steer: queued updates, recorded sends, injected 429s, held
+//! requests.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -215,6 +216,48 @@ impl BotApi {
 
     pub fn commands(&self) -> Option<Value> {
         self.inner.lock().unwrap().commands.clone()
+    }
+
+    /// What Telegram does with a webhook's response: runs the Bot API method it names (a reply to the
+    /// webhook), recorded as sent (not among `calls`: no request reached the API); a body that names
+    /// none, or an invalid call, is ignored (Telegram gives no result for these). Returns whether a
+    /// message was sent.
+    pub fn answer_webhook(&self, body: &[u8]) -> bool {
+        let Ok(call) = serde_json::from_slice::<Value>(body) else {
+            return false;
+        };
+        let method = call["method"].as_str().unwrap_or_default().to_lowercase();
+        let text = call["text"].as_str().unwrap_or_default();
+        let chat_id = call["chat_id"].as_i64().unwrap_or(0);
+        if method != "sendmessage" || chat_id == 0 || text.is_empty() || text.chars().count() > 4096
+        {
+            return false;
+        }
+        self.record_send(&method, chat_id, text, call["parse_mode"].as_str(), None);
+        true
+    }
+
+    /// Records a message as sent; its message id.
+    fn record_send(
+        &self,
+        method: &str,
+        chat_id: i64,
+        text: &str,
+        parse_mode: Option<&str>,
+        photo: Option<Vec<u8>>,
+    ) -> i64 {
+        let mut g = self.inner.lock().unwrap();
+        let id = 100_000 + g.sent.len() as i64 + 1;
+        g.sent.push(Sent {
+            method: method.to_string(),
+            chat_id,
+            text: text.to_string(),
+            parse_mode: parse_mode.map(str::to_string),
+            photo,
+            at: Instant::now(),
+            message_id: id,
+        });
+        id
     }
 
     /// Waits until `pred` holds over what was sent, or panics after `limit`.
@@ -454,21 +497,14 @@ async fn handle(
                     None,
                 );
             }
-            let message_id = {
-                let mut g = api.inner.lock().unwrap();
-                let next = 100_000 + g.sent.len() as i64 + 1;
-                g.sent.push(Sent {
-                    method: method.clone(),
-                    chat_id,
-                    text: text.clone(),
-                    parse_mode: params["parse_mode"].as_str().map(str::to_string),
-                    photo: photo.clone(),
-                    at: Instant::now(),
-                    message_id: next,
-                });
-                g.sent.len() as i64
-            };
-            let mut m = json!({"message_id": 100_000 + message_id, "date": 1_767_225_600,
+            let message_id = api.record_send(
+                &method,
+                chat_id,
+                &text,
+                params["parse_mode"].as_str(),
+                photo,
+            );
+            let mut m = json!({"message_id": message_id, "date": 1_767_225_600,
                 "chat": {"id": chat_id, "type": "private", "first_name": "user"}, "from": bot_user()});
             if method == "sendphoto" {
                 m["photo"] =

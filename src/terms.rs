@@ -36,6 +36,7 @@ pub fn zh_term(term: &str) -> Option<String> {
         "seasonal ARIMA (airline, log)" => Some("季节性自回归积分滑动平均（航空模型，对数）"),
         "AutoETS (form chosen by AICc)" => Some("自动指数平滑（按AICc选形式）"),
         "MSTL (weekly and yearly seasons) + ETS" => Some("多季节分解（周、年）+ 指数平滑"),
+        "Theta (exponential smoothing with drift)" => Some("Theta法（带漂移的指数平滑）"),
         "combined (mean of the models that passed)" => Some("组合模型（通过检验的模型的均值）"),
         // Built-in events (insight::calendar).
         "spring festival" => Some("春节"),

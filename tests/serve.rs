@@ -1568,6 +1568,7 @@ fn method_name(m: &Value) -> &'static str {
         "airline" => "seasonal ARIMA (airline, log)",
         "auto-ets" => "AutoETS (form chosen by AICc)",
         "mstl" => "MSTL (weekly and yearly seasons) + ETS",
+        "theta" => "Theta (exponential smoothing with drift)",
         "combined" => "combined (mean of the models that passed)",
         other => panic!("unknown method {other}"),
     }

@@ -457,12 +457,13 @@ mod tests {
         let cfg = Config::load(None).unwrap();
         let f = compute(&cfg, &purchases(), Freq::Day, 30, None, true).unwrap();
         let sel = f.selection.as_ref().expect("chosen, not given");
-        let err = sel.chosen_error().unwrap();
+        // The reply shows the tool's figure (two decimals) to one decimal.
+        let err = round2(sel.chosen_error().unwrap());
         assert_eq!(sel.validation_windows, 3);
         let mut out = serde_json::json!({
             "from": "2026-07-01", "to": "2026-07-30", "horizon_days": 30, "total": 1000.0,
             "previous_total": 0.0, "method": f.method.name(), "event_effects": [],
-            "validation_error_pct": round2(err), "validation_windows": 3, "validation_days": 30,
+            "validation_error_pct": err, "validation_windows": 3, "validation_days": 30,
         });
         let en = render(&out, false);
         assert!(

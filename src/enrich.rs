@@ -92,8 +92,8 @@ pub struct EnrichSummary {
     pub labelled: usize,
     /// negative, neutral, positive
     pub by_sentiment: [usize; 3],
-    /// buy, abandon, wait
-    pub by_intent: [usize; 3],
+    /// buy, abandon, wait, none (no intent stated)
+    pub by_intent: [usize; 4],
     pub with_brand: usize,
     pub with_price: usize,
     pub index_points: usize,
@@ -135,7 +135,7 @@ pub async fn enrich(
         posts_pending: posts.len(),
         labelled: 0,
         by_sentiment: [0; 3],
-        by_intent: [0; 3],
+        by_intent: [0; 4],
         with_brand: 0,
         with_price: 0,
         index_points: 0,

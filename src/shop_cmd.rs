@@ -375,7 +375,7 @@ pub async fn enrich(cfg: &Config, json: bool) -> Result<()> {
     } else {
         println!(
             "{} reviews and {} posts labelled in {:.1} s ({:.0}/s)\n  sentiment: {} negative, {} neutral, \
-             {} positive\n  intent: {} buy, {} abandon, {} wait\n  entities: {} name a brand, {} a price\n  \
+             {} positive\n  intent: {} buy, {} abandon, {} wait, {} state none\n  entities: {} name a brand, {} a price\n  \
              index: {} reviews in {}\n  model: {}",
             s.reviews_pending,
             s.posts_pending,
@@ -387,6 +387,7 @@ pub async fn enrich(cfg: &Config, json: bool) -> Result<()> {
             s.by_intent[0],
             s.by_intent[1],
             s.by_intent[2],
+            s.by_intent[3],
             s.with_brand,
             s.with_price,
             s.index_points,

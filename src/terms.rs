@@ -49,6 +49,7 @@ pub fn zh_term(term: &str) -> Option<String> {
         "buy" => Some("购买"),
         "abandon" => Some("放弃"),
         "wait" => Some("观望"),
+        "none" => Some("无购买意向"),
         // Flags in tables.
         "true" => Some("是"),
         "false" => Some("否"),
@@ -137,6 +138,7 @@ pub fn column(field: &str, zh: bool) -> String {
         "wait_pct" => ("观望占比 %", "wait %"),
         "buy_pct" => ("购买占比 %", "buy %"),
         "texts" => ("文本数", "texts"),
+        "stating_intent" => ("表达意向的文本", "stating an intent"),
         "unlabelled" => ("未标注", "unlabelled"),
         "past_days" => ("历史天数", "past days"),
         "past_occurrences" => ("历史次数", "past occurrences"),

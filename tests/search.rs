@@ -238,9 +238,14 @@ fn purchase_intent_on_the_held_out_part_of_the_hand_labelled_set() {
     let cfg = common::config_in(dir.path());
     let e = dongcha::heads::eval_intent(&cfg, None, &indicatif::ProgressBar::hidden()).unwrap();
     println!("{}", e.report);
-    // Measured 0.79 on the 110 test texts (zh 0.72, en 0.86); chance is 0.33.
-    assert_eq!(e.report.total, 110);
-    assert!(e.report.accuracy >= 0.72, "{}", e.report.accuracy);
+    // Measured 0.796 on the 147 test texts (zh 0.78, en 0.81); chance is 0.25. `none` (no decision
+    // stated, most reviews): precision 1.00, recall 0.76 — a text stating no intent is seldom counted as
+    // one, and a text stating one is never counted as none.
+    assert_eq!(e.report.total, 147);
+    assert!(e.report.accuracy >= 0.76, "{}", e.report.accuracy);
+    let none = e.report.classes.iter().find(|c| c.class == "none").unwrap();
+    assert_eq!(none.support, 37);
+    assert!(none.precision >= 0.9 && none.recall >= 0.7, "{none:?}");
 }
 
 on_both_databases!(an_enrich_killed_midway_leaves_no_labelled_review_out_of_the_index);

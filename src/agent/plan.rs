@@ -85,7 +85,14 @@ pub fn figures(tool: &str) -> &'static [&'static str] {
         "sales_forecast" => &["total", "previous_total"],
         "review_sentiment" => &["negative_pct", "positive_pct", "reviews", "unlabelled"],
         "top_complaints" => &["negative_reviews", "reviews"],
-        "purchase_intent" => &["abandon_pct", "wait_pct", "buy_pct", "texts", "unlabelled"],
+        "purchase_intent" => &[
+            "abandon_pct",
+            "wait_pct",
+            "buy_pct",
+            "stating_intent",
+            "texts",
+            "unlabelled",
+        ],
         _ => &[],
     }
 }

@@ -123,9 +123,11 @@ pub async fn enrich(
 ) -> Result<EnrichSummary, EnrichError> {
     let started = Instant::now();
     let head = heads::sentiment_head(cfg)?;
+    // The exemplars and the margin an intent needs over none both decide the labels.
     let intent_version = format!(
-        "intent-{:08x}",
-        xxhash_rust::xxh3::xxh3_64(crate::nlp::intent::EXEMPLARS_TSV.as_bytes()) as u32
+        "intent-{:08x}-m{}",
+        xxhash_rust::xxh3::xxh3_64(crate::nlp::intent::EXEMPLARS_TSV.as_bytes()) as u32,
+        crate::nlp::intent::NONE_MARGIN
     );
     let version = format!("{}+{intent_version}", head.meta.version);
     let reviews = store.texts_to_enrich(TextKind::Review, &version).await?;

@@ -390,6 +390,7 @@ pub struct IntentEval {
 pub fn eval_intent(
     cfg: &Config,
     data: Option<&Path>,
+    none_margin: Option<f32>,
     progress: &indicatif::ProgressBar,
 ) -> Result<IntentEval, HeadsError> {
     let gold: Vec<intent::Labelled> = match data {
@@ -406,12 +407,15 @@ pub fn eval_intent(
     };
     let encoder = review_encoder(cfg)?;
     let mut cache = vector_cache(cfg, &encoder)?;
-    let model = intent_model(
+    let mut model = intent_model(
         &mut cache,
         &encoder,
         cfg.nlp.batch,
         &indicatif::ProgressBar::hidden(),
     )?;
+    if let Some(m) = none_margin {
+        model.none_margin = m;
+    }
     let texts: Vec<&str> = gold.iter().map(|l| l.text.as_str()).collect();
     let vectors = cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?;
     let predicted: Vec<Intent> = vectors.iter().map(|v| model.classify(v).intent).collect();

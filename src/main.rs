@@ -338,6 +338,9 @@ enum EvalCommand {
         /// A labelled file (default: the test part of models/intent_exemplars.tsv).
         #[arg(long, value_name = "FILE")]
         data: Option<PathBuf>,
+        /// How far an intent must score ahead of `none` to be counted (default: the shipped one).
+        #[arg(long, value_name = "COSINE")]
+        none_margin: Option<f32>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -70,9 +70,13 @@ pub fn eval(cfg: &Config, what: EvalCommand) -> Result<()> {
         EvalCommand::Routing { .. } | EvalCommand::Support { .. } => {
             anyhow::bail!("routing and support are evaluated by their own commands")
         }
-        EvalCommand::Intent { data, json } => {
+        EvalCommand::Intent {
+            data,
+            none_margin,
+            json,
+        } => {
             let bar = progress::count_bar(0, is_tty(), "encoding");
-            let e = dongcha::heads::eval_intent(cfg, data.as_deref(), &bar)?;
+            let e = dongcha::heads::eval_intent(cfg, data.as_deref(), none_margin, &bar)?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&e)?);

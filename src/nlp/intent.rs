@@ -89,8 +89,8 @@ pub fn is_test(text: &str) -> bool {
 
 /// How far an intent's score must be ahead of `none`'s for a text to count as stating it (see
 /// [`IntentModel::classify`]). Chosen by macro F1 on half of 128 demo-shop reviews labelled by the
-/// exemplar file's rules (`tests/data/intent-demo-labels.tsv`, its 1st, 3rd, … lines), from 0–0.04; on the other half
-/// texts wrongly given an intent fell from 18 to 9 (buys found: 7 of 13 → 4).
+/// exemplar file's rules (`tests/data/intent-demo-labels.tsv`, its 1st, 3rd, … lines), from 0–0.04;
+/// on the other half texts wrongly given an intent fell from 18 to 9 (buys found: 7 of 13 → 4).
 pub const NONE_MARGIN: f32 = 0.005;
 
 /// A few-shot classifier over exemplar vectors.
@@ -98,7 +98,7 @@ pub struct IntentModel {
     exemplars: Vec<(Intent, Vec<f32>)>,
     pub k: usize,
     /// An intent wins only this far ahead of `none`: stating an intent needs evidence, and a text that
-    /// reads about as much like a plain review is counted as one.
+    /// reads about as much like a plain review is counted as stating none.
     pub none_margin: f32,
 }
 

@@ -276,23 +276,38 @@ impl Agent {
         if let Some(prev) = history.last()
             && router::is_follow_up(&question)
             && prev.tool != "none"
+            && let Some(tool) = router::follow_up_tool(&prev.tool, &question, &facts)
         {
-            // The previous call, with whatever the follow-up says instead.
-            let mut args = prev.args.clone();
-            let said = router::args_of(&prev.tool, &question, &facts);
+            let said = router::args_of(tool, &question, &facts);
+            let mut args = if tool == prev.tool {
+                // The previous call, with whatever the follow-up says instead.
+                prev.args.clone()
+            } else {
+                // Another tool ("那评价呢？" after sales): what the conversation was about, where the
+                // new tool takes it; the previous tool's own settings stay behind.
+                prev.args
+                    .iter()
+                    .filter(|(k, _)| {
+                        router::SUBJECT_ARGS.contains(&k.as_str()) && tools::takes(tool, k)
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
             // "那上个月呢？" right after "上个月的销售额": the same relative words again mean the period
             // before the one just answered, not that one once more.
             let same_period =
                 said.get("period").is_some() && said.get("period") == prev.args.get("period");
             args.extend(said);
             if same_period
+                && tool == prev.tool
                 && let Some(p) = args
                     .get("period")
                     .and_then(|v| serde_json::from_value::<dates::Period>(v.clone()).ok())
             {
                 args.insert("period".into(), serde_json::json!(p.previous()));
             }
-            route.tool = prev.tool.clone();
+            route.clarify = router::missing_required(tool, &args, zh);
+            route.tool = tool.to_string();
             route.args = args;
             route.stage = "follow-up".into();
             return Ok(route);

@@ -1389,6 +1389,37 @@ pub fn is_follow_up(question: &str) -> bool {
     short && (zh || en)
 }
 
+/// What a follow-up is about, carried over from the previous call when its tool takes it.
+pub const SUBJECT_ARGS: [&str; 5] = ["product", "category", "period", "segment", "customer_id"];
+
+/// The tool a follow-up asks for: the previous call's, unless the follow-up's own words ask for
+/// another ("那上个月卖了多少？" after a forecast is sales, "那评价呢？" is sentiment), or it names a time
+/// the previous tool cannot take (a month gone by after a forecast, one to come after sales). `None`
+/// when its words ask for several tools: that is a new question, not a follow-up.
+pub fn follow_up_tool(prev: &str, question: &str, facts: &Facts) -> Option<&'static str> {
+    let own = |t: &str| crate::tools::NAMES.iter().copied().find(|n| *n == t);
+    // "and for the high-value segment?" after recommendations names whom they are for: words of the
+    // customer tools that name a segment the previous tool takes are its argument.
+    let names_segment = || {
+        crate::tools::takes(prev, "segment")
+            && args_of(prev, question, facts).contains_key("segment")
+    };
+    match facts.asked.as_slice() {
+        [] => {}
+        [(t, _)] if PLAN_TARGETS.contains(t) && names_segment() => {}
+        [(t, _)] => return own(t),
+        more if more.iter().any(|(t, _)| *t == prev) => {}
+        _ => return None,
+    }
+    let past = facts.period.is_some() && facts.horizon_days.is_none();
+    let future = facts.horizon_days.is_some() && facts.period.is_none();
+    match prev {
+        "sales_forecast" if past => Some("sales_summary"),
+        "sales_summary" if future => Some("sales_forecast"),
+        _ => own(prev),
+    }
+}
+
 /// Does the question read as Chinese?
 pub fn is_chinese(text: &str) -> bool {
     let han = text.chars().filter(|c| is_cjk(*c)).count();
@@ -1727,6 +1758,50 @@ mod tests {
             &cat(),
         );
         assert_eq!(a["top_k"], 10);
+    }
+
+    /// After a forecast, "那上个月卖了多少？" was answered with the forecast again (a follow-up always
+    /// kept the previous tool). A follow-up whose words ask for one tool gets that tool; one that names
+    /// a time the previous tool cannot take gets its counterpart; one that only changes an argument
+    /// keeps the previous tool.
+    #[test]
+    fn a_follow_up_naming_its_own_tool_is_not_the_previous_one() {
+        let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let tool = |prev: &str, q: &str| {
+            assert!(is_follow_up(q), "{q}");
+            follow_up_tool(prev, q, &Facts::read(q, today, &cat()))
+        };
+        assert_eq!(
+            tool("sales_forecast", "那上个月卖了多少？"),
+            Some("sales_summary")
+        );
+        assert_eq!(
+            tool("sales_forecast", "and what about last month?"),
+            Some("sales_summary")
+        );
+        assert_eq!(
+            tool("sales_summary", "那下个月呢？"),
+            Some("sales_forecast")
+        );
+        assert_eq!(
+            tool("sales_summary", "那口碑呢？"),
+            Some("review_sentiment")
+        );
+        assert_eq!(
+            tool("review_sentiment", "what about the complaints?"),
+            Some("top_complaints")
+        );
+        // Only an argument changes: the same tool.
+        for (prev, q) in [
+            ("sales_summary", "那上个月呢？"),
+            ("sales_forecast", "那戴尔 Inspiron 14 呢？"),
+            ("review_sentiment", "那上个月呢？"),
+            ("top_complaints", "and for the Dell Inspiron 14?"),
+            ("recommend_products", "and for the high-value segment?"),
+            ("recommend_products", "那高价值客户呢？"),
+        ] {
+            assert_eq!(tool(prev, q), Some(prev), "{prev}: {q}");
+        }
     }
 
     #[test]

@@ -245,6 +245,15 @@ pub fn label(name: &str, zh: bool) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
+/// Whether a tool's typed arguments have a field of that name.
+pub fn takes(tool: &str, field: &str) -> bool {
+    CATALOGUE
+        .iter()
+        .find(|t| t.name == tool)
+        .and_then(|t| t.schema.get("properties"))
+        .is_some_and(|p| p.get(field).is_some())
+}
+
 /// `none` takes nothing.
 #[derive(Debug, Clone, Default, serde::Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -111,6 +111,10 @@ pub struct Package {
     pub platform: Option<String>,
     #[serde(default)]
     pub python_version: Option<String>,
+    /// A tar.gz inside the package that holds `files` (their paths and `strip` are then inside it):
+    /// vaderSentiment's sdist keeps its rated review snippets in such an archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner: Option<String>,
     #[serde(default)]
     pub strip: String,
     pub files: Vec<String>,

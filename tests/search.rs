@@ -233,6 +233,44 @@ async fn reviews_are_labelled_indexed_and_found_by_meaning() {
     );
 }
 
+/// English reviews get a head of their own: trained (on a small part here) beside the Chinese one, each
+/// English set reported on its held-out part, and `dongcha eval sentiment` on the written held-out file
+/// gives the same figure through the saved head (which reads each text with its language's head).
+#[test]
+fn english_reviews_get_a_head_of_their_own_reproduced_by_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config_in(dir.path());
+    let opts = TrainOptions {
+        epochs: 10,
+        ..Default::default()
+    };
+    let s = dongcha::heads::train_sentiment(
+        &cfg,
+        &opts,
+        Some(1200),
+        false,
+        true,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let names: Vec<&str> = s.english.iter().map(|e| e.name).collect();
+    assert_eq!(names, ["amazon", "movies"]);
+    let amazon = &s.english[0];
+    let acc = amazon.report.binary_accuracy.unwrap();
+    println!("small heads, Amazon held-out accuracy {acc:.3}");
+    assert!(acc >= 0.75, "{acc:.3}");
+    let head = dongcha::heads::sentiment_head(&cfg).unwrap();
+    assert!(head.meta.english && head.english.is_some());
+    let again = dongcha::heads::eval_sentiment(
+        &cfg,
+        &amazon.held_out_file,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert_eq!(again.binary_accuracy, amazon.report.binary_accuracy);
+    assert_eq!(again.confusion, amazon.report.confusion);
+}
+
 /// `dongcha train sentiment --data FILE`: a shop's own labels (here English product-review snippets,
 /// which a head trained on Chinese alone has not seen) train a head that scores better on their held-out
 /// part, and it replaces the head there was; the same labels again give the same head, which is not

@@ -299,6 +299,9 @@ pub struct HeadMeta {
     /// Whether a character n-gram model is part of the head.
     #[serde(default)]
     pub ngram: bool,
+    /// Whether English texts have a head of their own (tensors `en.*`).
+    #[serde(default)]
+    pub english: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -334,6 +337,15 @@ pub struct SentimentHead {
     /// A character n-gram model whose log-odds are averaged with the vector head's.
     pub ngram: Option<NgramModel>,
     pub meta: HeadMeta,
+    /// A head of the same shape for English texts ([`is_english`]); this one then reads the rest.
+    pub english: Option<Box<SentimentHead>>,
+}
+
+/// Whether the English head reads a text: Latin letters and no CJK character ("ThinkPad 很好用" is
+/// Chinese).
+pub fn is_english(text: &str) -> bool {
+    let cjk = |c: char| ('\u{3400}'..='\u{9fff}').contains(&c);
+    text.chars().any(|c| c.is_ascii_alphabetic()) && !text.chars().any(cjk)
 }
 
 /// Deterministic uniform(-a, a) values from a seed (xxh3 of a counter): weights do not depend on a
@@ -359,6 +371,38 @@ impl SentimentHead {
 
     /// P(positive) for each text, given its sentence vector.
     pub fn prob_positive(
+        &self,
+        vectors: &[Vec<f32>],
+        texts: &[&str],
+    ) -> Result<Vec<f32>, SentimentError> {
+        let Some(en) = &self.english else {
+            return self.prob_positive_here(vectors, texts);
+        };
+        // Each text to its language's head (a vector without its text stays here).
+        let english: Vec<bool> = (0..vectors.len())
+            .map(|i| texts.get(i).is_some_and(|t| is_english(t)))
+            .collect();
+        let part = |want: bool| -> (Vec<Vec<f32>>, Vec<&str>) {
+            english
+                .iter()
+                .zip(vectors)
+                .enumerate()
+                .filter(|(_, (e, _))| **e == want)
+                .map(|(i, (_, v))| (v.clone(), texts.get(i).copied().unwrap_or("")))
+                .unzip()
+        };
+        let (zv, zt) = part(false);
+        let (ev, et) = part(true);
+        let mut z = self.prob_positive_here(&zv, &zt)?.into_iter();
+        let mut e = en.prob_positive_here(&ev, &et)?.into_iter();
+        Ok(english
+            .iter()
+            .map(|is_en| if *is_en { e.next() } else { z.next() }.unwrap_or(0.5))
+            .collect())
+    }
+
+    /// P(positive) from this head alone.
+    fn prob_positive_here(
         &self,
         vectors: &[Vec<f32>],
         texts: &[&str],
@@ -396,31 +440,42 @@ impl SentimentHead {
     }
 
     /// Saves `<stem>.safetensors` and `<stem>.json` (metadata plus `extra`, e.g. metrics).
-    pub fn save(&self, stem: &Path, extra: &serde_json::Value) -> Result<(), SentimentError> {
-        let mut t = HashMap::new();
-        t.insert("w1".to_string(), self.w1.clone());
-        t.insert("b1".to_string(), self.b1.clone());
+    /// The head's tensors under `prefix`.
+    fn tensors(&self, prefix: &str, t: &mut HashMap<String, Tensor>) -> Result<(), SentimentError> {
+        t.insert(format!("{prefix}w1"), self.w1.clone());
+        t.insert(format!("{prefix}b1"), self.b1.clone());
         if let Some((w, b)) = &self.out {
-            t.insert("w2".to_string(), w.clone());
-            t.insert("b2".to_string(), b.clone());
+            t.insert(format!("{prefix}w2"), w.clone());
+            t.insert(format!("{prefix}b2"), b.clone());
         }
         if let Some(m) = &self.ngram {
             let n = m.weights.len();
             t.insert(
-                "ngram_w".to_string(),
+                format!("{prefix}ngram_w"),
                 Tensor::from_slice(&m.weights, n, &Device::Cpu)?,
             );
             t.insert(
-                "ngram_b".to_string(),
+                format!("{prefix}ngram_b"),
                 Tensor::from_slice(&[m.bias], 1, &Device::Cpu)?,
             );
+        }
+        Ok(())
+    }
+
+    pub fn save(&self, stem: &Path, extra: &serde_json::Value) -> Result<(), SentimentError> {
+        let mut t = HashMap::new();
+        self.tensors("", &mut t)?;
+        if let Some(en) = &self.english {
+            en.tensors("en.", &mut t)?;
         }
         let weights = stem.with_extension("safetensors");
         candle_core::safetensors::save(&t, &weights)?;
         let mut json = serde_json::to_value(&self.meta).unwrap_or_default();
         if let (Some(o), Some(e)) = (json.as_object_mut(), extra.as_object()) {
+            // The metadata's own fields win: an extra `english` (the sets' reports) once replaced the
+            // flag and the head no longer loaded.
             for (k, v) in e {
-                o.insert(k.clone(), v.clone());
+                o.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
         let meta = stem.with_extension("json");
@@ -446,39 +501,47 @@ impl SentimentHead {
         let weights = stem.with_extension("safetensors");
         let mut t = candle_core::safetensors::load(&weights, device)
             .map_err(|e| head_err(format!("{}: {e}", weights.display())))?;
-        let mut take = |k: &str| {
-            t.remove(k)
-                .ok_or_else(|| head_err(format!("tensor {k} missing")))
-        };
-        let w1 = take("w1")?;
-        let b1 = take("b1")?;
-        let out = if meta.hidden > 0 {
-            Some((take("w2")?, take("b2")?))
-        } else {
-            None
-        };
-        let ngram = if meta.ngram {
-            Some(NgramModel {
-                weights: take("ngram_w")?.to_vec1::<f32>()?,
-                bias: take("ngram_b")?.to_vec1::<f32>()?[0],
+        let mut one = |prefix: &str| -> Result<Self, SentimentError> {
+            let mut take = |k: &str| {
+                t.remove(&format!("{prefix}{k}"))
+                    .ok_or_else(|| head_err(format!("tensor {prefix}{k} missing")))
+            };
+            let w1 = take("w1")?;
+            let b1 = take("b1")?;
+            let out = if meta.hidden > 0 {
+                Some((take("w2")?, take("b2")?))
+            } else {
+                None
+            };
+            let ngram = if meta.ngram {
+                Some(NgramModel {
+                    weights: take("ngram_w")?.to_vec1::<f32>()?,
+                    bias: take("ngram_b")?.to_vec1::<f32>()?[0],
+                })
+            } else {
+                None
+            };
+            if w1.dims2()?.1 != meta.dim {
+                return Err(head_err(format!(
+                    "weights read {} inputs, metadata says {}",
+                    w1.dims2()?.1,
+                    meta.dim
+                )));
+            }
+            Ok(Self {
+                w1,
+                b1,
+                out,
+                ngram,
+                meta: meta.clone(),
+                english: None,
             })
-        } else {
-            None
         };
-        if w1.dims2()?.1 != meta.dim {
-            return Err(head_err(format!(
-                "weights read {} inputs, metadata says {}",
-                w1.dims2()?.1,
-                meta.dim
-            )));
+        let mut head = one("")?;
+        if meta.english {
+            head.english = Some(Box::new(one("en.")?));
         }
-        Ok(Self {
-            w1,
-            b1,
-            out,
-            ngram,
-            meta,
-        })
+        Ok(head)
     }
 }
 
@@ -515,6 +578,8 @@ pub fn train_head(
 /// One finished epoch, as the progress bar shows it.
 #[derive(Debug, Clone, Copy)]
 pub struct Epoch {
+    /// Which head, where there is one per language ("zh", "en"); empty otherwise.
+    pub part: &'static str,
     pub epoch: usize,
     pub epochs: usize,
     /// Mean cross-entropy over the epoch's batches.
@@ -659,6 +724,7 @@ pub fn train_head_watched(
             best = Some((a, snapshot()?));
         }
         on_epoch(Epoch {
+            part: "",
             epoch: epoch + 1,
             epochs: opts.epochs,
             loss: loss_sum / batches.max(1) as f32,
@@ -674,6 +740,7 @@ pub fn train_head_watched(
         b1,
         out,
         ngram: None,
+        english: None,
         meta: HeadMeta {
             hidden: opts.hidden,
             dim,
@@ -730,6 +797,63 @@ mod tests {
         std::fs::write(&f, "1_1\t2.1\tfine\n1_2\tgood\tno rating\n").unwrap();
         let e = read_rated(&f).unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    /// Vectors whose first coordinate's sign is the label.
+    fn separable() -> (Vec<Vec<f32>>, Vec<bool>) {
+        let xs = (0..200)
+            .map(|i| {
+                let s = if i % 2 == 0 { 1.0 } else { -1.0 };
+                vec![s * (0.5 + (i % 7) as f32 / 10.0), (i % 5) as f32 / 5.0, 0.3]
+            })
+            .collect();
+        (xs, (0..200).map(|i| i % 2 == 0).collect())
+    }
+
+    fn test_meta() -> HeadMeta {
+        HeadMeta {
+            encoder: "test".into(),
+            dim: 3,
+            hidden: 0,
+            neutral_band: 0.1,
+            version: "t".into(),
+            ngram: false,
+            english: false,
+        }
+    }
+
+    /// A head per language: English texts are read by the English head, the rest (and a vector without
+    /// its text) by the other; both come back from disk, even when the metrics saved beside them have a
+    /// key of the metadata's name (an `english` list once replaced the flag and the head failed to load).
+    #[test]
+    fn a_head_per_language_reads_each_text_with_its_own_and_survives_a_reload() {
+        let (xs, ys) = separable();
+        let flipped: Vec<bool> = ys.iter().map(|y| !y).collect();
+        let meta = test_meta();
+        let opts = TrainOptions {
+            hidden: 0,
+            epochs: 40,
+            batch: 16,
+            learning_rate: 0.05,
+            ..Default::default()
+        };
+        let mut head = train_head(&xs, &ys, &opts, meta.clone()).unwrap();
+        // The English head learned the opposite, so which one read a text shows.
+        head.english = Some(Box::new(train_head(&xs, &flipped, &opts, meta).unwrap()));
+        head.meta.english = true;
+        let v = vec![xs[0].clone(), xs[0].clone(), xs[0].clone(), xs[0].clone()];
+        let texts = ["电池很好", "battery is great", "ThinkPad 很好用"];
+        let p = head.prob_positive(&v, &texts).unwrap();
+        assert!(p[0] > 0.5 && p[2] > 0.5, "Chinese and mixed text: {p:?}");
+        assert!(p[1] < 0.5, "English text: {p:?}");
+        assert!(p[3] > 0.5, "no text: {p:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("sentiment");
+        head.save(&stem, &serde_json::json!({"english": [{"name": "amazon"}]}))
+            .unwrap();
+        let back = SentimentHead::load(&stem, &Device::Cpu).unwrap();
+        assert!(back.english.is_some());
+        assert_eq!(back.prob_positive(&v, &texts).unwrap(), p);
     }
 
     #[test]
@@ -797,22 +921,8 @@ mod tests {
 
     #[test]
     fn a_head_learns_a_separable_rule_and_survives_a_save() {
-        // Vectors whose first coordinate's sign is the label.
-        let xs: Vec<Vec<f32>> = (0..200)
-            .map(|i| {
-                let s = if i % 2 == 0 { 1.0 } else { -1.0 };
-                vec![s * (0.5 + (i % 7) as f32 / 10.0), (i % 5) as f32 / 5.0, 0.3]
-            })
-            .collect();
-        let ys: Vec<bool> = (0..200).map(|i| i % 2 == 0).collect();
-        let meta = HeadMeta {
-            encoder: "test".into(),
-            dim: 3,
-            hidden: 0,
-            neutral_band: 0.1,
-            version: "t".into(),
-            ngram: false,
-        };
+        let (xs, ys) = separable();
+        let meta = test_meta();
         for hidden in [0, 8] {
             let opts = TrainOptions {
                 hidden,

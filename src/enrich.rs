@@ -109,6 +109,8 @@ struct Models {
     encoder: Encoder,
     cache: std::sync::Mutex<heads::VectorCache>,
     head: SentimentHead,
+    /// The fine-tuned top layers the sentiment head reads, when it has some.
+    branch: Option<crate::nlp::int8::Branch>,
     intent: IntentModel,
     gazetteer: Gazetteer,
     batch: usize,
@@ -166,10 +168,12 @@ pub async fn enrich(
         gazetteer.add(brand.as_deref(), model.as_deref());
     }
     let cache = std::sync::Mutex::new(cache);
+    let branch = heads::sentiment_branch(&head, &encoder)?;
     let models = Models {
         encoder,
         cache,
         head,
+        branch,
         intent,
         gazetteer,
         batch: cfg.nlp.batch,
@@ -219,18 +223,33 @@ fn label_chunk(
 ) -> Result<(Vec<TextNlp>, Vec<ReviewPoint>), EnrichError> {
     let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
     // Texts encoded before (the training corpus, e.g. the demo shop's reviews) come from the cache.
-    let vectors = m
-        .cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .vectors_with(
-            &m.encoder,
-            &texts,
-            m.batch,
-            &indicatif::ProgressBar::hidden(),
-            false,
-        )?;
-    let p = m.head.prob_positive(&vectors, &texts)?;
+    let (vectors, p) = match &m.branch {
+        // A fine-tuned head reads the tuned top's vectors: both from one pass through the shared layers.
+        Some(branch) => {
+            let (vectors, tuned): (Vec<Vec<f32>>, Vec<Vec<f32>>) = m
+                .encoder
+                .encode_with_branch(&texts, m.batch, branch)?
+                .into_iter()
+                .unzip();
+            let p = m.head.prob_positive(&tuned, &texts)?;
+            (vectors, p)
+        }
+        None => {
+            let vectors = m
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .vectors_with(
+                    &m.encoder,
+                    &texts,
+                    m.batch,
+                    &indicatif::ProgressBar::hidden(),
+                    false,
+                )?;
+            let p = m.head.prob_positive(&vectors, &texts)?;
+            (vectors, p)
+        }
+    };
     let mut rows = Vec::with_capacity(chunk.len());
     let mut points = Vec::with_capacity(chunk.len());
     for ((r, v), p) in chunk.iter().zip(vectors).zip(p) {

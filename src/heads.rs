@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::assets::{AssetError, Assets};
 use crate::config::Config;
 use crate::nlp::encoder::{Encoder, EncoderError};
+use crate::nlp::finetune::{self, FineTuneOptions, FineTuneRun};
 use crate::nlp::intent::{self, Intent, IntentModel};
 use crate::nlp::ngram::{self, NgramModel, NgramOptions};
 use crate::nlp::sentiment::{
@@ -21,6 +22,8 @@ use crate::nlp::sentiment::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeadsError {
+    #[error(transparent)]
+    FineTune(#[from] finetune::FineTuneError),
     #[error(transparent)]
     Assets(#[from] AssetError),
     #[error(transparent)]
@@ -214,6 +217,8 @@ pub struct TrainSummary {
     pub english: Vec<EnglishPart>,
     /// The shop's own labels, when given.
     pub shop: Option<ShopPart>,
+    /// How fine-tuning the encoder's top layers went (`--fine-tune`).
+    pub fine_tuned: Option<FineTuneRun>,
 }
 
 /// One English set: its corpus, how many rated texts fell between positive and negative, and the
@@ -258,6 +263,8 @@ pub struct TrainSpec {
     /// current one only when it scores better on the file's held-out part, or with `force`.
     pub shop: Option<PathBuf>,
     pub force: bool,
+    /// Fine-tune the encoder's top layers for sentiment first; the heads then read their vectors.
+    pub fine_tune: Option<FineTuneOptions>,
 }
 
 /// The shop's own labels as training went: the held-out part scored by the head there was and by the
@@ -398,7 +405,28 @@ pub fn train_sentiment_with(
         )
         .map(|e| e.text.as_str())
         .collect();
-    let vectors = cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?;
+    let (vectors, fine_tuned) = match &spec.fine_tune {
+        None => (
+            cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?,
+            None,
+        ),
+        Some(ft) => {
+            let labels: Vec<bool> = train
+                .iter()
+                .map(|e| e.label == Sentiment::Positive)
+                .collect();
+            let (v, tuned) = fine_tune(
+                &encoder,
+                &texts,
+                &labels,
+                ft,
+                cfg.nlp.batch,
+                progress,
+                on_epoch,
+            )?;
+            (v, Some(tuned))
+        }
+    };
     let (train_v, rest) = vectors.split_at(train.len());
     let (held_v, rest) = rest.split_at(split.held_out.len());
     let en_held: usize = en.iter().map(|(_, s, _)| s.held_out.len()).sum();
@@ -423,6 +451,7 @@ pub fn train_sentiment_with(
         ),
         ngram: false,
         english: false,
+        branch_layers: 0,
     };
     let shop_val_texts: Vec<&str> = shop
         .iter()
@@ -532,6 +561,16 @@ pub fn train_sentiment_with(
         }
         None => None,
     };
+    if let Some((tensors, _)) = &fine_tuned {
+        head.branch = tensors.clone();
+        head.meta.branch_layers = spec.fine_tune.as_ref().map_or(0, |f| f.layers);
+        // The tuned weights are part of what the labels depend on.
+        head.meta.version.push_str(&format!(
+            "-ft{}-{:08x}",
+            head.meta.branch_layers,
+            finetune::fingerprint(tensors)? as u32
+        ));
+    }
     head.save(
         &stem,
         &serde_json::json!({
@@ -549,6 +588,7 @@ pub fn train_sentiment_with(
             },
             "held_out": report,
             "held_out_neutral_share": neutral_share,
+            "fine_tuned": fine_tuned.as_ref().map(|(_, run)| run),
         }),
     )?;
     Ok(TrainSummary {
@@ -559,7 +599,82 @@ pub fn train_sentiment_with(
         neutral_share,
         english,
         shop,
+        fine_tuned: fine_tuned.map(|(_, run)| run),
     })
+}
+
+/// The tuned layers' tensors and how training went.
+type Tuned = (HashMap<String, candle_core::Tensor>, FineTuneRun);
+
+/// Fine-tunes the encoder's top `opts.layers` layers on the first `labels.len()` of `texts` (labelled
+/// positive/negative; a tenth of them, by xxh3(text, seed 2), only watches training and picks the best
+/// epoch) and returns the vectors of every text through the tuned top, the tuned layers' tensors
+/// (under [`sentiment::BRANCH_PREFIX`]) and how training went. The frozen bottom runs once.
+fn fine_tune(
+    encoder: &Encoder,
+    texts: &[&str],
+    labels: &[bool],
+    opts: &FineTuneOptions,
+    batch: usize,
+    progress: &indicatif::ProgressBar,
+    on_epoch: &mut dyn FnMut(sentiment::Epoch),
+) -> Result<(Vec<Vec<f32>>, Tuned), HeadsError> {
+    let total = encoder.layer_count()?;
+    let count = opts.layers.clamp(1, total);
+    let start = total - count;
+    progress.set_length(texts.len() as u64);
+    let mut states = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch.max(1) * 16) {
+        states.extend(encoder.states(chunk, start, batch)?);
+        progress.inc(chunk.len() as u64);
+    }
+    let (weights, config) = encoder.float_weights()?;
+    let shape = finetune::Shape {
+        hidden: config.hidden_size,
+        heads: config.num_attention_heads,
+        eps: config.layer_norm_eps,
+    };
+    let top = finetune::Top::from_encoder(&weights, start, count, shape)?;
+    drop(weights);
+    let watch = |t: &str| xxhash_rust::xxh3::xxh3_64_with_seed(t.as_bytes(), 2).is_multiple_of(10);
+    let (mut tr, mut trl, mut va, mut val) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, y) in labels.iter().enumerate() {
+        if watch(texts[i]) {
+            va.push(states[i].as_slice());
+            val.push(*y);
+        } else {
+            tr.push(states[i].as_slice());
+            trl.push(*y);
+        }
+    }
+    let run = finetune::train(
+        &top,
+        (&tr, &trl),
+        (&va, &val),
+        opts,
+        &mut |e| {
+            on_epoch(sentiment::Epoch {
+                part: "layers",
+                epoch: e.epoch,
+                epochs: e.epochs,
+                loss: e.loss,
+                val_accuracy: Some(e.val_accuracy),
+            })
+        },
+        &mut |step, steps| {
+            progress.set_length(steps as u64);
+            progress.set_position(step as u64);
+        },
+    )?;
+    tracing::info!(?run, "fine-tuned the encoder's top layers");
+    let tensors = top.export(sentiment::BRANCH_PREFIX)?;
+    let branch = encoder.branch(&tensors, sentiment::BRANCH_PREFIX, count)?;
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in states.chunks(512) {
+        let s: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+        vectors.extend(encoder.branch_vectors_from_states(&s, &branch)?);
+    }
+    Ok((vectors, (tensors, run)))
 }
 
 /// A head (and its n-gram model) on `examples` with their vectors, watched on the validation texts.
@@ -638,9 +753,35 @@ pub fn eval_sentiment(
     let head = sentiment_head(cfg)?;
     let encoder = review_encoder(cfg)?;
     let texts: Vec<&str> = gold.iter().map(|e| e.text.as_str()).collect();
-    let mut cache = vector_cache(cfg, &encoder)?;
-    let vectors = cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?;
+    let vectors = match sentiment_branch(&head, &encoder)? {
+        Some(branch) => {
+            progress.set_length(texts.len() as u64);
+            let v = encoder.encode_branch(&texts, cfg.nlp.batch, &branch)?;
+            progress.inc(texts.len() as u64);
+            v
+        }
+        None => {
+            let mut cache = vector_cache(cfg, &encoder)?;
+            cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?
+        }
+    };
     evaluate(&head, &vectors, &gold)
+}
+
+/// The fine-tuned layers a head reads the vectors of, built for `encoder`'s engine; None for a head
+/// over the encoder's own vectors.
+pub fn sentiment_branch(
+    head: &SentimentHead,
+    encoder: &Encoder,
+) -> Result<Option<crate::nlp::int8::Branch>, HeadsError> {
+    if head.meta.branch_layers == 0 {
+        return Ok(None);
+    }
+    Ok(Some(encoder.branch(
+        &head.branch,
+        sentiment::BRANCH_PREFIX,
+        head.meta.branch_layers,
+    )?))
 }
 
 /// The intent classifier: the shipped exemplars' 70% part, encoded by the review encoder (cached).

@@ -257,6 +257,20 @@ enum TrainCommand {
         /// without looking at the held-out texts).
         #[arg(long)]
         validate: bool,
+        /// Fine-tune the encoder's top layers for sentiment first (the frozen bottom runs once; its
+        /// token states are kept); the heads then read the tuned encoder's vectors.
+        #[arg(long)]
+        fine_tune: bool,
+        /// With --fine-tune: how many top layers are trained.
+        #[arg(long, default_value_t = 2, requires = "fine_tune")]
+        fine_tune_layers: usize,
+        /// With --fine-tune: passes over the training texts (the best epoch on a tenth kept aside wins;
+        /// two epochs without gain stop it).
+        #[arg(long, default_value_t = 3, requires = "fine_tune")]
+        fine_tune_epochs: usize,
+        /// With --fine-tune: AdamW learning rate of the encoder layers.
+        #[arg(long, default_value_t = 5e-5, requires = "fine_tune")]
+        fine_tune_lr: f64,
         /// Print JSON.
         #[arg(long)]
         json: bool,

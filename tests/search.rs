@@ -527,3 +527,60 @@ async fn an_enrich_killed_midway_leaves_no_labelled_review_out_of_the_index(db: 
         "{text}"
     );
 }
+
+/// `dongcha train sentiment --fine-tune` (a small run here: one layer, one epoch, 400 texts): the tuned
+/// top layer is saved in the head's file, the head reads the tuned encoder's vectors after a reload, and
+/// `dongcha eval sentiment` on the written held-out file gives the training report's figure again
+/// (training ran the tuned layer on kept token states, eval runs the whole encoder from the text).
+#[test]
+fn a_fine_tuned_head_keeps_its_layers_and_eval_reproduces_it() {
+    use dongcha::heads::{TrainSpec, train_sentiment_with};
+    use dongcha::nlp::finetune::FineTuneOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config_in(dir.path());
+    let opts = TrainOptions {
+        epochs: 8,
+        ..Default::default()
+    };
+    let spec = TrainSpec {
+        limit: Some(400),
+        fine_tune: Some(FineTuneOptions {
+            layers: 1,
+            epochs: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut parts = Vec::new();
+    let s = train_sentiment_with(
+        &cfg,
+        &opts,
+        &spec,
+        &indicatif::ProgressBar::hidden(),
+        &mut |e| parts.push(e.part),
+    )
+    .unwrap();
+    assert_eq!(parts.first(), Some(&"layers"), "{parts:?}");
+    let run = s.fine_tuned.as_ref().unwrap();
+    assert_eq!(run.epochs_run, 1);
+    assert!(run.val_accuracy_before > 0.5, "{run:?}");
+    let acc = s.report.binary_accuracy.unwrap();
+    println!("fine-tuned (1 layer, 1 epoch, 400 texts): held-out {acc:.3}, {run:?}");
+    assert!(acc >= 0.75, "{acc:.3}");
+    let head = dongcha::heads::sentiment_head(&cfg).unwrap();
+    assert_eq!(head.meta.branch_layers, 1);
+    assert_eq!(
+        head.branch.len(),
+        dongcha::nlp::finetune::LAYER_PARAMS.len()
+    );
+    assert!(head.meta.version.contains("-ft1-"), "{}", head.meta.version);
+    let again =
+        dongcha::heads::eval_sentiment(&cfg, &s.held_out_file, &indicatif::ProgressBar::hidden())
+            .unwrap();
+    let (a, b) = (again.binary_accuracy.unwrap(), acc);
+    // The same vectors up to rounding: at most one text may fall the other way.
+    assert!(
+        (a - b).abs() * again.total as f64 <= 1.0 + 1e-9,
+        "eval {a:.4} vs training {b:.4}"
+    );
+}

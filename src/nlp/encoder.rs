@@ -32,6 +32,8 @@ pub enum EncoderError {
     Q4(#[from] super::q4::Q4Error),
     #[error(transparent)]
     Int8(#[from] super::int8::Int8Error),
+    #[error("{0} runs on dongcha's own engine: set [nlp] encoder_precision to auto, f32 or int8")]
+    NeedsOwnEngine(&'static str),
 }
 
 /// How the encoder runs on the CPU (`[nlp] encoder_precision`).
@@ -65,11 +67,16 @@ pub const E5_Q4_FILE: &str = "e5-small-q4.bin";
 
 pub struct Encoder {
     engine: Engine,
+    /// The model's float weights and shape, read again from here when a task fine-tunes layers.
+    dir: std::path::PathBuf,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
     prefix: &'static str,
 }
+
+/// A text's vector from the encoder and from the encoder topped by a branch.
+pub type VectorPair = (Vec<f32>, Vec<f32>);
 
 /// The device to run on: the first CUDA GPU when built with `cuda` and one is present, else the CPU.
 pub fn default_device() -> Device {
@@ -186,6 +193,7 @@ impl Encoder {
             .map_err(|e| fail(format!("truncation: {e}")))?;
         Ok(Self {
             engine,
+            dir: dir.to_path_buf(),
             tokenizer,
             device,
             dim: config.hidden_size,
@@ -217,6 +225,147 @@ impl Encoder {
         }
     }
 
+    /// The model's float weights (BERT's names) and shape, as loaded (4-bit weights dequantised).
+    pub fn float_weights(
+        &self,
+    ) -> Result<(std::collections::HashMap<String, Tensor>, Config), EncoderError> {
+        let fail = |reason: String| EncoderError::Load {
+            dir: self.dir.display().to_string(),
+            reason,
+        };
+        let packed = self.dir.join(E5_Q4_FILE);
+        if packed.exists() {
+            let q = super::q4::load(&packed, &Device::Cpu)?;
+            return Ok((q.tensors, q.config));
+        }
+        let config: Config = serde_json::from_str(
+            &std::fs::read_to_string(self.dir.join("config.json"))
+                .map_err(|e| fail(format!("config.json: {e}")))?,
+        )
+        .map_err(|e| fail(format!("config.json: {e}")))?;
+        let tensors =
+            candle_core::safetensors::load(self.dir.join("model.safetensors"), &Device::Cpu)
+                .map_err(|e| fail(format!("model.safetensors: {e}")))?;
+        Ok((tensors, config))
+    }
+
+    fn own(&self, what: &'static str) -> Result<&super::int8::Int8Bert, EncoderError> {
+        match &self.engine {
+            Engine::Own(m) => Ok(m),
+            Engine::Candle(_) => Err(EncoderError::NeedsOwnEngine(what)),
+        }
+    }
+
+    /// How many layers the encoder has (dongcha's own engine only).
+    pub fn layer_count(&self) -> Result<usize, EncoderError> {
+        Ok(self.own("a fine-tuned branch")?.layer_count())
+    }
+
+    /// Layers trained to replace the encoder's top `count` (tensors `{prefix}{i}.…`), run by the same
+    /// engine as the rest.
+    pub fn branch(
+        &self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        prefix: &str,
+        count: usize,
+    ) -> Result<super::int8::Branch, EncoderError> {
+        let m = self.own("a fine-tuned branch")?;
+        let start = m.layer_count().saturating_sub(count);
+        Ok(super::int8::Branch::from_tensors(
+            tensors, prefix, start, count, m,
+        )?)
+    }
+
+    /// The tokenizer's encodings of the texts (prefix added, truncated, padded to the longest).
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<tokenizers::Encoding>, EncoderError> {
+        let inputs: Vec<String> = texts
+            .iter()
+            .map(|t| format!("{}{t}", self.prefix))
+            .collect();
+        self.tokenizer
+            .encode_batch(inputs, true)
+            .map_err(|e| EncoderError::Tokenize(e.to_string()))
+    }
+
+    /// Token ids of each text as the model reads them.
+    fn ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EncoderError> {
+        Ok(self
+            .tokenize(texts)?
+            .iter()
+            .map(|e| real_ids(e).to_vec())
+            .collect())
+    }
+
+    /// Runs `f` over the texts `batch` at a time, shortest first; results in input order.
+    fn batched<T: Default + Clone>(
+        &self,
+        texts: &[&str],
+        batch: usize,
+        mut f: impl FnMut(&[&[u32]]) -> Result<Vec<T>, EncoderError>,
+    ) -> Result<Vec<T>, EncoderError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|i| texts[*i].len());
+        let mut out = vec![T::default(); texts.len()];
+        for chunk in order.chunks(batch.max(1)) {
+            let batch_texts: Vec<&str> = chunk.iter().map(|i| texts[*i]).collect();
+            let ids = self.ids(&batch_texts)?;
+            let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+            for (i, v) in chunk.iter().zip(f(&seqs)?) {
+                out[*i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Token states after the encoder's first `layers` layers, one `len × dim` block per text: the
+    /// frozen part a fine-tuned branch reads.
+    pub fn states(
+        &self,
+        texts: &[&str],
+        layers: usize,
+        batch: usize,
+    ) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let m = self.own("fine-tuning")?;
+        self.batched(texts, batch, |seqs| Ok(m.states(seqs, layers)))
+    }
+
+    /// Sentence vectors of token states run through `branch`.
+    pub fn branch_vectors_from_states(
+        &self,
+        states: &[&[f32]],
+        branch: &super::int8::Branch,
+    ) -> Result<Vec<Vec<f32>>, EncoderError> {
+        Ok(self
+            .own("a fine-tuned branch")?
+            .embed_states(states, branch))
+    }
+
+    /// Sentence vectors of the encoder topped by `branch` (in place of its own top layers).
+    pub fn encode_branch(
+        &self,
+        texts: &[&str],
+        batch: usize,
+        branch: &super::int8::Branch,
+    ) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let m = self.own("a fine-tuned branch")?;
+        self.batched(texts, batch, |seqs| Ok(m.embed_branch(seqs, branch)))
+    }
+
+    /// The encoder's sentence vectors and those of the encoder topped by `branch`, from one pass
+    /// through the shared layers.
+    pub fn encode_with_branch(
+        &self,
+        texts: &[&str],
+        batch: usize,
+        branch: &super::int8::Branch,
+    ) -> Result<Vec<VectorPair>, EncoderError> {
+        let m = self.own("a fine-tuned branch")?;
+        self.batched(texts, batch, |seqs| {
+            let (a, b) = m.embed_with_branch(seqs, branch);
+            Ok(a.into_iter().zip(b).collect())
+        })
+    }
+
     /// One unit vector per text, in input order. Texts are encoded `batch` at a time, shortest first.
     pub fn encode(&self, texts: &[&str], batch: usize) -> Result<Vec<Vec<f32>>, EncoderError> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -232,25 +381,11 @@ impl Encoder {
     }
 
     fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
-        let inputs: Vec<String> = texts
-            .iter()
-            .map(|t| format!("{}{t}", self.prefix))
-            .collect();
-        let enc = self
-            .tokenizer
-            .encode_batch(inputs, true)
-            .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+        let enc = self.tokenize(texts)?;
         let model = match &self.engine {
             Engine::Candle(model) => model,
             Engine::Own(fast) => {
-                // Padding is right-hand: the real tokens are the first `mask sum` ids.
-                let seqs: Vec<&[u32]> = enc
-                    .iter()
-                    .map(|e| {
-                        let real = e.get_attention_mask().iter().filter(|m| **m != 0).count();
-                        &e.get_ids()[..real]
-                    })
-                    .collect();
+                let seqs: Vec<&[u32]> = enc.iter().map(real_ids).collect();
                 return Ok(fast.embed(&seqs));
             }
         };
@@ -271,6 +406,12 @@ impl Encoder {
         let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
         Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
     }
+}
+
+/// The real tokens of an encoding: padding is right-hand, so the first `mask sum` ids.
+fn real_ids(e: &tokenizers::Encoding) -> &[u32] {
+    let real = e.get_attention_mask().iter().filter(|m| **m != 0).count();
+    &e.get_ids()[..real]
 }
 
 /// Cosine similarity of two vectors.

@@ -581,6 +581,115 @@ struct Layer {
     ffn: usize,
 }
 
+/// Reads a named tensor's values, checked for their count.
+type Values<'a> = dyn Fn(&str, usize) -> Result<Vec<f32>, Int8Error> + 'a;
+
+impl Layer {
+    /// The layer whose tensors are named `{p}.attention.self.query.weight` … `{p}.output.LayerNorm.bias`
+    /// (BERT's names), read through `get(name, element count)`.
+    fn from_named(
+        get: &Values,
+        p: &str,
+        h: usize,
+        ffn: usize,
+        int8: bool,
+    ) -> Result<Self, Int8Error> {
+        let ln = |q: &str| -> Result<(Vec<f32>, Vec<f32>), Int8Error> {
+            Ok((
+                get(&format!("{q}.weight"), h)?,
+                get(&format!("{q}.bias"), h)?,
+            ))
+        };
+        let linear = |q: &str, n: usize, k: usize| -> Result<Linear, Int8Error> {
+            Linear::new(
+                &get(&format!("{q}.weight"), n * k)?,
+                &get(&format!("{q}.bias"), n)?,
+                n,
+                k,
+                int8,
+            )
+        };
+        let mut w = Vec::with_capacity(3 * h * h);
+        let mut b = Vec::with_capacity(3 * h);
+        for part in ["query", "key", "value"] {
+            w.extend(get(&format!("{p}.attention.self.{part}.weight"), h * h)?);
+            b.extend(get(&format!("{p}.attention.self.{part}.bias"), h)?);
+        }
+        Ok(Layer {
+            qkv: Linear::new(&w, &b, 3 * h, h, int8)?,
+            out: linear(&format!("{p}.attention.output.dense"), h, h)?,
+            ln1: ln(&format!("{p}.attention.output.LayerNorm"))?,
+            up: linear(&format!("{p}.intermediate.dense"), ffn, h)?,
+            down: linear(&format!("{p}.output.dense"), h, ffn)?,
+            ln2: ln(&format!("{p}.output.LayerNorm"))?,
+            ffn,
+        })
+    }
+}
+
+/// Layers that replace the encoder's top ones for one task (fine-tuned sentiment layers): the texts run
+/// through the shared bottom once, then through both tops ([`Int8Bert::embed_with_branch`]).
+pub struct Branch {
+    /// Index of the encoder layer the branch's first layer replaces.
+    start: usize,
+    layers: Vec<Layer>,
+}
+
+impl Branch {
+    /// The branch from tensors named `{prefix}{i}.attention.self.query.weight` … (BERT's layer names
+    /// under `prefix` + the branch-local layer index), `count` layers replacing layers `start..` of
+    /// `model`.
+    pub fn from_tensors(
+        tensors: &HashMap<String, Tensor>,
+        prefix: &str,
+        start: usize,
+        count: usize,
+        model: &Int8Bert,
+    ) -> Result<Self, Int8Error> {
+        if count == 0 || start + count != model.layers.len() {
+            return Err(Int8Error::Unsupported(format!(
+                "a branch of {count} layers from layer {start} (the encoder has {})",
+                model.layers.len()
+            )));
+        }
+        let get = |name: &str, want: usize| tensor_values(tensors, name, want);
+        let h = model.hidden;
+        let ffn = model.layers[start].ffn;
+        let layers = (0..count)
+            .map(|i| Layer::from_named(&get, &format!("{prefix}{i}"), h, ffn, model.int8))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { start, layers })
+    }
+
+    pub fn start(&self) -> usize {
+        self.start
+    }
+}
+
+/// A tensor's values as f32, checked for its element count.
+fn tensor_values(
+    tensors: &HashMap<String, Tensor>,
+    name: &str,
+    want: usize,
+) -> Result<Vec<f32>, Int8Error> {
+    let t = tensors
+        .get(name)
+        .or_else(|| tensors.get(&format!("bert.{name}")))
+        .ok_or_else(|| Int8Error::Missing(name.to_string()))?;
+    let v = t
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if v.len() != want {
+        return Err(Int8Error::Shape {
+            name: name.to_string(),
+            got: v.len(),
+            want,
+        });
+    }
+    Ok(v)
+}
+
 /// A BERT encoder (embeddings + layers; no pooler) with int8 linear layers.
 pub struct Int8Bert {
     hidden: usize,
@@ -627,57 +736,22 @@ impl Int8Bert {
                 config.hidden_act
             )));
         }
-        let get = |name: &str, want: usize| -> Result<Vec<f32>, Int8Error> {
-            let t = tensors
-                .get(name)
-                .or_else(|| tensors.get(&format!("bert.{name}")))
-                .ok_or_else(|| Int8Error::Missing(name.to_string()))?;
-            let v = t
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            if v.len() != want {
-                return Err(Int8Error::Shape {
-                    name: name.to_string(),
-                    got: v.len(),
-                    want,
-                });
-            }
-            Ok(v)
-        };
+        let get = |name: &str, want: usize| tensor_values(tensors, name, want);
         let ln = |p: &str| -> Result<(Vec<f32>, Vec<f32>), Int8Error> {
             Ok((
                 get(&format!("{p}.weight"), h)?,
                 get(&format!("{p}.bias"), h)?,
             ))
         };
-        let linear = |p: &str, n: usize, k: usize| -> Result<Linear, Int8Error> {
-            Linear::new(
-                &get(&format!("{p}.weight"), n * k)?,
-                &get(&format!("{p}.bias"), n)?,
-                n,
-                k,
-                int8,
-            )
-        };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
-            let p = format!("encoder.layer.{l}");
-            let mut w = Vec::with_capacity(3 * h * h);
-            let mut b = Vec::with_capacity(3 * h);
-            for part in ["query", "key", "value"] {
-                w.extend(get(&format!("{p}.attention.self.{part}.weight"), h * h)?);
-                b.extend(get(&format!("{p}.attention.self.{part}.bias"), h)?);
-            }
-            layers.push(Layer {
-                qkv: Linear::new(&w, &b, 3 * h, h, int8)?,
-                out: linear(&format!("{p}.attention.output.dense"), h, h)?,
-                ln1: ln(&format!("{p}.attention.output.LayerNorm"))?,
-                up: linear(&format!("{p}.intermediate.dense"), ffn, h)?,
-                down: linear(&format!("{p}.output.dense"), h, ffn)?,
-                ln2: ln(&format!("{p}.output.LayerNorm"))?,
+            layers.push(Layer::from_named(
+                &get,
+                &format!("encoder.layer.{l}"),
+                h,
                 ffn,
-            });
+                int8,
+            )?);
         }
         let fast = fast_on_this_cpu();
         Ok(Self {
@@ -711,30 +785,83 @@ impl Int8Bert {
         self.int8
     }
 
+    /// Width of the token states.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// How many layers the encoder has.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
     /// Mean-pooled, L2-normalised sentence vectors for token sequences (token type 0).
     pub fn embed(&self, seqs: &[&[u32]]) -> Vec<Vec<f32>> {
+        let mut p = self.embeddings(seqs);
+        self.run_layers(&self.layers, &mut p);
+        p.pooled(self.hidden)
+    }
+
+    /// Sentence vectors of the whole encoder and of the encoder whose top layers are `branch`'s, from
+    /// one pass through the shared bottom layers.
+    pub fn embed_with_branch(
+        &self,
+        seqs: &[&[u32]],
+        branch: &Branch,
+    ) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let mut p = self.embeddings(seqs);
+        self.run_layers(&self.layers[..branch.start], &mut p);
+        let mut b = p.clone();
+        self.run_layers(&self.layers[branch.start..], &mut p);
+        self.run_layers(&branch.layers, &mut b);
+        (p.pooled(self.hidden), b.pooled(self.hidden))
+    }
+
+    /// Sentence vectors of the encoder whose top layers are `branch`'s.
+    pub fn embed_branch(&self, seqs: &[&[u32]], branch: &Branch) -> Vec<Vec<f32>> {
+        let mut p = self.embeddings(seqs);
+        self.run_layers(&self.layers[..branch.start], &mut p);
+        self.run_layers(&branch.layers, &mut p);
+        p.pooled(self.hidden)
+    }
+
+    /// Token states after the first `layers` layers, one `len × hidden` block per sequence: what a
+    /// branch's training reads (the bottom runs once, its states are kept).
+    pub fn states(&self, seqs: &[&[u32]], layers: usize) -> Vec<Vec<f32>> {
+        let mut p = self.embeddings(seqs);
+        self.run_layers(&self.layers[..layers.min(self.layers.len())], &mut p);
+        let h = self.hidden;
+        p.starts
+            .iter()
+            .zip(&p.lens)
+            .map(|(s, l)| p.x[s * h..(s + l) * h].to_vec())
+            .collect()
+    }
+
+    /// Sentence vectors from token states (as [`Int8Bert::states`] gives) run through `branch`.
+    pub fn embed_states(&self, states: &[&[f32]], branch: &Branch) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        let lens: Vec<usize> = states.iter().map(|s| s.len() / h).collect();
+        let mut p = Packed::new(lens);
+        p.x = states.iter().flat_map(|s| s.iter().copied()).collect();
+        self.run_layers(&branch.layers, &mut p);
+        p.pooled(h)
+    }
+
+    /// Embeddings + layer norm of the tokens, packed without padding.
+    fn embeddings(&self, seqs: &[&[u32]]) -> Packed {
         let h = self.hidden;
         let max_pos = self.position.len() / h;
         let vocab = self.word.len() / h;
-        let lens: Vec<usize> = seqs.iter().map(|s| s.len().min(max_pos)).collect();
-        let starts: Vec<usize> = lens
-            .iter()
-            .scan(0, |acc, l| {
-                let s = *acc;
-                *acc += l;
-                Some(s)
-            })
-            .collect();
-        let m: usize = lens.iter().sum();
+        let mut p = Packed::new(seqs.iter().map(|s| s.len().min(max_pos)).collect());
+        p.x = vec![0f32; p.lens.iter().sum::<usize>() * h];
         let fast = self.fast;
-        // Embeddings + layer norm.
         let tokens: Vec<(usize, usize)> = seqs
             .iter()
-            .zip(&lens)
+            .zip(&p.lens)
             .flat_map(|(s, l)| s[..*l].iter().enumerate().map(|(i, id)| (*id as usize, i)))
             .collect();
-        let mut x = vec![0f32; m * h];
-        x.par_chunks_mut(h)
+        p.x.par_chunks_mut(h)
             .zip(tokens.par_iter())
             .for_each(|(row, (id, pos))| {
                 let id = (*id).min(vocab - 1);
@@ -743,28 +870,37 @@ impl Int8Bert {
                 }
             });
         let zeros = vec![0f32; h];
-        x.par_chunks_mut(ROW_BLOCK * h).for_each(|rows| {
+        p.x.par_chunks_mut(ROW_BLOCK * h).for_each(|rows| {
             for row in rows.chunks_exact_mut(h) {
                 add_layer_norm(row, &zeros, h, h, &self.emb_ln, self.eps, fast);
             }
         });
-        let qkv_n = self.layers.first().map_or(3 * h, |l| l.qkv.n());
+        p
+    }
+
+    /// Runs `layers` over the packed token states in place.
+    fn run_layers(&self, layers: &[Layer], p: &mut Packed) {
+        let h = self.hidden;
+        let fast = self.fast;
+        let m: usize = p.lens.iter().sum();
+        let (lens, starts, x) = (&p.lens, &p.starts, &mut p.x);
+        let qkv_n = layers.first().map_or(3 * h, |l| l.qkv.n());
         let mut qkv = vec![0f32; m * qkv_n];
         let mut ctx = vec![0f32; m * h];
         // Q/K/V of the first layer.
-        if let Some(first) = self.layers.first() {
+        if let Some(first) = layers.first() {
             x.par_chunks(ROW_BLOCK * h)
                 .zip(qkv.par_chunks_mut(ROW_BLOCK * qkv_n))
                 .for_each_init(Quant::default, |qb, (xr, out)| {
                     first.qkv.forward(xr, h, xr.len() / h, out, qb, fast);
                 });
         }
-        for (li, layer) in self.layers.iter().enumerate() {
+        for (li, layer) in layers.iter().enumerate() {
             // Attention, per sequence.
             let heads = self.heads;
-            let mut ctx_parts: Vec<&mut [f32]> = Vec::with_capacity(seqs.len());
+            let mut ctx_parts: Vec<&mut [f32]> = Vec::with_capacity(lens.len());
             let mut rest = &mut ctx[..];
-            for l in &lens {
+            for l in lens {
                 let (a, b) = std::mem::take(&mut rest).split_at_mut(l * h);
                 ctx_parts.push(a);
                 rest = b;
@@ -777,7 +913,7 @@ impl Int8Bert {
                     attend(rows, qkv_n, lens[s], h, heads, out, buf, fast);
                 });
             // Row-local rest of the layer, and the next layer's Q/K/V.
-            let next = self.layers.get(li + 1);
+            let next = layers.get(li + 1);
             x.par_chunks_mut(ROW_BLOCK * h)
                 .zip(ctx.par_chunks(ROW_BLOCK * h))
                 .zip(qkv.par_chunks_mut(ROW_BLOCK * qkv_n))
@@ -798,11 +934,43 @@ impl Int8Bert {
                     }
                 });
         }
-        // Mean pooling and unit length.
-        (0..seqs.len())
-            .map(|s| {
+    }
+}
+
+/// Token states of several sequences packed without padding: sequence `s` is rows
+/// `starts[s]..starts[s] + lens[s]` of `x` (width hidden).
+#[derive(Clone)]
+struct Packed {
+    lens: Vec<usize>,
+    starts: Vec<usize>,
+    x: Vec<f32>,
+}
+
+impl Packed {
+    fn new(lens: Vec<usize>) -> Self {
+        let starts: Vec<usize> = lens
+            .iter()
+            .scan(0, |acc, l| {
+                let s = *acc;
+                *acc += l;
+                Some(s)
+            })
+            .collect();
+        Self {
+            x: Vec::new(),
+            lens,
+            starts,
+        }
+    }
+
+    /// Mean over each sequence's rows, unit length.
+    fn pooled(&self, h: usize) -> Vec<Vec<f32>> {
+        self.starts
+            .iter()
+            .zip(&self.lens)
+            .map(|(s, l)| {
                 let mut v = vec![0f32; h];
-                for row in x[starts[s] * h..(starts[s] + lens[s]) * h].chunks_exact(h) {
+                for row in self.x[s * h..(s + l) * h].chunks_exact(h) {
                     for (a, b) in v.iter_mut().zip(row) {
                         *a += b;
                     }

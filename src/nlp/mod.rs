@@ -2,6 +2,7 @@
 
 pub mod encoder;
 pub mod entities;
+pub mod finetune;
 pub mod int8;
 pub mod intent;
 pub mod ngram;

@@ -302,6 +302,10 @@ pub struct HeadMeta {
     /// Whether English texts have a head of their own (tensors `en.*`).
     #[serde(default)]
     pub english: bool,
+    /// How many of the encoder's top layers were fine-tuned for this head (tensors `branch.{i}.*`); the
+    /// head reads the vectors of the encoder topped by them. 0: the encoder's own vectors.
+    #[serde(default)]
+    pub branch_layers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -339,7 +343,13 @@ pub struct SentimentHead {
     pub meta: HeadMeta,
     /// A head of the same shape for English texts ([`is_english`]); this one then reads the rest.
     pub english: Option<Box<SentimentHead>>,
+    /// The fine-tuned top layers whose vectors the head reads (BERT's layer names under
+    /// `branch.{i}.`; empty when [`HeadMeta::branch_layers`] is 0).
+    pub branch: HashMap<String, Tensor>,
 }
+
+/// Prefix of the fine-tuned layers' tensors in a head's file.
+pub const BRANCH_PREFIX: &str = "branch.";
 
 /// Whether the English head reads a text: Latin letters and no CJK character ("ThinkPad 很好用" is
 /// Chinese).
@@ -468,6 +478,9 @@ impl SentimentHead {
         if let Some(en) = &self.english {
             en.tensors("en.", &mut t)?;
         }
+        for (k, v) in &self.branch {
+            t.insert(k.clone(), v.clone());
+        }
         let weights = stem.with_extension("safetensors");
         candle_core::safetensors::save(&t, &weights)?;
         let mut json = serde_json::to_value(&self.meta).unwrap_or_default();
@@ -535,11 +548,22 @@ impl SentimentHead {
                 ngram,
                 meta: meta.clone(),
                 english: None,
+                branch: HashMap::new(),
             })
         };
         let mut head = one("")?;
         if meta.english {
             head.english = Some(Box::new(one("en.")?));
+        }
+        head.branch = t
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(BRANCH_PREFIX))
+            .collect();
+        if meta.branch_layers > 0 && head.branch.is_empty() {
+            return Err(head_err(format!(
+                "metadata says {} fine-tuned layers, the file has none",
+                meta.branch_layers
+            )));
         }
         Ok(head)
     }
@@ -741,6 +765,7 @@ pub fn train_head_watched(
         out,
         ngram: None,
         english: None,
+        branch: HashMap::new(),
         meta: HeadMeta {
             hidden: opts.hidden,
             dim,
@@ -819,6 +844,7 @@ mod tests {
             version: "t".into(),
             ngram: false,
             english: false,
+            branch_layers: 0,
         }
     }
 

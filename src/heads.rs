@@ -534,8 +534,14 @@ pub fn train_sentiment_with(
         Some((file, s, val, neutral_not_trained)) => {
             head.meta.neutral_band = cfg.nlp.neutral_band;
             let after = evaluate(&head, shop_held_v, &s.held_out)?;
+            // The head there was reads its own vectors: the tuned encoder's when it was fine-tuned,
+            // the encoder's own when not (whatever the new head reads).
+            let held_texts: Vec<&str> = s.held_out.iter().map(|e| e.text.as_str()).collect();
             let before = match sentiment_head(cfg) {
-                Ok(current) => Some(evaluate(&current, shop_held_v, &s.held_out)?),
+                Ok(current) => {
+                    let v = head_vectors(cfg, &encoder, &current, &held_texts, progress)?;
+                    Some(evaluate(&current, &v, &s.held_out)?)
+                }
                 Err(HeadsError::NoHead(_)) => None,
                 Err(e) => return Err(e),
             };
@@ -753,19 +759,31 @@ pub fn eval_sentiment(
     let head = sentiment_head(cfg)?;
     let encoder = review_encoder(cfg)?;
     let texts: Vec<&str> = gold.iter().map(|e| e.text.as_str()).collect();
-    let vectors = match sentiment_branch(&head, &encoder)? {
+    let vectors = head_vectors(cfg, &encoder, &head, &texts, progress)?;
+    evaluate(&head, &vectors, &gold)
+}
+
+/// The vectors `head` reads for `texts`: the tuned encoder's for a fine-tuned head, else the encoder's
+/// own (cached).
+fn head_vectors(
+    cfg: &Config,
+    encoder: &Encoder,
+    head: &SentimentHead,
+    texts: &[&str],
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<Vec<f32>>, HeadsError> {
+    Ok(match sentiment_branch(head, encoder)? {
         Some(branch) => {
             progress.set_length(texts.len() as u64);
-            let v = encoder.encode_branch(&texts, cfg.nlp.batch, &branch)?;
+            let v = encoder.encode_branch(texts, cfg.nlp.batch, &branch)?;
             progress.inc(texts.len() as u64);
             v
         }
         None => {
-            let mut cache = vector_cache(cfg, &encoder)?;
-            cache.vectors(&encoder, &texts, cfg.nlp.batch, progress)?
+            let mut cache = vector_cache(cfg, encoder)?;
+            cache.vectors(encoder, texts, cfg.nlp.batch, progress)?
         }
-    };
-    evaluate(&head, &vectors, &gold)
+    })
 }
 
 /// The fine-tuned layers a head reads the vectors of, built for `encoder`'s engine; None for a head

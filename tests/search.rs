@@ -583,4 +583,47 @@ fn a_fine_tuned_head_keeps_its_layers_and_eval_reproduces_it() {
         (a - b).abs() * again.total as f64 <= 1.0 + 1e-9,
         "eval {a:.4} vs training {b:.4}"
     );
+    a_shops_labels_judge_a_fine_tuned_head_on_its_own_vectors(&cfg, dir.path(), &opts);
+}
+
+/// Regression: with a shop's labels, the head there was is scored on its held-out part with the vectors
+/// it reads. A fine-tuned head was scored on the untuned encoder's vectors (the new head's) and its
+/// "before" figure was wrong, so the replace-if-better choice was made on it.
+fn a_shops_labels_judge_a_fine_tuned_head_on_its_own_vectors(
+    cfg: &dongcha::config::Config,
+    dir: &std::path::Path,
+    opts: &TrainOptions,
+) {
+    use dongcha::heads::{TrainSpec, train_sentiment_with};
+    use dongcha::nlp::sentiment;
+    let (rated, _) = sentiment::read_rated(&common::asset_file(
+        "vader-snippets",
+        "amazonReviewSnippets_GroundTruth.txt",
+    ))
+    .unwrap();
+    let labels = dir.join("labels.tsv");
+    let tsv: String = rated
+        .iter()
+        .take(600)
+        .map(|e| format!("{}\t{}\n", e.label, e.text))
+        .collect();
+    std::fs::write(&labels, format!("label\ttext\n{tsv}")).unwrap();
+    // What the fine-tuned head (the current one) reads on the file's held-out part, through eval.
+    let held = dir.join("held.tsv");
+    sentiment::write_labelled(
+        &held,
+        &sentiment::split(sentiment::read_labelled(&labels).unwrap()).held_out,
+    )
+    .unwrap();
+    let hidden = indicatif::ProgressBar::hidden();
+    let current = dongcha::heads::eval_sentiment(cfg, &held, &hidden).unwrap();
+    let spec = TrainSpec {
+        limit: Some(400),
+        shop: Some(labels),
+        ..Default::default()
+    };
+    let s = train_sentiment_with(cfg, opts, &spec, &hidden, &mut |_| {}).unwrap();
+    let before = s.shop.unwrap().before.unwrap();
+    assert_eq!(before.confusion, current.confusion);
+    assert_eq!(before.binary_accuracy, current.binary_accuracy);
 }

@@ -129,8 +129,26 @@ fn cell(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
+        Some(Value::Number(n)) => number(n),
         Some(v) => v.to_string(),
     }
+}
+
+/// A table's number as a person reads it: whole numbers as they are, others to two decimals (sales,
+/// ratios above one) or, below one, to three significant digits (shares, small effects) — never the
+/// float's seventeen digits.
+fn number(n: &serde_json::Number) -> String {
+    let Some(x) = n.as_f64().filter(|_| n.is_f64()) else {
+        return n.to_string();
+    };
+    if !x.is_finite() || x.fract() == 0.0 {
+        return format!("{x:.0}");
+    }
+    if x.abs() >= 1.0 {
+        return format!("{x:.2}");
+    }
+    let decimals = (2 - x.abs().log10().floor() as i32).clamp(2, 12) as usize;
+    format!("{x:.decimals$}")
 }
 
 /// Review ids anywhere in the output (fields named `review_id`, or `id` inside a `reviews` list).
@@ -445,6 +463,23 @@ mod tests {
         assert_eq!(t.rows[1], ["new", "3", ""]);
         assert_eq!(cited_reviews(&out), [3, 7]);
         assert!(table_of(&json!({"daily": [{"a": 1}]}), false).is_none());
+    }
+
+    #[test]
+    fn a_tables_fractional_numbers_are_rounded_not_raw() {
+        let out = json!({"event_effects": [
+            {"name": "618", "ratio": 0.4833869651433159, "learned_ratio": 1.3566666666666667,
+             "past_days": 6, "share": 0.012345, "sales": 637767.7234, "whole": 2.0}
+        ]});
+        let t = table_of(&out, false).unwrap();
+        let row: std::collections::HashMap<_, _> = t.columns.iter().zip(&t.rows[0]).collect();
+        let get = |c: &str| row[&crate::terms::column(c, false)].as_str();
+        assert_eq!(get("ratio"), "0.483");
+        assert_eq!(get("learned_ratio"), "1.36");
+        assert_eq!(get("past_days"), "6");
+        assert_eq!(get("share"), "0.0123");
+        assert_eq!(get("sales"), "637767.72");
+        assert_eq!(get("whole"), "2");
     }
 
     fn unescape_markdown(s: &str) -> String {

@@ -954,7 +954,10 @@ fn write_series(cfg: &Config, dir: &std::path::Path) -> Result<()> {
     // combination went from 1.25 to 1.5 (chosen on the sets above); the `-e` sets were written after
     // that, before any measurement, and measured before Theta joined the models and the combination became
     // the median of one model per family; the `-f` sets and `m3-industry-b` were written after that
-    // change, before any measurement.
+    // change, before any measurement. `m3-industry-c`, `-d` and `m3-manufacturers-g` were written at
+    // stop 37 with the choice unchanged since the `-f` sets' measurement, measured once, then tuned on
+    // (the equal-weight combination); `m3-industry-e` and `-f` were written after that change, before
+    // any measurement.
     let sets = [
         ("m3-shipments", &shipments, 0, 6),
         ("m3-shipments-b", &shipments, 3, 6),
@@ -969,6 +972,11 @@ fn write_series(cfg: &Config, dir: &std::path::Path) -> Result<()> {
         ("m3-shipments-f", &shipments, 5, 6),
         ("m3-manufacturers-f", &manufacturers, 4, 6),
         ("m3-industry-b", &industry, 5, 10),
+        ("m3-industry-c", &industry, 1, 10),
+        ("m3-industry-d", &industry, 2, 10),
+        ("m3-manufacturers-g", &manufacturers, 5, 6),
+        ("m3-industry-e", &industry, 3, 10),
+        ("m3-industry-f", &industry, 4, 10),
     ];
     for (folder, series, skip, step) in sets {
         for s in series.iter().skip(skip).step_by(step) {

@@ -442,7 +442,10 @@ fn follow_ups_reuse_the_previous_call_in_chat() {
         use std::io::Write;
         let stdin = child.stdin.as_mut().unwrap();
         stdin
-            .write_all("本月销售额是多少？\n那上个月呢？\n那上个月呢？\n\n".as_bytes())
+            .write_all(
+                "本月销售额是多少？\n那上个月呢？\n那上个月呢？\n上个月的评价怎么样？\n那下个月呢？\n\n"
+                    .as_bytes(),
+            )
             .unwrap();
     }
     let out = child.wait_with_output().unwrap();
@@ -451,13 +454,17 @@ fn follow_ups_reuse_the_previous_call_in_chat() {
         .split("\n\n")
         .filter(|s| !s.trim().is_empty())
         .collect();
-    assert_eq!(replies.len(), 3, "{text}");
+    assert_eq!(replies.len(), 5, "{text}");
     assert!(replies[0].contains("2026-06-01 – 2026-06-30"), "{text}");
     // The follow-up keeps the tool and changes only the period.
     assert!(replies[1].contains("2026-05-01 – 2026-05-31"), "{text}");
     assert!(replies[1].contains("823,801.64"), "{text}");
     // The same relative words again go one period further back (they once answered May again).
     assert!(replies[2].contains("2026-04-01 – 2026-04-30"), "{text}");
+    // Reviews of a month to come: said so, not last month's reviews again (they once were).
+    assert!(replies[3].contains("2026-05-01 – 2026-05-31"), "{text}");
+    assert!(replies[4].contains("还没有到"), "{text}");
+    assert!(!replies[4].contains("2026-05-01"), "{text}");
 }
 
 /// The grammar keeps the LLM inside the catalogue: asked to choose for injection attempts, whatever it

@@ -1380,6 +1380,20 @@ pub fn missing_required(tool: &str, args: &Map<String, Value>, zh: bool) -> Opti
     }
 }
 
+/// Reviews are of what has happened: a question about the reviews of a time to come ("下个月的评价怎么样？",
+/// "那下个月呢？" after review sentiment) is answered by saying so, not with another month's reviews.
+pub fn reviews_of_a_time_to_come(tool: &str, facts: &Facts, zh: bool) -> Option<String> {
+    let about_reviews = matches!(tool, "review_sentiment" | "top_complaints");
+    (about_reviews && facts.horizon_days.is_some() && facts.period.is_none()).then(|| {
+        if zh {
+            "评价只有已经发生的：所问的时间还没有到，还没有评论可看。可以问本月或上个月的评价，或者预测下个月的销售额。"
+        } else {
+            "Reviews are of what has happened: the time you ask about has not come yet, so there are no reviews of it. Ask about this month's or last month's reviews, or for a forecast of next month's sales."
+        }
+        .to_string()
+    })
+}
+
 /// Follow-up questions ("那上个月呢？", "and for the at-risk segment?") lean on the previous call.
 pub fn is_follow_up(question: &str) -> bool {
     let q = normalise(question);
@@ -1784,6 +1798,38 @@ mod tests {
             &cat(),
         );
         assert_eq!(a["top_k"], 10);
+    }
+
+    /// "那下个月呢？" after last month's review sentiment answered last month again; "下个月的评价怎么样？"
+    /// answered this month's.
+    #[test]
+    fn reviews_of_a_time_to_come_are_not_another_months() {
+        let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let facts = |q: &str| Facts::read(q, today, &cat());
+        for (tool, q) in [
+            ("review_sentiment", "那下个月呢？"),
+            ("review_sentiment", "下个月的评价怎么样？"),
+            (
+                "top_complaints",
+                "what will people complain about next week?",
+            ),
+        ] {
+            assert!(
+                reviews_of_a_time_to_come(tool, &facts(q), true).is_some(),
+                "{tool}: {q}"
+            );
+        }
+        for (tool, q) in [
+            ("review_sentiment", "上个月的评价怎么样？"),
+            ("review_sentiment", "那上个月呢？"),
+            ("sales_forecast", "预测下个月的销售额"),
+            ("purchase_intent", "多少人打算下个月买"),
+        ] {
+            assert!(
+                reviews_of_a_time_to_come(tool, &facts(q), true).is_none(),
+                "{tool}: {q}"
+            );
+        }
     }
 
     /// After a forecast, "那上个月卖了多少？" was answered with the forecast again (a follow-up always

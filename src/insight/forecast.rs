@@ -225,9 +225,10 @@ const MEMBER_SANITY: f64 = 1.5;
 
 /// The models a combination may average: one of each family — exponential smoothing (AutoETS), ARIMA
 /// (the airline model), Theta, MSTL for daily series — with multiplicative Holt-Winters (least squares
-/// follows a growing series' recent, large values, where likelihood does not), and seasonal naive where
-/// it validated close to the fitted models (noisy series): averaged in, it pulls their forecast towards
-/// the last season's pattern. Additive Holt-Winters only where the multiplicative one cannot be fitted.
+/// follows a growing series' recent, large values, where likelihood does not), and seasonal naive:
+/// averaged in, it pulls the fitted models' forecast towards the last season's pattern (on the series
+/// measured it kept the combination from straying far from seasonal naive). Additive Holt-Winters only
+/// where the multiplicative one cannot be fitted.
 pub const COMBINED_MEMBERS: [Method; 7] = [
     Method::SeasonalNaive,
     Method::AutoEts,
@@ -698,13 +699,13 @@ fn airline(y: &[f64], m: usize, h: usize) -> Result<Forecast, InsightError> {
 }
 
 /// Which model a series gets: rolling-origin validation — each candidate forecasts `horizon` points from
-/// each of the last few origins of the history (only what came before each origin is used); the lowest mean
-/// error wins (MAPE, or WAPE when the series has zero values). Several origins make the choice far less a
-/// matter of one lucky year. The combination — the equal-weight mean of the members that passed the sanity
+/// each of the last few origins of the history (only what came before each origin is used), scored by its
+/// mean error (MAPE, or WAPE when the series has zero values). The combination — the equal-weight mean of
+/// the members that passed the sanity
 /// check on those windows (plausible forecasts at every origin and an error no worse than
-/// [`MEMBER_SANITY`]× seasonal naive's) — is chosen wherever it has two members; a single model only where
-/// it has not. The windows' errors are reported (how well the model did on the history) and calibrate the
-/// intervals.
+/// [`MEMBER_SANITY`]× seasonal naive's) — is chosen wherever it has two members; the best-validated single
+/// model only where it has not. The windows' errors are reported (how well the model did on the history)
+/// and calibrate the intervals.
 #[derive(Debug, Clone, Serialize)]
 pub struct Selection {
     pub chosen: Method,

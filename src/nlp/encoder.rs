@@ -5,9 +5,9 @@
 //!
 //! Ways to run it ([`Precision`]): candle-transformers' BERT in f32 (the reference, and the GPU path),
 //! or [`super::int8`]'s own forward pass for the CPU — tokens packed without padding, fused per block
-//! of tokens — with 8-bit matrix products (several times faster on a CPU with AVX-512 VNNI; vectors
-//! within cosine ~0.99 of the float ones) or f32 ones (the reference's vectors up to rounding). Measured
-//! in tests/encoder.rs.
+//! of tokens — with 8-bit matrix products (several times faster on a CPU with AVX-512 VNNI, and with
+//! 7-bit weights on one with AVX2 only; vectors within cosine ~0.99 of the float ones) or f32 ones (the
+//! reference's vectors up to rounding). Measured in tests/encoder.rs.
 //!
 //! Two weight formats: `model.safetensors` (all-MiniLM-L6-v2) and the packed 4-bit container of
 //! multilingual-e5-small (`e5-small-q4.bin`, see [`super::q4`]). e5 models expect every input to start
@@ -18,6 +18,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
+
+use super::int8::QKernel;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +46,17 @@ pub enum EncoderError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// int8 where the CPU has AVX-512 VNNI (where it is fast), else f32.
+    /// int8 where the CPU has a fast int8 kernel (AVX-512 VNNI; AVX2 with 7-bit weights), else f32.
     #[default]
     Auto,
     /// dongcha's forward pass with f32 matrix products.
     F32,
-    /// dongcha's forward pass with int8 matrix products everywhere (portable code, slow, where the CPU
-    /// lacks VNNI).
+    /// dongcha's forward pass with int8 matrix products and VNNI's integers everywhere (the AVX2 kernel
+    /// without VNNI; portable code, slow, without AVX2).
     Int8,
+    /// int8 products with 7-bit weights: the AVX2 kernel `auto` runs on a CPU without VNNI (portable
+    /// code without AVX2).
+    Int8w7,
     /// candle-transformers' BERT in f32: the reference (and what a GPU device runs).
     Candle,
 }
@@ -87,21 +92,22 @@ pub fn default_device() -> Device {
     Device::Cpu
 }
 
-/// Suffix of int8 vectors in cache names and head metadata (f32 vectors have none).
-const INT8_TAG: &str = "-int8";
-
 impl Precision {
-    /// [`INT8_TAG`] when this precision runs the int8 path on this machine's CPU, else "".
+    /// The tag of the vectors this precision gives on this machine's CPU ([`QKernel::tag`]: "-int8",
+    /// "-int8w7" for 7-bit weights), or "" for f32 vectors.
     pub fn tag(self) -> &'static str {
-        if self.int8_here() { INT8_TAG } else { "" }
+        self.int8_kernel().map_or("", QKernel::tag)
     }
 
-    /// Whether this precision runs the int8 path on this machine's CPU.
-    pub fn int8_here(self) -> bool {
+    /// The int8 kernel this precision runs on this machine's CPU, or `None` (f32 products): `int8`
+    /// gives VNNI's integers everywhere (VNNI, AVX2, or portable code); `auto` the fastest kernel
+    /// where one beats f32 (VNNI, or AVX2 with 7-bit weights).
+    pub fn int8_kernel(self) -> Option<QKernel> {
         match self {
-            Precision::F32 | Precision::Candle => false,
-            Precision::Int8 => true,
-            Precision::Auto => super::int8::fast_on_this_cpu(),
+            Precision::F32 | Precision::Candle => None,
+            Precision::Int8 => Some(QKernel::exact_here()),
+            Precision::Int8w7 => Some(QKernel::Avx2W7),
+            Precision::Auto => QKernel::fastest_here(),
         }
     }
 }
@@ -127,7 +133,7 @@ impl Encoder {
         let packed = dir.join(E5_Q4_FILE);
         // dongcha's own pass is for the CPU; a GPU device runs candle's.
         let own = device.is_cpu() && precision != Precision::Candle;
-        let int8 = precision.int8_here();
+        let int8 = precision.int8_kernel();
         let (engine, config, max_tokens, prefix) = if packed.exists() {
             let q = super::q4::load(&packed, &device)?;
             let engine = if own {
@@ -206,21 +212,19 @@ impl Encoder {
     }
 
     /// Suffix that tells vectors of the int8 path from the f32 ones in cache names and head metadata:
-    /// "-int8" or "".
+    /// "-int8", "-int8w7" (the AVX2 kernel's 7-bit weights) or "".
     pub fn tag(&self) -> &'static str {
         match &self.engine {
-            Engine::Own(m) if m.int8() => INT8_TAG,
-            _ => "",
+            Engine::Own(m) => m.tag(),
+            Engine::Candle(_) => "",
         }
     }
 
-    /// Which forward pass runs: "int8 (AVX-512 VNNI)", "int8 (portable)", "f32" (dongcha's) or
-    /// "f32 (candle)".
+    /// Which forward pass runs: "int8 (AVX-512 VNNI)", "int8 (AVX2)", "int8 (AVX2, 7-bit weights)",
+    /// "int8 (portable)", "f32" (dongcha's) or "f32 (candle)".
     pub fn engine(&self) -> &'static str {
         match &self.engine {
-            Engine::Own(m) if m.int8() && m.fast() => "int8 (AVX-512 VNNI)",
-            Engine::Own(m) if m.int8() => "int8 (portable)",
-            Engine::Own(_) => "f32",
+            Engine::Own(m) => m.engine(),
             Engine::Candle(_) => "f32 (candle)",
         }
     }

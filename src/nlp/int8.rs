@@ -2,11 +2,15 @@
 //! [`super::encoder::Encoder`] runs unless `[nlp] encoder_precision = "candle"`.
 //!
 //! What it does differently from candle-transformers' BERT (which stays the reference path):
-//! - **int8 linear layers** (or f32 ones through the `gemm` crate). Weights are quantised once, per
-//!   output channel (symmetric, ±127); each token's activations are quantised on the fly, per token. The
-//!   products run on AVX-512 VNNI (`vpdpbusd`: 64 multiply-adds per instruction, four times an f32 FMA)
-//!   in a 6 × 64 register tile, with the scales, bias and the unsigned-offset correction applied as the
-//!   tile is stored.
+//! - **int8 linear layers** (or f32 ones, [`super::f32mm`]: weights packed once for a register-tiled
+//!   AVX-512 or AVX2 kernel). Weights are quantised once, per output channel (symmetric, ±127); each
+//!   token's activations are quantised on the fly, per token. The products run on AVX-512 VNNI
+//!   (`vpdpbusd`: 64 multiply-adds per instruction, four times an f32 FMA) in a 6 × 64 register tile,
+//!   with the scales, bias and the unsigned-offset correction applied as the tile is stored.
+//! - **without VNNI, AVX2** (`vpmaddubsw` + `vpmaddwd`, a 4 × 16 tile): `vpmaddubsw` sums two u8 × i8
+//!   products into an i16 with saturation, so these weights are quantised to ±63 (7 bits), which cannot
+//!   overflow it — what PyTorch's FBGEMM does with its activations (`reduce_range`) for the same reason.
+//!   Other integers than VNNI's, so other vectors (tag `-int8w7`: caches and heads are kept apart).
 //! - **no padding.** The tokens of a batch are packed end to end; linear layers see only real tokens
 //!   and attention runs per sequence over its own length.
 //! - **row-local fusion.** Everything but attention is per token, so one thread takes a block of tokens
@@ -14,9 +18,10 @@
 //!   and on into the next layer's Q/K/V projection, while the block is still in cache. Two parallel
 //!   phases per layer: rows, then sequences.
 //!
-//! On a CPU without VNNI the int8 arithmetic runs in portable code (the same integers, so the same
-//! vectors up to float rounding, only much slower); [`Int8Bert::fast`] says which one runs, and the
-//! encoder's `auto` picks int8 only where it is fast (f32 products elsewhere).
+//! On a CPU with neither, the int8 arithmetic runs in portable code (VNNI's integers, so the same
+//! vectors up to float rounding, only much slower); [`Int8Bert::engine`] says which one runs, and the
+//! encoder's `auto` picks int8 only where it is fast (f32 products elsewhere). `DONGCHA_MAX_ISA`
+//! ([`super::cpu`]) forces a lower level, to measure on one machine what another runs.
 //!
 //! Accuracy is measured, not assumed: `tests/encoder.rs` pins cosine against candle's f32 path.
 
@@ -42,11 +47,9 @@ pub enum Int8Error {
 }
 
 /// Whether this CPU runs the int8 kernels natively (AVX-512 F/BW + VNNI, with AVX2 and FMA).
+/// (`DONGCHA_MAX_ISA` can rule them out: [`super::cpu`].)
 pub fn fast_on_this_cpu() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return vnni::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    super::cpu::isa() == super::cpu::Isa::Avx512Vnni
 }
 
 /// Panel width of the packed weights (four AVX-512 registers of 16 int32 lanes).
@@ -56,13 +59,87 @@ const MR: usize = 6;
 /// Tokens one thread carries through the row-local part of a layer at a time.
 const ROW_BLOCK: usize = 48;
 
+/// Which kernel a layer's int8 weights are packed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QKernel {
+    /// AVX-512 VNNI (`vpdpbusd`), 8-bit weights, 64-column panels.
+    Vnni,
+    /// AVX2, VNNI's integers: |a| × (b with a's sign) through `vpmaddubsw` + `vpmaddwd`, 8-bit
+    /// weights, 16-column panels. The same vectors as VNNI's, at about twice the instructions.
+    Avx2,
+    /// AVX2 on the stored u8 activations directly, with 7-bit weights (see [`QKernel::max_weight`]):
+    /// a third fewer instructions than [`QKernel::Avx2`], other vectors.
+    Avx2W7,
+    /// Plain Rust, the VNNI kernel's integers (8-bit weights, 64-column panels).
+    Portable,
+}
+
+impl QKernel {
+    /// The kernel that gives VNNI's integers fastest on this CPU (within `DONGCHA_MAX_ISA`).
+    pub fn exact_here() -> Self {
+        match super::cpu::isa() {
+            super::cpu::Isa::Avx512Vnni => QKernel::Vnni,
+            super::cpu::Isa::Avx512 | super::cpu::Isa::Avx2 => QKernel::Avx2,
+            super::cpu::Isa::Portable => QKernel::Portable,
+        }
+    }
+
+    /// The fastest int8 kernel on this CPU, if one is faster than f32 products: VNNI, else AVX2 with
+    /// 7-bit weights.
+    pub fn fastest_here() -> Option<Self> {
+        match super::cpu::isa() {
+            super::cpu::Isa::Avx512Vnni => Some(QKernel::Vnni),
+            super::cpu::Isa::Avx512 | super::cpu::Isa::Avx2 => Some(QKernel::Avx2W7),
+            super::cpu::Isa::Portable => None,
+        }
+    }
+
+    fn panel(self) -> usize {
+        match self {
+            QKernel::Vnni | QKernel::Portable => PANEL,
+            QKernel::Avx2 | QKernel::Avx2W7 => 16,
+        }
+    }
+
+    /// Largest weight magnitude. `vpmaddubsw` adds two u8 × i8 products into an i16 with saturation:
+    /// on the stored activations (u8 = q + 128) 8-bit weights could overflow it (2 · 255 · 127 >
+    /// 32767), 7-bit ones cannot (2 · 255 · 63 = 32130).
+    fn max_weight(self) -> f32 {
+        match self {
+            QKernel::Avx2W7 => 63.0,
+            QKernel::Vnni | QKernel::Avx2 | QKernel::Portable => 127.0,
+        }
+    }
+
+    /// Suffix of the vectors this kernel gives, in cache names and head metadata: "-int8" for VNNI's
+    /// integers, "-int8w7" for 7-bit weights (other vectors, so other caches and heads).
+    pub fn tag(self) -> &'static str {
+        match self {
+            QKernel::Avx2W7 => "-int8w7",
+            QKernel::Vnni | QKernel::Avx2 | QKernel::Portable => "-int8",
+        }
+    }
+
+    /// How the engine names it: "int8 (AVX-512 VNNI)", "int8 (AVX2)", "int8 (AVX2, 7-bit weights)",
+    /// "int8 (portable)".
+    pub fn name(self) -> &'static str {
+        match self {
+            QKernel::Vnni => "int8 (AVX-512 VNNI)",
+            QKernel::Avx2 => "int8 (AVX2)",
+            QKernel::Avx2W7 => "int8 (AVX2, 7-bit weights)",
+            QKernel::Portable => "int8 (portable)",
+        }
+    }
+}
+
 /// A linear layer with int8 weights, packed for the kernel.
 struct QLinear {
-    /// Output features (a multiple of [`PANEL`]; the padding columns have zero weights).
+    /// Output features (a multiple of the kernel's panel width; the padding columns have zero weights).
     n: usize,
     /// Input features (a multiple of 4).
     k: usize,
-    /// Panels of 64 columns; within a panel, for every 4 inputs, 4 × 16 columns × 4 bytes.
+    kernel: QKernel,
+    /// Panels of `kernel.panel()` columns; within a panel, for every 4 inputs, 4 bytes per column.
     packed: Vec<i8>,
     /// Per output column: weight scale.
     scale: Vec<f32>,
@@ -73,24 +150,32 @@ struct QLinear {
 
 impl QLinear {
     /// `w`: (n, k) row-major, as PyTorch's `Linear.weight`.
-    fn new(w: &[f32], bias: &[f32], n_real: usize, k: usize) -> Result<Self, Int8Error> {
+    fn new(
+        w: &[f32],
+        bias: &[f32],
+        n_real: usize,
+        k: usize,
+        kernel: QKernel,
+    ) -> Result<Self, Int8Error> {
         if !k.is_multiple_of(4) {
             return Err(Int8Error::Unsupported(format!(
                 "input width {k} is not a multiple of 4"
             )));
         }
-        let n = n_real.div_ceil(PANEL) * PANEL;
+        let nr = kernel.panel();
+        let top = kernel.max_weight();
+        let n = n_real.div_ceil(nr) * nr;
         let mut q = vec![0i8; n * k];
         let mut scale = vec![0f32; n];
         let mut offset = vec![0i32; n];
         for row in 0..n_real {
             let src = &w[row * k..(row + 1) * k];
             let max = max_abs(src);
-            let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let s = if max > 0.0 { max / top } else { 1.0 };
             scale[row] = s;
             let mut sum = 0i32;
             for (d, v) in q[row * k..(row + 1) * k].iter_mut().zip(src) {
-                let x = (v / s).round().clamp(-127.0, 127.0) as i8;
+                let x = (v / s).round().clamp(-top, top) as i8;
                 *d = x;
                 sum += x as i32;
             }
@@ -98,10 +183,10 @@ impl QLinear {
         }
         let mut packed = vec![0i8; n * k];
         let mut at = 0;
-        for p in 0..n / PANEL {
+        for p in 0..n / nr {
             for k4 in 0..k / 4 {
-                for c in 0..PANEL {
-                    let row = p * PANEL + c;
+                for c in 0..nr {
+                    let row = p * nr + c;
                     packed[at..at + 4].copy_from_slice(&q[row * k + 4 * k4..row * k + 4 * k4 + 4]);
                     at += 4;
                 }
@@ -112,6 +197,7 @@ impl QLinear {
         Ok(Self {
             n,
             k,
+            kernel,
             packed,
             scale,
             offset,
@@ -120,31 +206,43 @@ impl QLinear {
     }
 
     /// `out[r][0..n] = dequant(a[r] · W^T) + bias` for `rows` rows of `a` (u8, row length k).
-    fn forward(&self, a: &[u8], row_scale: &[f32], rows: usize, out: &mut [f32], fast: bool) {
+    fn forward(&self, a: &[u8], row_scale: &[f32], rows: usize, out: &mut [f32]) {
         assert!(
             a.len() >= rows * self.k && out.len() >= rows * self.n && row_scale.len() >= rows,
             "int8 matmul: buffers shorter than {rows} rows"
         );
         #[cfg(target_arch = "x86_64")]
-        if fast {
-            // SAFETY: `fast` is only true when the CPU reports AVX-512 F/BW and VNNI
-            // (`vnni::available`); the slices are long enough for `rows` rows (asserted above).
-            unsafe { vnni::matmul(self, a, row_scale, rows, out) };
-            return;
+        match self.kernel {
+            // SAFETY (all): each kernel runs only where the CPU has its instructions (checked here;
+            // the portable code does any packing otherwise); the slices are long enough for `rows`
+            // rows (asserted above).
+            QKernel::Vnni if fast_on_this_cpu() => {
+                unsafe { vnni::matmul(self, a, row_scale, rows, out) };
+                return;
+            }
+            QKernel::Avx2 if avx2_fma() => {
+                unsafe { avx2::matmul::<true>(self, a, row_scale, rows, out) };
+                return;
+            }
+            QKernel::Avx2W7 if avx2_fma() => {
+                unsafe { avx2::matmul::<false>(self, a, row_scale, rows, out) };
+                return;
+            }
+            _ => {}
         }
-        let _ = fast;
         portable_matmul(self, a, row_scale, rows, out);
     }
 }
 
-/// The same integer arithmetic as the VNNI kernel, in plain Rust.
+/// The same integer arithmetic as the kernels, in plain Rust (any panel width).
 fn portable_matmul(w: &QLinear, a: &[u8], row_scale: &[f32], rows: usize, out: &mut [f32]) {
     let k = w.k;
+    let nr = w.kernel.panel();
     let mut col = vec![0i8; k];
     for n in 0..w.n {
-        let (p, c) = (n / PANEL, n % PANEL);
+        let (p, c) = (n / nr, n % nr);
         for k4 in 0..k / 4 {
-            let at = p * PANEL * k + k4 * PANEL * 4 + c * 4;
+            let at = p * nr * k + k4 * nr * 4 + c * 4;
             col[4 * k4..4 * k4 + 4].copy_from_slice(&w.packed[at..at + 4]);
         }
         for r in 0..rows {
@@ -158,21 +256,77 @@ fn portable_matmul(w: &QLinear, a: &[u8], row_scale: &[f32], rows: usize, out: &
     }
 }
 
+/// A register tile of an int8 kernel: (a, lda, k4, b, row scales, scale, offset, bias, out, ldo), as
+/// `vnni::tile` documents.
+#[cfg(target_arch = "x86_64")]
+type QTile = unsafe fn(
+    *const u8,
+    usize,
+    usize,
+    *const i8,
+    *const f32,
+    *const f32,
+    *const i32,
+    *const f32,
+    *mut f32,
+    usize,
+);
+
+/// Runs an int8 kernel's tiles over the product: panel by panel of `nr` columns, `tiles.len()` rows at a
+/// time (`tiles[i]` takes i + 1 rows, for the last, shorter tile).
+///
+/// # Safety
+/// The CPU has the tiles' instructions; `w` is packed in panels of `nr` columns for them; `a` holds
+/// `rows × w.k` bytes, `rs` `rows` scales, `out` `rows × w.n` values.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn drive(
+    w: &QLinear,
+    a: &[u8],
+    rs: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    nr: usize,
+    tiles: &[QTile],
+) {
+    let (k, n) = (w.k, w.n);
+    let (ap, op) = (a.as_ptr(), out.as_mut_ptr());
+    for p in 0..n / nr {
+        let c0 = p * nr;
+        let b = w.packed.as_ptr().wrapping_add(c0 * k);
+        let (sc, off, bi) = (
+            w.scale.as_ptr().wrapping_add(c0),
+            w.offset.as_ptr().wrapping_add(c0),
+            w.bias.as_ptr().wrapping_add(c0),
+        );
+        let mut r = 0;
+        while r < rows {
+            let h = (rows - r).min(tiles.len());
+            // SAFETY: the caller's guarantees; r + h ≤ rows, c0 + nr ≤ n.
+            unsafe {
+                tiles[h - 1](
+                    ap.add(r * k),
+                    k,
+                    k / 4,
+                    b,
+                    rs.as_ptr().add(r),
+                    sc,
+                    off,
+                    bi,
+                    op.add(r * n + c0),
+                    n,
+                )
+            };
+            r += h;
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use std::arch::x86_64::*;
 
     use super::{MR, PANEL, QLinear};
-
-    pub fn available() -> bool {
-        // AVX2 and FMA come with every AVX-512 CPU, but a virtual machine may mask features one by
-        // one: the fast paths also compile code for those two, so check them too.
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-    }
 
     /// One tile: `R` rows × one 64-column panel, over the whole input width.
     ///
@@ -230,47 +384,117 @@ mod vnni {
     /// AVX-512 F/BW/VNNI present; `a` holds `rows × w.k` bytes, `rs` `rows` scales, `out` `rows × w.n`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn matmul(w: &QLinear, a: &[u8], rs: &[f32], rows: usize, out: &mut [f32]) {
-        let (k, n) = (w.k, w.n);
-        let k4 = k / 4;
-        let ap = a.as_ptr();
-        let op = out.as_mut_ptr();
-        for p in 0..n / PANEL {
-            let b = w.packed.as_ptr().wrapping_add(p * PANEL * k);
-            let c0 = p * PANEL;
-            let (sc, off, bi) = (
-                w.scale.as_ptr().wrapping_add(c0),
-                w.offset.as_ptr().wrapping_add(c0),
-                w.bias.as_ptr().wrapping_add(c0),
-            );
-            let mut r = 0;
-            // SAFETY (all calls): the caller's guarantees; r + R ≤ rows, c0 + 64 ≤ n.
-            unsafe {
-                while r + MR <= rows {
-                    tile::<MR>(
-                        ap.add(r * k),
-                        k,
-                        k4,
-                        b,
-                        rs.as_ptr().add(r),
-                        sc,
-                        off,
-                        bi,
-                        op.add(r * n + c0),
-                        n,
-                    );
-                    r += MR;
+        const TILES: [super::QTile; MR] = [
+            tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>,
+        ];
+        // SAFETY: the caller's guarantees; TILES[i] takes i + 1 rows of a 64-column panel.
+        unsafe { super::drive(w, a, rs, rows, out, PANEL, &TILES) }
+    }
+}
+
+/// The int8 product without VNNI: `vpmaddubsw` (u8 × i8, adjacent pairs summed into i16 with
+/// saturation) then `vpmaddwd` by ones (pairs of those into i32), in a 4 × 16 register tile. Two ways
+/// to stay exact: `SIGNED` (VNNI's integers: |q| × (w with q's sign), each pair ≤ 2 · 127 · 127) or
+/// the stored u8 activations against 7-bit weights ([`QKernel::max_weight`]), a third fewer
+/// instructions. Otherwise as the VNNI kernel.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::QLinear;
+
+    const NR: usize = 16;
+    const MR: usize = 4;
+
+    /// One tile: `R` rows × one 16-column panel, over the whole input width.
+    ///
+    /// # Safety
+    /// AVX2 present; `a` points at `R` rows of `4 * k4` bytes with stride `lda`; `b` at a packed panel
+    /// of `k4 * 64` bytes (7-bit weights unless `SIGNED`); `scale`/`offset`/`bias` at 16 values; `rs`
+    /// at `R` values; `out` at `R` rows of 16 writable floats with stride `ldo`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize, const SIGNED: bool>(
+        a: *const u8,
+        lda: usize,
+        k4: usize,
+        b: *const i8,
+        rs: *const f32,
+        scale: *const f32,
+        offset: *const i32,
+        bias: *const f32,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            let mut ap = a;
+            let mut bp = b;
+            for _ in 0..k4 {
+                let b0 = _mm256_loadu_si256(bp as *const __m256i);
+                let b1 = _mm256_loadu_si256(bp.add(32) as *const __m256i);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let a4 = (ap.add(r * lda) as *const i32).read_unaligned();
+                    let (p0, p1) = if SIGNED {
+                        // The activations as signed bytes (u8 = q + 128 → q), then |q| × (b with
+                        // q's sign): each pair at most 2 · 127 · 127, exact.
+                        let v = _mm256_set1_epi32(a4 ^ (0x8080_8080u32 as i32));
+                        let m = _mm256_abs_epi8(v);
+                        (
+                            _mm256_maddubs_epi16(m, _mm256_sign_epi8(b0, v)),
+                            _mm256_maddubs_epi16(m, _mm256_sign_epi8(b1, v)),
+                        )
+                    } else {
+                        let v = _mm256_set1_epi32(a4);
+                        (_mm256_maddubs_epi16(v, b0), _mm256_maddubs_epi16(v, b1))
+                    };
+                    let p0 = _mm256_madd_epi16(p0, ones);
+                    let p1 = _mm256_madd_epi16(p1, ones);
+                    acc[0] = _mm256_add_epi32(acc[0], p0);
+                    acc[1] = _mm256_add_epi32(acc[1], p1);
                 }
-                let (a_, rs_, o_) = (ap.add(r * k), rs.as_ptr().add(r), op.add(r * n + c0));
-                match rows - r {
-                    0 => {}
-                    1 => tile::<1>(a_, k, k4, b, rs_, sc, off, bi, o_, n),
-                    2 => tile::<2>(a_, k, k4, b, rs_, sc, off, bi, o_, n),
-                    3 => tile::<3>(a_, k, k4, b, rs_, sc, off, bi, o_, n),
-                    4 => tile::<4>(a_, k, k4, b, rs_, sc, off, bi, o_, n),
-                    _ => tile::<5>(a_, k, k4, b, rs_, sc, off, bi, o_, n),
+                ap = ap.add(4);
+                bp = bp.add(4 * NR);
+            }
+            for c in 0..2 {
+                let sc = _mm256_loadu_ps(scale.add(8 * c));
+                let off = _mm256_loadu_si256(offset.add(8 * c) as *const __m256i);
+                let bi = _mm256_loadu_ps(bias.add(8 * c));
+                for (r, acc) in acc.iter().enumerate() {
+                    // Signed products need no correction; u8 ones lose 128 × the weights' sum.
+                    let v = if SIGNED {
+                        acc[c]
+                    } else {
+                        _mm256_sub_epi32(acc[c], off)
+                    };
+                    let v = _mm256_cvtepi32_ps(v);
+                    let s = _mm256_mul_ps(sc, _mm256_set1_ps(*rs.add(r)));
+                    _mm256_storeu_ps(out.add(r * ldo + 8 * c), _mm256_fmadd_ps(v, s, bi));
                 }
             }
         }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA present; `w` packed for this kernel; `a` holds `rows × w.k` bytes, `rs` `rows`
+    /// scales, `out` `rows × w.n`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn matmul<const SIGNED: bool>(
+        w: &QLinear,
+        a: &[u8],
+        rs: &[f32],
+        rows: usize,
+        out: &mut [f32],
+    ) {
+        let tiles: [super::QTile; MR] = [
+            tile::<1, SIGNED>,
+            tile::<2, SIGNED>,
+            tile::<3, SIGNED>,
+            tile::<4, SIGNED>,
+        ];
+        // SAFETY: the caller's guarantees; tiles[i] takes i + 1 rows of a 16-column panel.
+        unsafe { super::drive(w, a, rs, rows, out, NR, &tiles) }
     }
 }
 
@@ -309,10 +533,10 @@ macro_rules! multiversion {
     }};
 }
 
-/// Whether the CPU has AVX2 and FMA (the result is cached by the standard library).
+/// Whether the CPU has AVX2 and FMA (and `DONGCHA_MAX_ISA` allows them).
 #[cfg(target_arch = "x86_64")]
 fn avx2_fma() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    super::cpu::isa() >= super::cpu::Isa::Avx2
 }
 
 /// `a · b + c`, fused where FMA is an instruction.
@@ -426,64 +650,10 @@ fn gelu_rows(x: &mut [f32], ld: usize, k: usize, fast: bool) {
     })
 }
 
-/// A linear layer with f32 weights: the product by the `gemm` crate (the kernels candle uses), one
-/// thread per call — the callers already run one block of tokens per thread.
-struct FLinear {
-    n: usize,
-    k: usize,
-    /// (n, k) row-major, as PyTorch's `Linear.weight`.
-    w: Vec<f32>,
-    bias: Vec<f32>,
-}
-
-impl FLinear {
-    /// `out[r][0..n] = x[r][0..k] · Wᵀ + bias` for `rows` rows of `x` (row stride `ld`).
-    fn forward(&self, x: &[f32], ld: usize, rows: usize, out: &mut [f32]) {
-        let (n, k) = (self.n, self.k);
-        if rows == 0 {
-            return;
-        }
-        assert!(
-            ld >= k && x.len() >= (rows - 1) * ld + k && out.len() >= rows * n,
-            "f32 matmul: buffers shorter than {rows} rows"
-        );
-        // SAFETY: dst is rows × n with row stride n, lhs rows × k with row stride ld, rhs k × n read
-        // from the (n, k) weights (row stride 1, column stride k): all within the slices (asserted).
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                x.as_ptr(),
-                1,
-                ld as isize,
-                self.w.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-        for row in out.chunks_exact_mut(n).take(rows) {
-            for (v, b) in row.iter_mut().zip(&self.bias) {
-                *v += b;
-            }
-        }
-    }
-}
-
 /// A linear layer in int8 or f32.
 enum Linear {
     Int8(QLinear),
-    F32(FLinear),
+    F32(super::f32mm::PackedLinear),
 }
 
 /// Per-thread buffers for quantised activations.
@@ -494,16 +664,23 @@ struct Quant {
 }
 
 impl Linear {
-    fn new(w: &[f32], bias: &[f32], n: usize, k: usize, int8: bool) -> Result<Self, Int8Error> {
-        Ok(if int8 {
-            Linear::Int8(QLinear::new(w, bias, n, k)?)
+    fn new(
+        w: &[f32],
+        bias: &[f32],
+        n: usize,
+        k: usize,
+        kernel: Option<QKernel>,
+    ) -> Result<Self, Int8Error> {
+        Ok(if let Some(kernel) = kernel {
+            Linear::Int8(QLinear::new(w, bias, n, k, kernel)?)
         } else {
-            Linear::F32(FLinear {
+            Linear::F32(super::f32mm::PackedLinear::new(
+                w,
+                bias,
                 n,
                 k,
-                w: w.to_vec(),
-                bias: bias.to_vec(),
-            })
+                super::cpu::isa(),
+            ))
         })
     }
 
@@ -511,7 +688,7 @@ impl Linear {
     fn n(&self) -> usize {
         match self {
             Linear::Int8(l) => l.n,
-            Linear::F32(l) => l.n,
+            Linear::F32(l) => l.n(),
         }
     }
 
@@ -530,7 +707,7 @@ impl Linear {
                 qb.q.resize(rows * l.k, 0);
                 qb.scales.resize(rows, 0.0);
                 quantize_rows(x, ld, l.k, &mut qb.q, &mut qb.scales, fast);
-                l.forward(&qb.q, &qb.scales, rows, out, fast);
+                l.forward(&qb.q, &qb.scales, rows, out);
             }
             Linear::F32(l) => l.forward(x, ld, rows, out),
         }
@@ -592,7 +769,7 @@ impl Layer {
         p: &str,
         h: usize,
         ffn: usize,
-        int8: bool,
+        kernel: Option<QKernel>,
     ) -> Result<Self, Int8Error> {
         let ln = |q: &str| -> Result<(Vec<f32>, Vec<f32>), Int8Error> {
             Ok((
@@ -606,7 +783,7 @@ impl Layer {
                 &get(&format!("{q}.bias"), n)?,
                 n,
                 k,
-                int8,
+                kernel,
             )
         };
         let mut w = Vec::with_capacity(3 * h * h);
@@ -616,7 +793,7 @@ impl Layer {
             b.extend(get(&format!("{p}.attention.self.{part}.bias"), h)?);
         }
         Ok(Layer {
-            qkv: Linear::new(&w, &b, 3 * h, h, int8)?,
+            qkv: Linear::new(&w, &b, 3 * h, h, kernel)?,
             out: linear(&format!("{p}.attention.output.dense"), h, h)?,
             ln1: ln(&format!("{p}.attention.output.LayerNorm"))?,
             up: linear(&format!("{p}.intermediate.dense"), ffn, h)?,
@@ -656,7 +833,7 @@ impl Branch {
         let h = model.hidden;
         let ffn = model.layers[start].ffn;
         let layers = (0..count)
-            .map(|i| Layer::from_named(&get, &format!("{prefix}{i}"), h, ffn, model.int8))
+            .map(|i| Layer::from_named(&get, &format!("{prefix}{i}"), h, ffn, model.kernel))
             .collect::<Result<_, _>>()?;
         Ok(Self { start, layers })
     }
@@ -701,7 +878,8 @@ pub struct Int8Bert {
     emb_ln: (Vec<f32>, Vec<f32>),
     layers: Vec<Layer>,
     fast: bool,
-    int8: bool,
+    /// The int8 kernel of the linear layers; `None`: f32 products.
+    kernel: Option<QKernel>,
 }
 
 /// Per-thread scratch for the row-local part of a layer.
@@ -713,12 +891,12 @@ struct Scratch {
 }
 
 impl Int8Bert {
-    /// Builds the model from BERT-named float tensors (what candle's `BertModel` loads), with int8 or
-    /// f32 linear layers.
+    /// Builds the model from BERT-named float tensors (what candle's `BertModel` loads), with int8
+    /// linear layers for `kernel`, or f32 ones (`None`).
     pub fn from_tensors(
         tensors: &HashMap<String, Tensor>,
         config: &candle_transformers::models::bert::Config,
-        int8: bool,
+        kernel: Option<QKernel>,
     ) -> Result<Self, Int8Error> {
         let (h, ffn) = (config.hidden_size, config.intermediate_size);
         let heads = config.num_attention_heads;
@@ -750,7 +928,7 @@ impl Int8Bert {
                 &format!("encoder.layer.{l}"),
                 h,
                 ffn,
-                int8,
+                kernel,
             )?);
         }
         let fast = fast_on_this_cpu();
@@ -770,19 +948,30 @@ impl Int8Bert {
             emb_ln: ln("embeddings.LayerNorm")?,
             layers,
             fast,
-            int8,
+            kernel,
         })
     }
 
-    /// Whether the AVX-512 kernels run (VNNI for int8; the elementwise code either way), else the AVX2 +
-    /// FMA or portable builds (same integers, f32 within rounding; much slower for int8).
+    /// Whether the AVX-512 builds of the elementwise code run (on a CPU with VNNI), else the AVX2 + FMA
+    /// or portable builds.
     pub fn fast(&self) -> bool {
         self.fast
     }
 
     /// Whether the linear layers run in int8 (else f32).
     pub fn int8(&self) -> bool {
-        self.int8
+        self.kernel.is_some()
+    }
+
+    /// Which forward pass runs: [`QKernel::name`], or "f32".
+    pub fn engine(&self) -> &'static str {
+        self.kernel.map_or("f32", QKernel::name)
+    }
+
+    /// Suffix of this engine's vectors in cache names and head metadata: [`QKernel::tag`], or "" for
+    /// f32 products.
+    pub fn tag(&self) -> &'static str {
+        self.kernel.map_or("", QKernel::tag)
     }
 
     /// Width of the token states.
@@ -1229,39 +1418,103 @@ mod tests {
     }
 
     #[test]
-    fn int8_product_is_close_to_the_float_product_and_both_kernels_agree() {
+    fn int8_product_is_close_to_the_float_product_and_every_kernel_agrees_with_plain_code() {
         let (n, k, rows) = (100, 96, 13);
         let mut seed = 7;
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
         let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
         let x: Vec<f32> = (0..rows * k).map(|_| lcg(&mut seed) * 3.0).collect();
-        let lin = QLinear::new(&w, &bias, n, k).unwrap();
-        assert_eq!(lin.n, 128);
         let mut q = vec![0u8; rows * k];
         let mut qs = vec![0f32; rows];
         quantize_rows(&x, k, k, &mut q, &mut qs, false);
-        let mut portable = vec![0f32; rows * lin.n];
-        lin.forward(&q, &qs, rows, &mut portable, false);
-        for r in 0..rows {
-            for c in 0..n {
-                let exact: f32 = (0..k).map(|i| x[r * k + i] * w[c * k + i]).sum::<f32>() + bias[c];
-                let got = portable[r * lin.n + c];
-                // Rounding both operands to 8 bits: about ±0.1 here (96 terms); 0.4 is four deviations.
-                assert!((got - exact).abs() < 0.4, "({r},{c}) {got} vs {exact}");
+        let isa = crate::nlp::cpu::isa();
+        // Rounding both operands to 8 bits: about ±0.1 here (96 terms); 0.4 is four deviations. With
+        // 7-bit weights the weights' share of the error doubles.
+        for (kernel, padded, tolerance) in [
+            (QKernel::Portable, 128, 0.4),
+            (QKernel::Vnni, 128, 0.4),
+            (QKernel::Avx2, 112, 0.4),
+            (QKernel::Avx2W7, 112, 0.6),
+        ] {
+            let lin = QLinear::new(&w, &bias, n, k, kernel).unwrap();
+            assert_eq!(lin.n, padded);
+            let mut plain = vec![0f32; rows * lin.n];
+            portable_matmul(&lin, &q, &qs, rows, &mut plain);
+            for r in 0..rows {
+                for c in 0..n {
+                    let exact: f32 =
+                        (0..k).map(|i| x[r * k + i] * w[c * k + i]).sum::<f32>() + bias[c];
+                    let got = plain[r * lin.n + c];
+                    assert!(
+                        (got - exact).abs() < tolerance,
+                        "{kernel:?} ({r},{c}) {got} vs {exact}"
+                    );
+                }
+                // Padding columns stay zero.
+                assert!(
+                    plain[r * lin.n + n..(r + 1) * lin.n]
+                        .iter()
+                        .all(|v| *v == 0.0)
+                );
             }
-            // Padding columns stay zero.
-            assert!(
-                portable[r * lin.n + n..(r + 1) * lin.n]
-                    .iter()
-                    .all(|v| *v == 0.0)
-            );
-        }
-        #[cfg(target_arch = "x86_64")]
-        if vnni::available() {
+            let runs = match kernel {
+                QKernel::Portable => false,
+                QKernel::Vnni => isa == crate::nlp::cpu::Isa::Avx512Vnni,
+                QKernel::Avx2 | QKernel::Avx2W7 => isa >= crate::nlp::cpu::Isa::Avx2,
+            };
+            if !runs {
+                continue;
+            }
             let mut fast = vec![0f32; rows * lin.n];
-            lin.forward(&q, &qs, rows, &mut fast, true);
-            for (a, b) in fast.iter().zip(&portable) {
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+            lin.forward(&q, &qs, rows, &mut fast);
+            for (a, b) in fast.iter().zip(&plain) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{kernel:?} {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    /// `vpmaddubsw` saturates a pair's sum at ±32767: on the stored activations (u8 = q + 128) with
+    /// 8-bit weights, large same-signed products would be cut there. Both AVX2 kernels avoid it (signed
+    /// activations with 8-bit weights; u8 ones with 7-bit weights), so even the extremes give plain
+    /// arithmetic's result.
+    #[test]
+    fn the_avx2_kernels_do_not_saturate_at_extreme_values() {
+        if crate::nlp::cpu::isa() < crate::nlp::cpu::Isa::Avx2 {
+            return;
+        }
+        let (n, k, rows) = (16, 64, 4);
+        // Weights of alternating sign at full scale; activations at the extremes of both signs.
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| if (i / 2) % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| match (i / k, (i / 2) % 2) {
+                (0, _) => 1.0,
+                (1, _) => -1.0,
+                (_, 0) => 1.0,
+                _ => -1.0,
+            })
+            .collect();
+        let mut q = vec![0u8; rows * k];
+        let mut qs = vec![0f32; rows];
+        quantize_rows(&x, k, k, &mut q, &mut qs, false);
+        for kernel in [QKernel::Avx2, QKernel::Avx2W7] {
+            let lin = QLinear::new(&w, &vec![0.0; n], n, k, kernel).unwrap();
+            let mut plain = vec![0f32; rows * n];
+            portable_matmul(&lin, &q, &qs, rows, &mut plain);
+            let mut fast = vec![0f32; rows * n];
+            lin.forward(&q, &qs, rows, &mut fast);
+            for r in 0..rows {
+                for c in 0..n {
+                    let exact: f32 = (0..k).map(|i| x[r * k + i] * w[c * k + i]).sum();
+                    let (p, f) = (plain[r * n + c], fast[r * n + c]);
+                    let near = |a: f32, b: f32| (a - b).abs() < 1e-3 * b.abs().max(1.0);
+                    assert!(near(p, exact), "{kernel:?} ({r},{c}) {p} vs {exact}");
+                    assert!(near(f, p), "{kernel:?} ({r},{c}) kernel {f} vs {p}");
+                }
             }
         }
     }

@@ -134,9 +134,9 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
-/// A table's number as a person reads it: whole numbers as they are, others to two decimals (sales,
-/// ratios above one) or, below one, to three significant digits (shares, small effects) — never the
-/// float's seventeen digits.
+/// A table's number as a person reads it: whole numbers as they are, others to two decimals with
+/// thousands separated as the reply's text writes money (sales, ratios above one: `render::money`) or,
+/// below one, to three significant digits (shares, small effects) — never the float's seventeen digits.
 fn number(n: &serde_json::Number) -> String {
     let Some(x) = n.as_f64().filter(|_| n.is_f64()) else {
         return n.to_string();
@@ -145,7 +145,7 @@ fn number(n: &serde_json::Number) -> String {
         return format!("{x:.0}");
     }
     if x.abs() >= 1.0 {
-        return format!("{x:.2}");
+        return crate::tools::render::money(x);
     }
     let decimals = (2 - x.abs().log10().floor() as i32).clamp(2, 12) as usize;
     format!("{x:.decimals$}")
@@ -478,7 +478,8 @@ mod tests {
         assert_eq!(get("learned_ratio"), "1.36");
         assert_eq!(get("past_days"), "6");
         assert_eq!(get("share"), "0.0123");
-        assert_eq!(get("sales"), "637767.72");
+        // As the reply's text writes it (`render::money`), so the two read the same.
+        assert_eq!(get("sales"), "637,767.72");
         assert_eq!(get("whole"), "2");
     }
 

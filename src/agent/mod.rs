@@ -306,8 +306,7 @@ impl Agent {
             {
                 args.insert("period".into(), serde_json::json!(p.previous()));
             }
-            route.clarify = router::missing_required(tool, &args, zh)
-                .or_else(|| router::reviews_of_a_time_to_come(tool, &facts, zh));
+            route.clarify = router::clarification(tool, &args, &facts, zh);
             route.tool = tool.to_string();
             route.args = args;
             route.stage = "follow-up".into();
@@ -389,8 +388,7 @@ impl Agent {
         route.clarify = match &route.plan {
             // Each part carries the arguments its tool needs, or is named as missing.
             Some(_) => None,
-            None => router::missing_required(&route.tool, &route.args, zh)
-                .or_else(|| router::reviews_of_a_time_to_come(&route.tool, &facts, zh))
+            None => router::clarification(&route.tool, &route.args, &facts, zh)
                 .or_else(|| unsure.map(|(a, b)| self.clarifying_question(&a, &b, zh))),
         };
         Ok(route)

@@ -1357,6 +1357,18 @@ pub fn args_of(tool: &str, question: &str, facts: &Facts) -> Map<String, Value> 
     a
 }
 
+/// What to ask or say instead of calling `tool`: a required argument the question did not give
+/// ([`missing_required`]), or reviews asked of a time to come ([`reviews_of_a_time_to_come`]). Both
+/// routing exits (encoder and LLM) ask through this one chain.
+pub fn clarification(
+    tool: &str,
+    args: &Map<String, Value>,
+    facts: &Facts,
+    zh: bool,
+) -> Option<String> {
+    missing_required(tool, args, zh).or_else(|| reviews_of_a_time_to_come(tool, facts, zh))
+}
+
 /// A required argument the question did not give: the clarifying question to ask instead.
 pub fn missing_required(tool: &str, args: &Map<String, Value>, zh: bool) -> Option<String> {
     let ask = |zh_text: &str, en_text: &str| Some(if zh { zh_text } else { en_text }.to_string());

@@ -8,9 +8,10 @@
 //!   (`vpdpbusd`: 64 multiply-adds per instruction, four times an f32 FMA) in a 6 × 64 register tile,
 //!   with the scales, bias and the unsigned-offset correction applied as the tile is stored.
 //! - **without VNNI, AVX2** (`vpmaddubsw` + `vpmaddwd`, a 4 × 16 tile): `vpmaddubsw` sums two u8 × i8
-//!   products into an i16 with saturation, so these weights are quantised to ±63 (7 bits), which cannot
-//!   overflow it — what PyTorch's FBGEMM does with its activations (`reduce_range`) for the same reason.
-//!   Other integers than VNNI's, so other vectors (tag `-int8w7`: caches and heads are kept apart).
+//!   products into an i16 with saturation. `auto` quantises the weights to ±63 (7 bits), which cannot
+//!   overflow it — what PyTorch's FBGEMM does with its activations (`reduce_range`) for the same reason;
+//!   other integers than VNNI's, so other vectors (tag `-int8w7`: caches and heads are kept apart).
+//!   `int8` keeps VNNI's integers (|q| × the weights with q's sign), one instruction more per product.
 //! - **no padding.** The tokens of a batch are packed end to end; linear layers see only real tokens
 //!   and attention runs per sequence over its own length.
 //! - **row-local fusion.** Everything but attention is per token, so one thread takes a block of tokens
@@ -65,10 +66,11 @@ pub enum QKernel {
     /// AVX-512 VNNI (`vpdpbusd`), 8-bit weights, 64-column panels.
     Vnni,
     /// AVX2, VNNI's integers: |a| × (b with a's sign) through `vpmaddubsw` + `vpmaddwd`, 8-bit
-    /// weights, 16-column panels. The same vectors as VNNI's, at about twice the instructions.
+    /// weights, 16-column panels. The same vectors as VNNI's, one instruction more per product than
+    /// [`QKernel::Avx2W7`].
     Avx2,
     /// AVX2 on the stored u8 activations directly, with 7-bit weights (see [`QKernel::max_weight`]):
-    /// a third fewer instructions than [`QKernel::Avx2`], other vectors.
+    /// three instructions per product where [`QKernel::Avx2`] needs four; other vectors.
     Avx2W7,
     /// Plain Rust, the VNNI kernel's integers (8-bit weights, 64-column panels).
     Portable,
@@ -395,8 +397,8 @@ mod vnni {
 /// The int8 product without VNNI: `vpmaddubsw` (u8 × i8, adjacent pairs summed into i16 with
 /// saturation) then `vpmaddwd` by ones (pairs of those into i32), in a 4 × 16 register tile. Two ways
 /// to stay exact: `SIGNED` (VNNI's integers: |q| × (w with q's sign), each pair ≤ 2 · 127 · 127) or
-/// the stored u8 activations against 7-bit weights ([`QKernel::max_weight`]), a third fewer
-/// instructions. Otherwise as the VNNI kernel.
+/// the stored u8 activations against 7-bit weights ([`QKernel::max_weight`]), three instructions per
+/// product instead of four. Otherwise as the VNNI kernel.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;

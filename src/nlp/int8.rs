@@ -518,7 +518,7 @@ macro_rules! multiversion {
         {
             if $fast {
                 // SAFETY: `$fast` is only true when the CPU has AVX-512 F/BW, AVX2 and FMA (checked
-                // at load).
+                // at load: `cpu::isa() >= Isa::Avx512`).
                 unsafe { wide($($arg),*) }
             } else if avx2_fma() {
                 // SAFETY: the CPU reports AVX2 and FMA.
@@ -933,7 +933,8 @@ impl Int8Bert {
                 kernel,
             )?);
         }
-        let fast = fast_on_this_cpu();
+        // The elementwise code's AVX-512 build needs F/BW (with AVX2 and FMA), not VNNI.
+        let fast = super::cpu::isa() >= super::cpu::Isa::Avx512;
         Ok(Self {
             hidden: h,
             heads: config.num_attention_heads,
@@ -954,8 +955,8 @@ impl Int8Bert {
         })
     }
 
-    /// Whether the AVX-512 builds of the elementwise code run (on a CPU with VNNI), else the AVX2 + FMA
-    /// or portable builds.
+    /// Whether the AVX-512 builds of the elementwise code run (AVX-512 F/BW, VNNI or not), else the
+    /// AVX2 + FMA or portable builds.
     pub fn fast(&self) -> bool {
         self.fast
     }
@@ -1401,7 +1402,7 @@ mod tests {
                 let rows: Vec<f32> = (0..len * ld).map(|_| lcg(&mut seed) * 2.0).collect();
                 let want = naive_attention(&rows, ld, len, h, heads);
                 let mut paths = vec![false];
-                if fast_on_this_cpu() {
+                if crate::nlp::cpu::isa() >= crate::nlp::cpu::Isa::Avx512 {
                     paths.push(true);
                 }
                 for fast in paths {

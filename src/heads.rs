@@ -719,6 +719,15 @@ fn evaluate(
     vectors: &[Vec<f32>],
     gold: &[Example],
 ) -> Result<Report, HeadsError> {
+    Ok(score(head, vectors, gold)?.0)
+}
+
+/// The report and each text's probability of being positive.
+fn score(
+    head: &SentimentHead,
+    vectors: &[Vec<f32>],
+    gold: &[Example],
+) -> Result<(Report, Vec<f32>), HeadsError> {
     let texts: Vec<&str> = gold.iter().map(|e| e.text.as_str()).collect();
     let p = head.prob_positive(vectors, &texts)?;
     let pairs: Vec<(Sentiment, Sentiment)> = gold
@@ -727,7 +736,53 @@ fn evaluate(
         .map(|(e, p)| (e.label, head.label(*p)))
         .collect();
     let binary: Vec<(Sentiment, f32)> = gold.iter().zip(&p).map(|(e, p)| (e.label, *p)).collect();
-    Ok(sentiment::report(&pairs, &binary))
+    Ok((sentiment::report(&pairs, &binary), p))
+}
+
+/// A positive or negative text the head puts on the wrong side of 0.5 (what the report's
+/// "accuracy without the neutral band" counts as wrong).
+#[derive(Debug, Clone, Serialize)]
+pub struct Miss {
+    /// 1-based position of the text among the file's labelled texts.
+    pub index: usize,
+    pub gold: Sentiment,
+    pub p_positive: f32,
+    pub text: String,
+}
+
+/// A head's report on a labelled file, with the texts it gets wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct SentimentEval {
+    pub report: Report,
+    /// Most confident mistakes first.
+    pub misses: Vec<Miss>,
+    /// The head on the texts a person has read (`--audit`).
+    pub audit: Option<sentiment::AuditScore>,
+}
+
+/// The misclassified positive/negative texts, most confident mistakes first.
+fn misses(gold: &[Example], p: &[f32]) -> Vec<Miss> {
+    let mut m: Vec<Miss> = gold
+        .iter()
+        .zip(p)
+        .enumerate()
+        .filter(|(_, (e, p))| match e.label {
+            Sentiment::Positive => **p <= 0.5,
+            Sentiment::Negative => **p > 0.5,
+            Sentiment::Neutral => false,
+        })
+        .map(|(i, (e, p))| Miss {
+            index: i + 1,
+            gold: e.label,
+            p_positive: *p,
+            text: e.text.clone(),
+        })
+        .collect();
+    m.sort_by(|a, b| {
+        let wrong = |x: &Miss| (x.p_positive - 0.5).abs();
+        wrong(b).total_cmp(&wrong(a)).then(a.index.cmp(&b.index))
+    });
+    m
 }
 
 /// Loads the trained sentiment head (with the band from the config).
@@ -749,18 +804,27 @@ pub fn sentiment_head(cfg: &Config) -> Result<SentimentHead, HeadsError> {
     Ok(head)
 }
 
-/// Classification report of the trained head on any `label<TAB>text` file.
+/// Classification report of the trained head on any `label<TAB>text` file, with the texts it gets
+/// wrong and, given an audit of the file, its hits on the texts whose label the text supports, and on
+/// the others.
 pub fn eval_sentiment(
     cfg: &Config,
     data: &Path,
+    audit: Option<&Path>,
     progress: &indicatif::ProgressBar,
-) -> Result<Report, HeadsError> {
+) -> Result<SentimentEval, HeadsError> {
+    let audit = audit.map(sentiment::Audit::read).transpose()?;
     let gold = sentiment::read_labelled(data)?;
     let head = sentiment_head(cfg)?;
     let encoder = review_encoder(cfg)?;
     let texts: Vec<&str> = gold.iter().map(|e| e.text.as_str()).collect();
     let vectors = head_vectors(cfg, &encoder, &head, &texts, progress)?;
-    evaluate(&head, &vectors, &gold)
+    let (report, p) = score(&head, &vectors, &gold)?;
+    Ok(SentimentEval {
+        report,
+        misses: misses(&gold, &p),
+        audit: audit.map(|a| a.score(&gold, &p)),
+    })
 }
 
 /// The vectors `head` reads for `texts`: the tuned encoder's for a fine-tuned head, else the encoder's

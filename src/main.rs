@@ -377,6 +377,15 @@ enum EvalCommand {
         /// The labelled file.
         #[arg(long, value_name = "FILE")]
         data: PathBuf,
+        /// Write every text the head gets wrong (positive vs negative) to this file,
+        /// `label<TAB>p_positive<TAB>text`, most confident mistakes first.
+        #[arg(long, value_name = "FILE")]
+        errors: Option<PathBuf>,
+        /// A person's reading of some of the file's texts (`xxh3<TAB>label<TAB>reading<TAB>sample`,
+        /// e.g. models/sentiment-held-out-audit.tsv): prints the head's hits on the texts whose
+        /// label the text supports, contradicts, or neither.
+        #[arg(long, value_name = "FILE")]
+        audit: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -1,7 +1,7 @@
 //! `dongcha train` and `dongcha eval sentiment|intent`: the review heads, trained and scored on their
 //! corpora (routing is evaluated in `agent_cmd`).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use dongcha::config::Config;
 use dongcha::progress;
@@ -219,15 +219,61 @@ pub fn eval(cfg: &Config, what: EvalCommand) -> Result<()> {
             }
             Ok(())
         }
-        EvalCommand::Sentiment { data, json } => {
+        EvalCommand::Sentiment {
+            data,
+            errors,
+            audit,
+            json,
+        } => {
             let bar = progress::count_bar(0, is_tty(), "encoding");
-            let report = dongcha::heads::eval_sentiment(cfg, &data, &bar)?;
+            let e = dongcha::heads::eval_sentiment(cfg, &data, audit.as_deref(), &bar)?;
             bar.finish_and_clear();
+            if let Some(path) = &errors {
+                let mut out = String::from("label\tp_positive\ttext\n");
+                for m in &e.misses {
+                    out.push_str(&format!("{}\t{:.3}\t{}\n", m.gold, m.p_positive, m.text));
+                }
+                std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", serde_json::to_string_pretty(&e)?);
             } else {
-                println!("{} ({} texts)\n", data.display(), report.total);
-                print!("{report}");
+                println!("{} ({} texts)\n", data.display(), e.report.total);
+                print!("{}", e.report);
+                println!(
+                    "\n{} texts on the wrong side of 0.5{}; the most confident:",
+                    e.misses.len(),
+                    errors
+                        .as_ref()
+                        .map(|p| format!(" (all in {})", p.display()))
+                        .unwrap_or_default()
+                );
+                for m in e.misses.iter().take(5) {
+                    println!(
+                        "  {:<8} p(positive) {:.3}  {}",
+                        m.gold.as_str(),
+                        m.p_positive,
+                        dongcha::reply::clip(&m.text, 70)
+                    );
+                }
+                if let (Some(a), Some(path)) = (&e.audit, &audit) {
+                    println!(
+                        "\naudit {} ({} of its {} texts are in this file with its labels):",
+                        path.display(),
+                        a.found,
+                        a.audited
+                    );
+                    for g in &a.groups {
+                        println!(
+                            "  {:<8} {:<40} {:>4} texts, head right on {:>4} ({:.3})",
+                            g.sample,
+                            g.agreement.describe(),
+                            g.texts,
+                            g.right,
+                            g.right as f64 / g.texts.max(1) as f64
+                        );
+                    }
+                }
             }
             Ok(())
         }

@@ -264,9 +264,11 @@ fn english_reviews_get_a_head_of_their_own_reproduced_by_eval() {
     let again = dongcha::heads::eval_sentiment(
         &cfg,
         &amazon.held_out_file,
+        None,
         &indicatif::ProgressBar::hidden(),
     )
-    .unwrap();
+    .unwrap()
+    .report;
     assert_eq!(again.binary_accuracy, amazon.report.binary_accuracy);
     assert_eq!(again.confusion, amazon.report.confusion);
 }
@@ -574,9 +576,14 @@ fn a_fine_tuned_head_keeps_its_layers_and_eval_reproduces_it() {
         dongcha::nlp::finetune::LAYER_PARAMS.len()
     );
     assert!(head.meta.version.contains("-ft1-"), "{}", head.meta.version);
-    let again =
-        dongcha::heads::eval_sentiment(&cfg, &s.held_out_file, &indicatif::ProgressBar::hidden())
-            .unwrap();
+    let again = dongcha::heads::eval_sentiment(
+        &cfg,
+        &s.held_out_file,
+        None,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap()
+    .report;
     let (a, b) = (again.binary_accuracy.unwrap(), acc);
     // The same vectors up to rounding: at most one text may fall the other way.
     assert!(
@@ -616,7 +623,9 @@ fn a_shops_labels_judge_a_fine_tuned_head_on_its_own_vectors(
     )
     .unwrap();
     let hidden = indicatif::ProgressBar::hidden();
-    let current = dongcha::heads::eval_sentiment(cfg, &held, &hidden).unwrap();
+    let current = dongcha::heads::eval_sentiment(cfg, &held, None, &hidden)
+        .unwrap()
+        .report;
     let spec = TrainSpec {
         limit: Some(400),
         shop: Some(labels),

@@ -795,9 +795,208 @@ pub fn report(pairs: &[(Sentiment, Sentiment)], binary: &[(Sentiment, f32)]) -> 
     r
 }
 
+/// A person's reading of labelled texts: does the text itself say what its label says? Lines
+/// `xxh3<TAB>label<TAB>reading<TAB>sample` — the xxh3_64 of the trimmed text in hex, the label the
+/// file gave it, the reading (positive, negative, or `none` for a text that states no sentiment or
+/// a balanced mix) and the sample the text was drawn in; `#` lines are comments, the first data line
+/// may be a header.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    rows: HashMap<u64, AuditRow>,
+}
+
+#[derive(Debug, Clone)]
+struct AuditRow {
+    label: Sentiment,
+    reading: Option<Sentiment>,
+    sample: String,
+}
+
+/// How a text's label stands against what the text says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agreement {
+    /// The text says what its label says.
+    Supported,
+    /// The text says the opposite.
+    Contradicted,
+    /// The text states no sentiment, or a balanced mix.
+    Unsupported,
+}
+
+impl Agreement {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Agreement::Supported => "the text says what its label says",
+            Agreement::Contradicted => "the text says the opposite",
+            Agreement::Unsupported => "the text states no sentiment or a mix",
+        }
+    }
+}
+
+/// The head on one group of audited texts.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditGroup {
+    pub sample: String,
+    pub agreement: Agreement,
+    pub texts: usize,
+    /// Texts the head puts on their label's side of 0.5.
+    pub right: usize,
+}
+
+/// The head on the audited texts of a labelled file.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditScore {
+    pub audited: usize,
+    /// Audited texts found in the file with the audit's label.
+    pub found: usize,
+    pub groups: Vec<AuditGroup>,
+}
+
+impl Audit {
+    pub fn key(text: &str) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(text.trim().as_bytes())
+    }
+
+    pub fn read(path: &Path) -> Result<Self, SentimentError> {
+        let text = read(path)?;
+        let mut rows = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.starts_with('#') || line.starts_with("xxh3\t") {
+                continue;
+            }
+            let bad = |reason: String| SentimentError::Data {
+                path: path.display().to_string(),
+                line: i + 1,
+                reason,
+            };
+            let f: Vec<&str> = line.split('\t').collect();
+            let [key, label, reading, sample] = f[..] else {
+                return Err(bad(
+                    "expected `xxh3<TAB>label<TAB>reading<TAB>sample`".into()
+                ));
+            };
+            let key = u64::from_str_radix(key, 16)
+                .map_err(|_| bad(format!("{key:?} is not a hexadecimal xxh3")))?;
+            let label =
+                Sentiment::parse(label).ok_or_else(|| bad(format!("unknown label {label:?}")))?;
+            let reading = match reading {
+                "none" => None,
+                r => Some(
+                    Sentiment::parse(r)
+                        .ok_or_else(|| bad(format!("unknown reading {r:?} (or none)")))?,
+                ),
+            };
+            let row = AuditRow {
+                label,
+                reading,
+                sample: sample.to_string(),
+            };
+            if rows.insert(key, row).is_some() {
+                return Err(bad("the same text twice".into()));
+            }
+        }
+        if rows.is_empty() {
+            return Err(SentimentError::Empty("the audit has no lines"));
+        }
+        Ok(Audit { rows })
+    }
+
+    /// The head's positive-vs-negative hits on the audited texts of `gold` (P(positive) in `p`),
+    /// per sample and agreement. A text whose label differs from the audit's is left out.
+    pub fn score(&self, gold: &[Example], p: &[f32]) -> AuditScore {
+        let mut groups: std::collections::BTreeMap<(String, Agreement), (usize, usize)> =
+            Default::default();
+        let mut found = 0;
+        for (e, p) in gold.iter().zip(p) {
+            let Some(row) = self.rows.get(&Self::key(&e.text)) else {
+                continue;
+            };
+            if row.label != e.label || e.label == Sentiment::Neutral {
+                continue;
+            }
+            found += 1;
+            let agreement = match row.reading {
+                None => Agreement::Unsupported,
+                Some(r) if r == row.label => Agreement::Supported,
+                Some(_) => Agreement::Contradicted,
+            };
+            let g = groups.entry((row.sample.clone(), agreement)).or_default();
+            g.0 += 1;
+            g.1 += usize::from((*p > 0.5) == (e.label == Sentiment::Positive));
+        }
+        AuditScore {
+            audited: self.rows.len(),
+            found,
+            groups: groups
+                .into_iter()
+                .map(|((sample, agreement), (texts, right))| AuditGroup {
+                    sample,
+                    agreement,
+                    texts,
+                    right,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_audit_scores_the_head_per_sample_and_agreement_and_refuses_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.tsv");
+        let k = |t: &str| format!("{:x}", Audit::key(t));
+        std::fs::write(
+            &path,
+            format!(
+                "# reading\nxxh3\tlabel\treading\tsample\n{}\tpositive\tpositive\trandom\n{}\tnegative\tpositive\trandom\n{}\tnegative\tnone\tmiss\n{}\tpositive\tpositive\trandom\n",
+                k("好用"),
+                k("很好"),
+                k("个人感觉："),
+                k("relabelled"),
+            ),
+        )
+        .unwrap();
+        let audit = Audit::read(&path).unwrap();
+        let ex = |label, text: &str| Example {
+            label,
+            text: text.into(),
+        };
+        let gold = [
+            ex(Sentiment::Positive, " 好用 "),
+            ex(Sentiment::Negative, "很好"),
+            ex(Sentiment::Negative, "个人感觉："),
+            // The file now labels it otherwise than the audit did: left out.
+            ex(Sentiment::Negative, "relabelled"),
+            ex(Sentiment::Positive, "not audited"),
+        ];
+        let s = audit.score(&gold, &[0.9, 0.8, 0.3, 0.1, 0.9]);
+        assert_eq!((s.audited, s.found), (4, 3));
+        let g: Vec<(&str, Agreement, usize, usize)> = s
+            .groups
+            .iter()
+            .map(|g| (g.sample.as_str(), g.agreement, g.texts, g.right))
+            .collect();
+        assert_eq!(
+            g,
+            [
+                ("miss", Agreement::Unsupported, 1, 1),
+                ("random", Agreement::Supported, 1, 1),
+                ("random", Agreement::Contradicted, 1, 0),
+            ]
+        );
+        std::fs::write(&path, "zz\tpositive\tpositive\trandom\n").unwrap();
+        let e = Audit::read(&path).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("hexadecimal"), "{e}");
+        std::fs::write(&path, format!("{}\tpositive\tmaybe\trandom\n", k("x"))).unwrap();
+        let e = Audit::read(&path).unwrap_err().to_string();
+        assert!(e.contains("unknown reading"), "{e}");
+    }
 
     #[test]
     fn rated_snippets_are_labelled_by_their_mean_and_the_middle_left_out() {

@@ -301,7 +301,8 @@ pub fn escape_markdown(s: &str) -> String {
     out
 }
 
-fn clip(s: &str, limit: usize) -> String {
+/// `s` cut to `limit` characters, the last one an ellipsis when cut.
+pub fn clip(s: &str, limit: usize) -> String {
     if s.chars().count() <= limit {
         return s.to_string();
     }

@@ -25,11 +25,6 @@ pub(crate) struct PackedLinear {
 /// Rows of one register tile.
 const MR: usize = 6;
 
-thread_local! {
-    /// Per-thread buffer for the rows of one product, packed tile by tile.
-    static PACKED_ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 impl PackedLinear {
     /// `w`: (n, k) row-major, as PyTorch's `Linear.weight`; packed for `isa`'s kernel.
     pub(crate) fn new(w: &[f32], bias: &[f32], n_real: usize, k: usize, isa: Isa) -> Self {
@@ -143,10 +138,58 @@ impl PackedLinear {
     }
 }
 
-/// The driver both kernels share: panel by panel (the panel stays in cache), tiles of `MR` rows, the
-/// last tile narrower.
-macro_rules! driver {
-    ($feature:literal) => {
+/// Both kernels from one text: a register tile of `R` rows × one `NR`-column panel (`NR / LANES`
+/// vectors per row) over the whole input width, and the driver that walks the panels (the panel stays
+/// in cache) in tiles of `MR` rows, the last tile narrower. The rows are read where they are.
+macro_rules! kernel {
+    ($feature:literal, $nr:literal, $lanes:literal, $zero:ident, $load:ident, $splat:ident,
+     $fma:ident, $add:ident, $store:ident) => {
+        use std::arch::x86_64::*;
+
+        use super::{MR, PackedLinear};
+
+        const NR: usize = $nr;
+        const V: usize = NR / $lanes;
+
+        /// # Safety
+        /// The CPU has the module's instructions; `a` points at `R` rows of `k` floats, stride `lda`;
+        /// `b` at a packed panel of `k × NR` floats; `bias` at `NR` values; `out` at `R` rows of
+        /// `NR` writable floats, stride `ldo`.
+        #[target_feature(enable = $feature)]
+        unsafe fn tile<const R: usize>(
+            a: *const f32,
+            lda: usize,
+            k: usize,
+            b: *const f32,
+            bias: *const f32,
+            out: *mut f32,
+            ldo: usize,
+        ) {
+            unsafe {
+                let mut acc = [[$zero(); V]; R];
+                let mut bp = b;
+                for kk in 0..k {
+                    let mut bv = [$zero(); V];
+                    for (c, v) in bv.iter_mut().enumerate() {
+                        *v = $load(bp.add($lanes * c));
+                    }
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let x = $splat(*a.add(r * lda + kk));
+                        for (acc, bv) in acc.iter_mut().zip(&bv) {
+                            *acc = $fma(x, *bv, *acc);
+                        }
+                    }
+                    bp = bp.add(NR);
+                }
+                for c in 0..V {
+                    let bi = $load(bias.add($lanes * c));
+                    for (r, acc) in acc.iter().enumerate() {
+                        $store(out.add(r * ldo + $lanes * c), $add(acc[c], bi));
+                    }
+                }
+            }
+        }
+
         /// # Safety
         /// The CPU has the module's instructions; `x` holds `rows` rows of stride `ld ≥ k`, `out`
         /// `rows × w.n` values; `w` was packed for this module's panel width.
@@ -160,144 +203,62 @@ macro_rules! driver {
         ) {
             debug_assert_eq!(w.nr, NR);
             let (n, k) = (w.n, w.k);
-            // The rows, tile by tile, with each tile's rows interleaved per input (`[kk][r]`): the
-            // kernel then reads them at fixed offsets from one moving pointer.
-            PACKED_ROWS.with_borrow_mut(|a| {
-                a.clear();
-                a.reserve(rows * k);
-                for t in (0..rows).step_by(MR) {
-                    let r_end = (t + MR).min(rows);
-                    for kk in 0..k {
-                        a.extend((t..r_end).map(|r| x[r * ld + kk]));
+            let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+            for p in 0..n / NR {
+                let b = w.w.as_ptr().wrapping_add(p * NR * k);
+                let bias = w.bias.as_ptr().wrapping_add(p * NR);
+                let mut r = 0;
+                // SAFETY (all calls): the caller's guarantees; r + R ≤ rows, p·NR + NR ≤ n.
+                unsafe {
+                    while r + MR <= rows {
+                        tile::<MR>(xp.add(r * ld), ld, k, b, bias, op.add(r * n + p * NR), n);
+                        r += MR;
+                    }
+                    let (a, o) = (xp.add(r * ld), op.add(r * n + p * NR));
+                    match rows - r {
+                        0 => {}
+                        1 => tile::<1>(a, ld, k, b, bias, o, n),
+                        2 => tile::<2>(a, ld, k, b, bias, o, n),
+                        3 => tile::<3>(a, ld, k, b, bias, o, n),
+                        4 => tile::<4>(a, ld, k, b, bias, o, n),
+                        _ => tile::<5>(a, ld, k, b, bias, o, n),
                     }
                 }
-                let (ap, op) = (a.as_ptr(), out.as_mut_ptr());
-                for p in 0..n / NR {
-                    let b = w.w.as_ptr().wrapping_add(p * NR * k);
-                    let bias = w.bias.as_ptr().wrapping_add(p * NR);
-                    let mut r = 0;
-                    // SAFETY (all calls): the caller's guarantees; r + R ≤ rows, p·NR + NR ≤ n;
-                    // tile t of the packed rows starts at t·MR·k.
-                    unsafe {
-                        while r + MR <= rows {
-                            tile::<MR>(ap.add(r * k), k, b, bias, op.add(r * n + p * NR), n);
-                            r += MR;
-                        }
-                        let (a, o) = (ap.add(r * k), op.add(r * n + p * NR));
-                        match rows - r {
-                            0 => {}
-                            1 => tile::<1>(a, k, b, bias, o, n),
-                            2 => tile::<2>(a, k, b, bias, o, n),
-                            3 => tile::<3>(a, k, b, bias, o, n),
-                            4 => tile::<4>(a, k, b, bias, o, n),
-                            _ => tile::<5>(a, k, b, bias, o, n),
-                        }
-                    }
-                }
-            });
+            }
         }
     };
 }
 
+/// AVX-512 F: 6 rows × 64 columns in 24 registers.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::{MR, PACKED_ROWS, PackedLinear};
-
-    const NR: usize = 64;
-
-    /// One tile: `R` rows × one 64-column panel over the whole input width, in 4R registers.
-    ///
-    /// # Safety
-    /// AVX-512 F present; `a` points at `R` rows of `k` floats interleaved (`a[kk·R + r]`); `b` at a packed panel
-    /// of `k × 64` floats; `bias` at 64 values; `out` at `R` rows of 64 writable floats, stride `ldo`.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize>(
-        a: *const f32,
-        k: usize,
-        b: *const f32,
-        bias: *const f32,
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        unsafe {
-            let mut acc = [[_mm512_setzero_ps(); 4]; R];
-            let (mut ap, mut bp) = (a, b);
-            for _ in 0..k {
-                let b0 = _mm512_loadu_ps(bp);
-                let b1 = _mm512_loadu_ps(bp.add(16));
-                let b2 = _mm512_loadu_ps(bp.add(32));
-                let b3 = _mm512_loadu_ps(bp.add(48));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let v = _mm512_set1_ps(*ap.add(r));
-                    acc[0] = _mm512_fmadd_ps(v, b0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(v, b1, acc[1]);
-                    acc[2] = _mm512_fmadd_ps(v, b2, acc[2]);
-                    acc[3] = _mm512_fmadd_ps(v, b3, acc[3]);
-                }
-                ap = ap.add(R);
-                bp = bp.add(NR);
-            }
-            for c in 0..4 {
-                let bi = _mm512_loadu_ps(bias.add(16 * c));
-                for (r, acc) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(out.add(r * ldo + 16 * c), _mm512_add_ps(acc[c], bi));
-                }
-            }
-        }
-    }
-
-    driver!("avx512f");
+    kernel!(
+        "avx512f",
+        64,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps,
+        _mm512_storeu_ps
+    );
 }
 
+/// AVX2 + FMA: 6 rows × 16 columns in 12 registers.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{MR, PACKED_ROWS, PackedLinear};
-
-    const NR: usize = 16;
-
-    /// One tile: `R` rows × one 16-column panel over the whole input width, in 2R registers.
-    ///
-    /// # Safety
-    /// AVX2 and FMA present; `a` points at `R` rows of `k` floats interleaved (`a[kk·R + r]`); `b` at a packed
-    /// panel of `k × 16` floats; `bias` at 16 values; `out` at `R` rows of 16 writable floats, stride
-    /// `ldo`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const R: usize>(
-        a: *const f32,
-        k: usize,
-        b: *const f32,
-        bias: *const f32,
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        unsafe {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            let (mut ap, mut bp) = (a, b);
-            for _ in 0..k {
-                let b0 = _mm256_loadu_ps(bp);
-                let b1 = _mm256_loadu_ps(bp.add(8));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let v = _mm256_broadcast_ss(&*ap.add(r));
-                    acc[0] = _mm256_fmadd_ps(v, b0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(v, b1, acc[1]);
-                }
-                ap = ap.add(R);
-                bp = bp.add(NR);
-            }
-            for c in 0..2 {
-                let bi = _mm256_loadu_ps(bias.add(8 * c));
-                for (r, acc) in acc.iter().enumerate() {
-                    _mm256_storeu_ps(out.add(r * ldo + 8 * c), _mm256_add_ps(acc[c], bi));
-                }
-            }
-        }
-    }
-
-    driver!("avx2,fma");
+    kernel!(
+        "avx2,fma",
+        16,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps,
+        _mm256_storeu_ps
+    );
 }
 
 #[cfg(test)]

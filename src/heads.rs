@@ -629,9 +629,11 @@ fn fine_tune(
     let count = opts.layers.clamp(1, total);
     let start = total - count;
     progress.set_length(texts.len() as u64);
+    // Kept as f16: the full corpus' states took 16 GB as f32.
     let mut states = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(batch.max(1) * 16) {
-        states.extend(encoder.states(chunk, start, batch)?);
+        let s = encoder.states(chunk, start, batch)?;
+        states.extend(s.iter().map(|s| finetune::narrow(s)));
         progress.inc(chunk.len() as u64);
     }
     let (weights, config) = encoder.float_weights()?;
@@ -675,11 +677,10 @@ fn fine_tune(
     tracing::info!(?run, "fine-tuned the encoder's top layers");
     let tensors = top.export(sentiment::BRANCH_PREFIX)?;
     let branch = encoder.branch(&tensors, sentiment::BRANCH_PREFIX, count)?;
-    let mut vectors = Vec::with_capacity(texts.len());
-    for chunk in states.chunks(512) {
-        let s: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
-        vectors.extend(encoder.branch_vectors_from_states(&s, &branch)?);
-    }
+    drop((tr, va));
+    drop(states);
+    // The heads learn on the vectors inference gives: the whole encoder again, from f32 states.
+    let vectors = encoder.encode_branch(texts, batch, &branch)?;
     Ok((vectors, (tensors, run)))
 }
 

@@ -284,6 +284,10 @@ fn fine_tuned_layers_run_the_same_in_training_and_in_the_engine() {
         )
         .unwrap();
         let trained = top.vectors(&s, 8).unwrap();
+        // Training keeps the states as f16 (half the memory): its pass must read them as the f32 ones.
+        let kept: Vec<Vec<_>> = states.iter().map(|s| finetune::narrow(s)).collect();
+        let k: Vec<&[_]> = kept.iter().map(Vec::as_slice).collect();
+        let from_f16 = top.vectors(&k, 8).unwrap();
         let branch = encoder.branch(&top.export("b.").unwrap(), "b.", 2).unwrap();
         let from_states = encoder.branch_vectors_from_states(&s, &branch).unwrap();
         let from_text = encoder.encode_branch(&texts, 8, &branch).unwrap();
@@ -296,10 +300,12 @@ fn fine_tuned_layers_run_the_same_in_training_and_in_the_engine() {
         };
         let engine = lowest(&trained, &from_states);
         let moved = lowest(&trained, &own);
+        let f16 = lowest(&trained, &from_f16);
         println!(
-            "{precision:?}: training pass vs engine, lowest cosine {engine:.6}; tuned vs the encoder's own {moved:.4}"
+            "{precision:?}: training pass vs engine, lowest cosine {engine:.6}; f16 states vs f32 {f16:.6}; tuned vs the encoder's own {moved:.4}"
         );
         assert!(engine >= floor, "{precision:?}: {engine}");
+        assert!(f16 >= 0.9999, "{precision:?}: f16 states {f16}");
         assert!(lowest(&from_states, &from_text) > 0.99999);
         let (shared, tuned): (Vec<Vec<f32>>, Vec<Vec<f32>>) = both.into_iter().unzip();
         assert!(lowest(&tuned, &from_text) > 0.99999);

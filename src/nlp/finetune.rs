@@ -48,6 +48,9 @@ pub struct FineTuneOptions {
     pub head_learning_rate: f64,
     pub weight_decay: f64,
     pub seed: u64,
+    /// Padded attention scores one training pass may hold, in texts × length² (see
+    /// [`SCORE_BUDGET`]); a batch over it is run in parts and their gradients summed.
+    pub part_budget: usize,
 }
 
 impl Default for FineTuneOptions {
@@ -60,6 +63,7 @@ impl Default for FineTuneOptions {
             head_learning_rate: 2e-3,
             weight_decay: 1e-2,
             seed: 618,
+            part_budget: SCORE_BUDGET,
         }
     }
 }
@@ -110,21 +114,64 @@ fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor, eps: f64) -> candle_core::Resu
     xn.broadcast_mul(g)?.broadcast_add(b)
 }
 
-fn linear(x: &Tensor, w: &Var, b: &Var) -> candle_core::Result<Tensor> {
-    x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())
+fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    x.matmul(&w.t()?)?.broadcast_add(b)
+}
+
+/// Padded attention scores a pass may hold at once, in batch × length² (each is 12 heads × 4
+/// bytes): a batch of 32 texts of 512 tokens holds 400 MB per attention tensor and autograd keeps
+/// several per layer, which ran a 2-core, 24 GB machine out of memory with four tuned layers. A batch
+/// over the budget is run in parts whose gradients are summed (the same step); at most 8 texts of
+/// 512 tokens, 32 of 256, go through at once.
+const SCORE_BUDGET: usize = 32 * 256 * 256;
+
+/// `idx` (texts of similar length) cut into consecutive parts of at most `budget` texts × length².
+fn parts<'a, T>(idx: &'a [usize], states: &[&[T]], h: usize, budget: usize) -> Vec<&'a [usize]> {
+    let mut out = Vec::new();
+    let (mut start, mut longest) = (0, 0);
+    for (j, i) in idx.iter().enumerate() {
+        let t = (states[*i].len() / h).max(1);
+        let l = longest.max(t);
+        if j > start && (j + 1 - start) * l * l > budget {
+            out.push(&idx[start..j]);
+            start = j;
+            longest = t;
+        } else {
+            longest = l;
+        }
+    }
+    if start < idx.len() {
+        out.push(&idx[start..]);
+    }
+    out
 }
 
 impl TrainLayer {
-    /// `x`: (batch × len, hidden) token states; `bias`: (batch, 1, 1, len) with 0 for real tokens and
-    /// a large negative number for padding.
+    /// The parameters as tensors: the variables themselves (autograd records a pass over them) or,
+    /// without `record`, detached views (nothing recorded: what scoring and vectors need — a
+    /// recorded pass keeps every intermediate tensor alive until its result is dropped).
+    fn params(&self, record: bool) -> Vec<Tensor> {
+        self.p
+            .iter()
+            .map(|v| {
+                if record {
+                    v.as_tensor().clone()
+                } else {
+                    v.as_tensor().detach()
+                }
+            })
+            .collect()
+    }
+
+    /// `p`: [`TrainLayer::params`]; `x`: (batch × len, hidden) token states; `bias`: (batch, 1, 1,
+    /// len) with 0 for real tokens and a large negative number for padding.
     fn forward(
-        &self,
+        p: &[Tensor],
         x: &Tensor,
         (b, t): (usize, usize),
         bias: &Tensor,
         s: Shape,
     ) -> candle_core::Result<Tensor> {
-        let p = &self.p;
         let dh = s.hidden / s.heads;
         let split = |y: Tensor| -> candle_core::Result<Tensor> {
             y.reshape((b, t, s.heads, dh))?
@@ -144,19 +191,9 @@ impl TrainLayer {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * t, s.hidden))?;
-        let x = layer_norm(
-            &(x + linear(&ctx, &p[6], &p[7])?)?,
-            p[8].as_tensor(),
-            p[9].as_tensor(),
-            s.eps,
-        )?;
+        let x = layer_norm(&(x + linear(&ctx, &p[6], &p[7])?)?, &p[8], &p[9], s.eps)?;
         let f = linear(&x, &p[10], &p[11])?.gelu_erf()?;
-        layer_norm(
-            &(&x + linear(&f, &p[12], &p[13])?)?,
-            p[14].as_tensor(),
-            p[15].as_tensor(),
-            s.eps,
-        )
+        layer_norm(&(&x + linear(&f, &p[12], &p[13])?)?, &p[14], &p[15], s.eps)
     }
 }
 
@@ -169,13 +206,39 @@ struct Batch {
     t: usize,
 }
 
-fn batch(states: &[&[f32]], h: usize, device: &Device) -> candle_core::Result<Batch> {
+/// A token state's number: f32, or f16 as the training set keeps them (half the memory).
+pub trait StateValue: Copy + Send + Sync {
+    fn widen(dst: &mut [f32], src: &[Self]);
+}
+
+impl StateValue for f32 {
+    fn widen(dst: &mut [f32], src: &[f32]) {
+        dst.copy_from_slice(src);
+    }
+}
+
+impl StateValue for half::f16 {
+    fn widen(dst: &mut [f32], src: &[half::f16]) {
+        use half::slice::HalfFloatSliceExt;
+        src.convert_to_f32_slice(dst);
+    }
+}
+
+/// `states` as kept for training: each value rounded to f16.
+pub fn narrow(states: &[f32]) -> Vec<half::f16> {
+    use half::slice::HalfFloatSliceExt;
+    let mut out = vec![half::f16::ZERO; states.len()];
+    out.convert_from_f32_slice(states);
+    out
+}
+
+fn batch<T: StateValue>(states: &[&[T]], h: usize, device: &Device) -> candle_core::Result<Batch> {
     let b = states.len();
     let t = states.iter().map(|s| s.len() / h).max().unwrap_or(1).max(1);
     let mut x = vec![0f32; b * t * h];
     let mut mask = vec![0f32; b * t];
     for (i, s) in states.iter().enumerate() {
-        x[i * t * h..i * t * h + s.len()].copy_from_slice(s);
+        T::widen(&mut x[i * t * h..i * t * h + s.len()], s);
         mask[i * t..i * t + s.len() / h].fill(1.0);
     }
     let bias: Vec<f32> = mask.iter().map(|m| (1.0 - m) * -1e4).collect();
@@ -221,11 +284,18 @@ impl Top {
         })
     }
 
-    /// Unit-length mean-pooled sentence vectors of a batch: (batch, hidden).
-    fn pooled(&self, bt: &Batch) -> candle_core::Result<Tensor> {
+    /// Unit-length mean-pooled sentence vectors of a batch: (batch, hidden); `record` for a pass
+    /// autograd will go back through.
+    fn pooled(&self, bt: &Batch, record: bool) -> candle_core::Result<Tensor> {
         let mut x = bt.x.clone();
         for layer in &self.layers {
-            x = layer.forward(&x, (bt.b, bt.t), &bt.bias, self.shape)?;
+            x = TrainLayer::forward(
+                &layer.params(record),
+                &x,
+                (bt.b, bt.t),
+                &bt.bias,
+                self.shape,
+            )?;
         }
         let x = x.reshape((bt.b, bt.t, self.shape.hidden))?;
         let summed = x.broadcast_mul(&bt.mask)?.sum(1)?;
@@ -236,21 +306,42 @@ impl Top {
     }
 
     fn logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
-        linear(&pooled.affine(LOGIT_SCALE, 0.0)?, &self.cls_w, &self.cls_b)
+        linear(
+            &pooled.affine(LOGIT_SCALE, 0.0)?,
+            self.cls_w.as_tensor(),
+            self.cls_b.as_tensor(),
+        )
     }
 
     /// Sentence vectors for token states (the training-time forward pass), `batch` texts at a time.
-    pub fn vectors(
+    pub fn vectors<T: StateValue>(
         &self,
-        states: &[&[f32]],
+        states: &[&[T]],
         batch_size: usize,
     ) -> Result<Vec<Vec<f32>>, FineTuneError> {
+        let all: Vec<usize> = (0..states.len()).collect();
         let mut out = Vec::with_capacity(states.len());
-        for chunk in states.chunks(batch_size.max(1)) {
-            let bt = batch(chunk, self.shape.hidden, &Device::Cpu)?;
-            out.extend(self.pooled(&bt)?.to_vec2::<f32>()?);
+        for chunk in all.chunks(batch_size.max(1)) {
+            out.extend(self.pooled_parts(states, chunk)?.to_vec2::<f32>()?);
         }
         Ok(out)
+    }
+
+    /// [`Top::pooled`] of `states[idx]`, unrecorded, run in parts within [`SCORE_BUDGET`].
+    fn pooled_parts<T: StateValue>(
+        &self,
+        states: &[&[T]],
+        idx: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let h = self.shape.hidden;
+        let pooled = parts(idx, states, h, SCORE_BUDGET)
+            .into_iter()
+            .map(|part| {
+                let s: Vec<&[T]> = part.iter().map(|i| states[*i]).collect();
+                self.pooled(&batch(&s, h, &Device::Cpu)?, false)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&pooled, 0)
     }
 
     /// The trained layers under BERT's names, prefixed `{prefix}{i}.` (layer `i` of the branch).
@@ -292,13 +383,17 @@ impl Top {
     }
 
     /// Accuracy of the classifier on labelled token states.
-    pub fn accuracy(&self, states: &[&[f32]], positive: &[bool]) -> Result<f64, FineTuneError> {
+    pub fn accuracy<T: StateValue>(
+        &self,
+        states: &[&[T]],
+        positive: &[bool],
+    ) -> Result<f64, FineTuneError> {
         let order = by_length(states, self.shape.hidden);
         let mut right = 0usize;
         for chunk in order.chunks(64) {
-            let s: Vec<&[f32]> = chunk.iter().map(|i| states[*i]).collect();
-            let bt = batch(&s, self.shape.hidden, &Device::Cpu)?;
-            let l = self.logits(&self.pooled(&bt)?)?.to_vec2::<f32>()?;
+            let l = self
+                .logits(&self.pooled_parts(states, chunk)?)?
+                .to_vec2::<f32>()?;
             right += chunk
                 .iter()
                 .zip(&l)
@@ -326,7 +421,7 @@ pub fn fingerprint(tensors: &HashMap<String, Tensor>) -> Result<u64, FineTuneErr
 }
 
 /// Indices of `states` shortest first (ties by index).
-fn by_length(states: &[&[f32]], h: usize) -> Vec<usize> {
+fn by_length<T>(states: &[&[T]], h: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..states.len()).collect();
     order.sort_by_key(|i| (states[*i].len() / h, *i));
     order
@@ -355,10 +450,10 @@ pub struct FineTuneRun {
 /// Trains `top` on token states labelled positive (true) or negative; keeps the epoch that scored best
 /// on the validation states, stopping after two epochs without improvement. Batch `i`'s steps happen in
 /// a seeded order, so the same data and options give the same weights on the same machine.
-pub fn train(
+pub fn train<T: StateValue>(
     top: &Top,
-    (states, positive): (&[&[f32]], &[bool]),
-    (val_states, val_positive): (&[&[f32]], &[bool]),
+    (states, positive): (&[&[T]], &[bool]),
+    (val_states, val_positive): (&[&[T]], &[bool]),
     opts: &FineTuneOptions,
     on_epoch: &mut dyn FnMut(FtEpoch),
     on_step: &mut dyn FnMut(usize, usize),
@@ -390,6 +485,11 @@ pub fn train(
     )?;
     let order = by_length(states, h);
     let batches: Vec<&[usize]> = order.chunks(opts.batch.max(1)).collect();
+    let vars: Vec<Var> = top
+        .vars()
+        .into_iter()
+        .chain([top.cls_w.clone(), top.cls_b.clone()])
+        .collect();
     let labels = |idx: &[usize]| -> candle_core::Result<Tensor> {
         Tensor::from_vec(
             idx.iter()
@@ -403,11 +503,7 @@ pub fn train(
     {
         let pooled: Vec<(Tensor, Tensor)> = batches
             .iter()
-            .map(|idx| {
-                let s: Vec<&[f32]> = idx.iter().map(|i| states[*i]).collect();
-                let bt = batch(&s, h, &device)?;
-                Ok((top.pooled(&bt)?.detach(), labels(idx)?))
-            })
+            .map(|idx| Ok((top.pooled_parts(states, idx)?, labels(idx)?)))
             .collect::<candle_core::Result<_>>()?;
         for round in 0..3u64 {
             let mut seq: Vec<usize> = (0..pooled.len()).collect();
@@ -450,14 +546,40 @@ pub fn train(
             layers_opt.set_learning_rate(opts.learning_rate * scale);
             head_opt.set_learning_rate(opts.head_learning_rate * scale);
             let idx = batches[*i];
-            let s: Vec<&[f32]> = idx.iter().map(|i| states[*i]).collect();
-            let bt = batch(&s, h, &device)?;
-            let loss =
-                candle_nn::loss::cross_entropy(&top.logits(&top.pooled(&bt)?)?, &labels(idx)?)?;
-            let grads = loss.backward()?;
+            // The batch's mean loss, part by part: each part's mean weighted by its share, the
+            // gradients summed (one part: the plain step).
+            let mut grads: Option<candle_core::backprop::GradStore> = None;
+            for part in parts(idx, states, h, opts.part_budget) {
+                let s: Vec<&[T]> = part.iter().map(|i| states[*i]).collect();
+                let bt = batch(&s, h, &device)?;
+                let mut loss = candle_nn::loss::cross_entropy(
+                    &top.logits(&top.pooled(&bt, true)?)?,
+                    &labels(part)?,
+                )?;
+                if part.len() < idx.len() {
+                    loss = loss.affine(part.len() as f64 / idx.len() as f64, 0.0)?;
+                }
+                loss_sum += loss.to_scalar::<f32>()?;
+                let g = loss.backward()?;
+                grads = Some(match grads {
+                    None => g,
+                    Some(mut sum) => {
+                        for v in &vars {
+                            if let Some(x) = g.get(v.as_tensor()) {
+                                let total = match sum.get(v.as_tensor()) {
+                                    Some(a) => (a + x)?,
+                                    None => x.clone(),
+                                };
+                                sum.insert(v.as_tensor(), total);
+                            }
+                        }
+                        sum
+                    }
+                });
+            }
+            let grads = grads.ok_or(FineTuneError::Data("an empty batch"))?;
             layers_opt.step(&grads)?;
             head_opt.step(&grads)?;
-            loss_sum += loss.to_scalar::<f32>()?;
             steps += 1;
             on_step(n + 1, batches.len());
         }
@@ -486,4 +608,122 @@ pub fn train(
         best_val_accuracy: best.0,
         seconds_per_epoch,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_batches_are_cut_into_parts_within_the_budget_in_order() {
+        let h = 2;
+        let lens = [
+            512, 512, 512, 512, 512, 512, 512, 512, 512, 512, 100, 100, 100,
+        ];
+        let states: Vec<Vec<f32>> = lens.iter().map(|l| vec![0.0; l * h]).collect();
+        let s: Vec<&[f32]> = states.iter().map(Vec::as_slice).collect();
+        let idx: Vec<usize> = (0..lens.len()).collect();
+        let p = parts(&idx, &s, h, SCORE_BUDGET);
+        let sizes: Vec<usize> = p.iter().map(|p| p.len()).collect();
+        // 8 texts of 512 tokens fill the budget; the rest (two of 512, then short ones padded to
+        // 512) make the second part.
+        assert_eq!(sizes, [8, 5]);
+        assert_eq!(p.concat(), idx);
+        let short: Vec<usize> = (10..13).collect();
+        assert_eq!(parts(&short, &s, h, SCORE_BUDGET), [&short[..]]);
+        // A text over the budget on its own still goes through, alone.
+        assert_eq!(parts(&idx[..2], &s, h, 1000), [&idx[..1], &idx[1..2]]);
+    }
+
+    /// A step on a batch run in parts is the step on the whole batch: same weights after training.
+    #[test]
+    fn a_batch_run_in_parts_takes_the_same_step_as_the_whole_batch() {
+        let shape = Shape {
+            hidden: 8,
+            heads: 2,
+            eps: 1e-12,
+        };
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.4
+        };
+        let dims: [&[usize]; 16] = [
+            &[8, 8],
+            &[8],
+            &[8, 8],
+            &[8],
+            &[8, 8],
+            &[8],
+            &[8, 8],
+            &[8],
+            &[8],
+            &[8],
+            &[16, 8],
+            &[16],
+            &[8, 16],
+            &[8],
+            &[8],
+            &[8],
+        ];
+        let mut tensors = HashMap::new();
+        for (name, d) in LAYER_PARAMS.iter().zip(dims) {
+            let n: usize = d.iter().product();
+            let v: Vec<f32> = if name.ends_with("LayerNorm.weight") {
+                vec![1.0; n]
+            } else {
+                (0..n).map(|_| next()).collect()
+            };
+            tensors.insert(
+                format!("encoder.layer.0.{name}"),
+                Tensor::from_vec(v, d.to_vec(), &Device::Cpu).unwrap(),
+            );
+        }
+        let lens = [30, 31, 33, 35, 40, 41, 45, 50];
+        let states: Vec<Vec<f32>> = lens
+            .iter()
+            .map(|l| (0..l * 8).map(|_| next() * 5.0).collect())
+            .collect();
+        let s: Vec<&[f32]> = states.iter().map(Vec::as_slice).collect();
+        let labels = [true, false, true, true, false, false, true, false];
+        // The epochs' mean losses: epoch 2's depends on every step of epoch 1. (The weights
+        // themselves are restored to the best epoch's, which two validation texts cannot tell.)
+        let train = |budget: usize| {
+            let top = Top::from_encoder(&tensors, 0, 1, shape).unwrap();
+            let opts = FineTuneOptions {
+                epochs: 3,
+                batch: 6,
+                learning_rate: 1e-2,
+                part_budget: budget,
+                ..Default::default()
+            };
+            let mut losses = Vec::new();
+            train(
+                &top,
+                (&s[..6], &labels[..6]),
+                (&s[6..], &labels[6..]),
+                &opts,
+                &mut |e| losses.push(e.loss),
+                &mut |_, _| {},
+            )
+            .unwrap();
+            losses
+        };
+        let whole = train(usize::MAX);
+        // 2 texts of up to 41 tokens per part: the batch of 6 runs in 3 parts.
+        let cut = train(2 * 41 * 41);
+        assert_eq!(whole.len(), cut.len());
+        for (a, b) in whole.iter().zip(&cut) {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                "{whole:?} vs {cut:?}"
+            );
+        }
+        assert!(
+            (whole[0] - whole[whole.len() - 1]).abs() > 1e-4,
+            "training did not move: {whole:?}"
+        );
+    }
 }

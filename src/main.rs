@@ -257,19 +257,24 @@ enum TrainCommand {
         /// without looking at the held-out texts).
         #[arg(long)]
         validate: bool,
-        /// Fine-tune the encoder's top layers for sentiment first (the frozen bottom runs once; its
-        /// token states are kept); the heads then read the tuned encoder's vectors.
+        /// Train the heads over the encoder's own vectors, without fine-tuning its top layers first:
+        /// about 2 minutes on 2 cores instead of about 26 (and 11 GB of memory); held out, positive vs
+        /// negative, 0.876 / 0.877 / 0.846 (Chinese / Amazon / movies) instead of 0.880 / 0.886 / 0.860.
         #[arg(long)]
+        frozen: bool,
+        /// Fine-tune the encoder's top layers first (the default; kept for scripts written before).
+        #[arg(long, hide = true, conflicts_with = "frozen")]
         fine_tune: bool,
-        /// With --fine-tune: how many top layers are trained.
-        #[arg(long, default_value_t = 2, requires = "fine_tune")]
+        /// How many of the encoder's top layers are fine-tuned (the frozen bottom runs once; its token
+        /// states are kept, so an epoch costs the tuned layers only).
+        #[arg(long, default_value_t = 4, conflicts_with = "frozen")]
         fine_tune_layers: usize,
-        /// With --fine-tune: passes over the training texts (the best epoch on a tenth kept aside wins;
+        /// Passes over the training texts when fine-tuning (the best epoch on a tenth kept aside wins;
         /// two epochs without gain stop it).
-        #[arg(long, default_value_t = 3, requires = "fine_tune")]
+        #[arg(long, default_value_t = 1, conflicts_with = "frozen")]
         fine_tune_epochs: usize,
-        /// With --fine-tune: AdamW learning rate of the encoder layers.
-        #[arg(long, default_value_t = 5e-5, requires = "fine_tune")]
+        /// AdamW learning rate of the fine-tuned layers.
+        #[arg(long, default_value_t = 5e-5, conflicts_with = "frozen")]
         fine_tune_lr: f64,
         /// Print JSON.
         #[arg(long)]

@@ -22,7 +22,8 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
             data,
             force,
             validate,
-            fine_tune,
+            frozen,
+            fine_tune: _,
             fine_tune_layers,
             fine_tune_epochs,
             fine_tune_lr,
@@ -49,7 +50,7 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
                 english: !no_english,
                 shop: data,
                 force,
-                fine_tune: fine_tune.then(|| dongcha::nlp::finetune::FineTuneOptions {
+                fine_tune: (!frozen).then(|| dongcha::nlp::finetune::FineTuneOptions {
                     layers: fine_tune_layers,
                     epochs: fine_tune_epochs,
                     learning_rate: fine_tune_lr,

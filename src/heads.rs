@@ -217,7 +217,7 @@ pub struct TrainSummary {
     pub english: Vec<EnglishPart>,
     /// The shop's own labels, when given.
     pub shop: Option<ShopPart>,
-    /// How fine-tuning the encoder's top layers went (`--fine-tune`).
+    /// How fine-tuning the encoder's top layers went (None with `--frozen`).
     pub fine_tuned: Option<FineTuneRun>,
 }
 
@@ -680,7 +680,13 @@ fn fine_tune(
     drop((tr, va));
     drop(states);
     // The heads learn on the vectors inference gives: the whole encoder again, from f32 states.
-    let vectors = encoder.encode_branch(texts, batch, &branch)?;
+    progress.set_length(texts.len() as u64);
+    progress.set_position(0);
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch.max(1) * 16) {
+        vectors.extend(encoder.encode_branch(chunk, batch, &branch)?);
+        progress.inc(chunk.len() as u64);
+    }
     Ok((vectors, (tensors, run)))
 }
 

@@ -56,8 +56,10 @@ pub struct FineTuneOptions {
 impl Default for FineTuneOptions {
     fn default() -> Self {
         Self {
-            layers: 2,
-            epochs: 3,
+            // Measured on the full corpus (2 cores): four layers for one epoch beat two for three on
+            // every held-out set, in 26 minutes instead of 40.
+            layers: 4,
+            epochs: 1,
             batch: 32,
             learning_rate: 5e-5,
             head_learning_rate: 2e-3,

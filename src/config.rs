@@ -192,6 +192,8 @@ pub struct ServeConfig {
     pub history_turns: i64,
     /// How long a lease of one of several serve processes lasts unrenewed (seconds).
     pub lease_secs: f64,
+    /// `serve --fine-tune` starts fine-tuning only with this much memory available (GB).
+    pub fine_tune_memory_gb: f64,
     chart_font: RelativePathBuf,
 }
 

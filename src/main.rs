@@ -575,6 +575,15 @@ enum Command {
         /// Route with the encoder router alone (no LLM).
         #[arg(long)]
         no_llm: bool,
+        /// When the sentiment head is the quick one (`train sentiment --frozen`), fine-tune it in a
+        /// background process at the lowest priority (about 26 minutes and 11 GB on 2 cores), then
+        /// label the reviews again; answers switch to the new labels when that is done. Where it
+        /// stands: /healthz `jobs`. Arguments after `--` go to `dongcha train sentiment`.
+        #[arg(long)]
+        fine_tune: bool,
+        /// Extra arguments for the background `dongcha train sentiment` (after `--`).
+        #[arg(last = true, requires = "fine_tune", value_name = "TRAIN_ARGS")]
+        train_args: Vec<String>,
     },
     /// Scheduled digests: `--list` the schedules and their next run; `NAME --now` renders one for the
     /// last complete period (text + PNG charts, `--out DIR` to write them) without sending; `--send`
@@ -674,6 +683,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     init_logging(&cfg.log_level);
     let config = cli.config.clone();
+    let data_dir = cli.data_dir.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -829,7 +839,24 @@ fn run(cli: Cli) -> Result<()> {
             Command::Bench {
                 what: BenchCommand::Serve { n, chats, .. },
             } => serve_cmd::bench(&cfg, n, chats.max(1)).await,
-            Command::Serve { no_llm } => serve_cmd::serve(&cfg, !no_llm).await,
+            Command::Serve {
+                no_llm,
+                fine_tune,
+                train_args,
+            } => {
+                let how = fine_tune.then(|| {
+                    // The background commands read the same config and state folder.
+                    let mut global = Vec::new();
+                    if let Some(c) = &config {
+                        global.extend(["--config".into(), c.clone().into_os_string()]);
+                    }
+                    if let Some(d) = &data_dir {
+                        global.extend(["--data-dir".into(), d.clone().into_os_string()]);
+                    }
+                    serve_cmd::fine_tune::Invocation { global, train_args }
+                });
+                serve_cmd::serve(&cfg, !no_llm, how).await
+            }
             Command::Digest {
                 name,
                 list,

@@ -11,7 +11,13 @@ use dongcha::app::App;
 use dongcha::chat::{discord, telegram, web};
 use dongcha::config::Config;
 
-pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
+/// `fine_tune`: fine-tune the sentiment head in the background when it is the quick one
+/// ([`fine_tune`]).
+pub async fn serve(
+    cfg: &Config,
+    llm: bool,
+    fine_tune: Option<fine_tune::Invocation>,
+) -> Result<()> {
     let tokens = web::tokens_from_env();
     let app = App::open(cfg, llm).await?;
     // Held until the end: a successor started on this folder after a crash takes over at once.
@@ -82,6 +88,8 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
         })
     });
 
+    let tuning = fine_tune.map(|how| fine_tune::spawn(&app, cfg, how, stop_rx.clone()));
+
     shutdown_signal().await;
     tracing::info!("stopping: finishing replies in flight");
     let _ = stop_tx.send(true);
@@ -89,7 +97,7 @@ pub async fn serve(cfg: &Config, llm: bool) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), http).await;
-    for t in [digests, webhooks].into_iter().flatten() {
+    for t in [digests, webhooks, tuning].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     let _ = heartbeat.await;
@@ -323,6 +331,7 @@ pub async fn bench(cfg: &Config, n: usize, chats: usize) -> Result<()> {
 
 const BENCH_PLATFORM: &str = "telegram-bench";
 
+pub mod fine_tune;
 mod load;
 pub use load::load;
 

@@ -636,3 +636,199 @@ fn a_shops_labels_judge_a_fine_tuned_head_on_its_own_vectors(
     assert_eq!(before.confusion, current.confusion);
     assert_eq!(before.binary_accuracy, current.binary_accuracy);
 }
+
+/// `dongcha serve --fine-tune`: the service answers at once with the quick head while a background
+/// process (lowest priority) fine-tunes the encoder and another labels the reviews again; it stops with
+/// the server, even a killed one, without spoiling the head; it is skipped, and says why, when memory is
+/// short; and a head fine-tuned already is not trained again. (Small here: 400 texts, one layer.)
+#[test]
+fn serve_fine_tunes_in_the_background_and_switches_when_done() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    const TOKEN: &str = "operator-token-for-fine-tune-0123";
+    let bin = env!("CARGO_BIN_EXE_dongcha");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dongcha = |args: &[&str]| {
+        let o = Command::new(bin)
+            .arg("--data-dir")
+            .arg(d)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    // A shop with the quick head's labels.
+    dongcha(&[
+        "train",
+        "sentiment",
+        "--frozen",
+        "--limit",
+        "400",
+        "--epochs",
+        "8",
+    ]);
+    let jsonl: String = labelled_reviews()
+        .iter()
+        .enumerate()
+        .map(|(i, (r, product))| {
+            format!(
+                "{}\n",
+                serde_json::json!({"userId": format!("U{}", i % 9), "productName": product,
+                    "purchaseDate": format!("2026-0{}-{:02}", 1 + i % 6, 1 + i % 27),
+                    "price": 99.0, "reviewText": r.text, "reviewRating": r.rating})
+            )
+        })
+        .collect();
+    std::fs::write(d.join("reviews.jsonl"), jsonl).unwrap();
+    dongcha(&["ingest", d.join("reviews.jsonl").to_str().unwrap()]);
+    dongcha(&["enrich"]);
+    let quick = dongcha::heads::sentiment_head(&common::config_in(d)).unwrap();
+    assert_eq!(quick.meta.branch_layers, 0);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start = |memory_gb: &str| {
+        let mut child = Command::new(bin)
+            .arg("--data-dir")
+            .arg(d)
+            .args(["serve", "--no-llm", "--fine-tune", "--"])
+            .args(["--limit", "400", "--epochs", "8"])
+            .args(["--fine-tune-layers", "1", "--fine-tune-epochs", "1"])
+            .env("DONGCHA__SERVE__LISTEN", "127.0.0.1:0")
+            .env("DONGCHA__SERVE__REFRESH_SECS", "1")
+            .env("DONGCHA__SERVE__FINE_TUNE_MEMORY_GB", memory_gb)
+            .env("DONGCHA_OPERATOR_TOKENS", TOKEN)
+            .env_remove("DONGCHA_TELEGRAM_TOKEN")
+            .env_remove("DONGCHA_DISCORD_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let addr = common::served_address(&mut child);
+        (child, addr)
+    };
+    let get = |addr: &str, path: &str| -> serde_json::Value {
+        rt.block_on(async {
+            reqwest::get(format!("{addr}{path}"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let job = |addr: &str| -> String {
+        get(addr, "/healthz")["jobs"]["sentiment fine-tune"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let wait = |what: &str, limit: u64, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !f() {
+            assert!(
+                t.elapsed() < Duration::from_secs(limit),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The training processes of this folder, by their command lines.
+    let trainers = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains(d.to_str().unwrap()) && c.contains(" train sentiment ")
+                })
+            })
+            .collect()
+    };
+
+    // 1. Too little memory: skipped, said why, nothing started; questions answered.
+    let (mut server, addr) = start("100000");
+    wait("the skip", 60, &|| job(&addr).starts_with("skipped"));
+    assert!(
+        job(&addr).contains("[serve] fine_tune_memory_gb"),
+        "{}",
+        job(&addr)
+    );
+    assert!(trainers().is_empty());
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // 2. Killed mid-training (SIGKILL, no clean stop): the trainer goes with it; the head is whole.
+    let (mut server, addr) = start("1");
+    wait("training", 60, &|| job(&addr).contains("training"));
+    wait("the trainer", 30, &|| !trainers().is_empty());
+    let pid = trainers()[0];
+    let nice = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Field 19 of /proc/PID/stat is the nice value (after the command's parenthesised name).
+    let nice: i32 = nice
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(nice, 19, "the trainer runs at the lowest priority");
+    let version = get(&addr, "/healthz")["data_version"].clone();
+    // Questions are answered while it trains.
+    let reply: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{addr}/v1/ask"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"question": "what do buyers complain about?"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(reply["tool"], "top_complaints", "{reply}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    wait("the trainer to end with the server", 30, &|| {
+        trainers().is_empty()
+    });
+    let head = dongcha::heads::sentiment_head(&common::config_in(d)).unwrap();
+    assert_eq!(head.meta.version, quick.meta.version);
+
+    // 3. Left to finish: fine-tuned, the reviews labelled again, the data version moved on.
+    let (mut server, addr) = start("1");
+    wait("the fine-tune", 600, &|| job(&addr).starts_with("done at"));
+    let tuned = dongcha::heads::sentiment_head(&common::config_in(d)).unwrap();
+    assert_eq!(tuned.meta.branch_layers, 1);
+    assert!(job(&addr).contains(&tuned.meta.version), "{}", job(&addr));
+    assert_ne!(get(&addr, "/healthz")["data_version"], version);
+    // Every review carries the new head's label: nothing is left to enrich.
+    let again = dongcha(&["enrich", "--json"]);
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["labelled"], 0, "{again}");
+    assert!(
+        again["model_version"]
+            .as_str()
+            .unwrap()
+            .contains(&tuned.meta.version)
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // 4. Fine-tuned already: not trained again.
+    let (mut server, addr) = start("1");
+    wait("the check", 60, &|| job(&addr).starts_with("done:"));
+    assert!(trainers().is_empty());
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -7,7 +7,6 @@
 mod botapi;
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -125,14 +124,10 @@ impl Server {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("dongcha serve: web chat at http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .trim_end_matches('/')
+        let served = common::served_address(&mut child);
+        let addr = served
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("not http: {served}"))
             .to_string();
         Server { child, addr }
     }

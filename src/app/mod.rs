@@ -199,6 +199,11 @@ pub struct App {
     lease_store: Store,
     /// Marks replies sent through `lease_store`, in batches.
     sent: sent::SentMarks,
+    /// Background jobs of this process and where each stands ("running since …", "done …"), for
+    /// `/healthz`.
+    jobs: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Held while shared results are rebuilt: a second caller waits, then finds them current.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -253,6 +258,8 @@ impl App {
             held: Mutex::new(BTreeSet::new()),
             sent: sent::SentMarks::spawn(lease_store.clone()),
             lease_store,
+            jobs: Mutex::new(Default::default()),
+            refreshing: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -294,6 +301,21 @@ impl App {
         Ok(expired.len())
     }
 
+    /// Records where the background job `name` stands (shown by `/healthz`).
+    pub fn set_job(&self, name: &str, state: impl Into<String>) {
+        let state = state.into();
+        tracing::info!(job = name, "{state}");
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .insert(name.to_string(), state);
+    }
+
+    /// Every background job of this process and where it stands.
+    pub fn jobs(&self) -> std::collections::BTreeMap<String, String> {
+        self.jobs.lock().expect("jobs lock").clone()
+    }
+
     /// The agent as of the current data version.
     pub async fn agent(&self) -> Arc<Agent> {
         self.agent.read().await.clone()
@@ -302,6 +324,7 @@ impl App {
     /// Rebuilds the agent's shared results when the store's data version changed (another process
     /// imported or enriched). Returns whether it did.
     pub async fn refresh_if_changed(&self) -> Result<bool, AppError> {
+        let _one_at_a_time = self.refreshing.lock().await;
         // The knowledge base first, on its own version: it is small, and a KB import must not make the
         // insight models be computed again.
         let kb = self.store.kb_version().await?;

@@ -229,6 +229,8 @@ pub struct Health {
     /// What this process does that only one process may do at a time (`telegram:poll`,
     /// `telegram:outbox`, `digest:scheduler` …).
     pub leases: Vec<String>,
+    /// Background jobs and where each stands, e.g. `sentiment fine-tune`: `running since …`.
+    pub jobs: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(OpenApi)]
@@ -351,6 +353,7 @@ async fn healthz(State(h): State<Http>) -> Response {
             data_version: v.0,
             instance: h.app.instance.clone(),
             leases: h.app.leases_held(),
+            jobs: h.app.jobs(),
         })
         .into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),

@@ -481,8 +481,12 @@ impl SentimentHead {
         for (k, v) in &self.branch {
             t.insert(k.clone(), v.clone());
         }
+        // Written beside the old files, then renamed over them: a process killed while saving (a
+        // background fine-tune stopped with the server) leaves the old head whole. The metadata goes
+        // first: new metadata over old weights fails to load (layer count), never loads wrongly.
         let weights = stem.with_extension("safetensors");
-        candle_core::safetensors::save(&t, &weights)?;
+        let weights_new = stem.with_extension("safetensors.new");
+        candle_core::safetensors::save(&t, &weights_new)?;
         let mut json = serde_json::to_value(&self.meta).unwrap_or_default();
         if let (Some(o), Some(e)) = (json.as_object_mut(), extra.as_object()) {
             // The metadata's own fields win: an extra `english` (the sets' reports) once replaced the
@@ -492,14 +496,18 @@ impl SentimentHead {
             }
         }
         let meta = stem.with_extension("json");
+        let meta_new = stem.with_extension("json.new");
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SentimentError::Io { path, source }
+        };
         std::fs::write(
-            &meta,
+            &meta_new,
             serde_json::to_string_pretty(&json).unwrap_or_default(),
         )
-        .map_err(|source| SentimentError::Io {
-            path: meta.display().to_string(),
-            source,
-        })
+        .map_err(io(&meta_new))?;
+        std::fs::rename(&meta_new, &meta).map_err(io(&meta))?;
+        std::fs::rename(&weights_new, &weights).map_err(io(&weights))
     }
 
     /// Loads a head saved by [`SentimentHead::save`].
@@ -1079,6 +1087,49 @@ mod tests {
         let back = SentimentHead::load(&stem, &Device::Cpu).unwrap();
         assert!(back.english.is_some());
         assert_eq!(back.prob_positive(&v, &texts).unwrap(), p);
+    }
+
+    /// Regression: a head was written in place, so a process stopped while saving (a background
+    /// fine-tune ended with the server) could leave half a file where the working head was. Now the
+    /// files are written beside the old ones and renamed over them.
+    #[test]
+    fn a_head_is_replaced_whole_or_not_at_all() {
+        let (xs, ys) = separable();
+        let flipped: Vec<bool> = ys.iter().map(|y| !y).collect();
+        let opts = TrainOptions {
+            hidden: 0,
+            epochs: 40,
+            batch: 16,
+            learning_rate: 0.05,
+            ..Default::default()
+        };
+        let first = train_head(&xs, &ys, &opts, test_meta()).unwrap();
+        let mut second = train_head(&xs, &flipped, &opts, test_meta()).unwrap();
+        second.meta.version = "the second head".into();
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("sentiment");
+        first.save(&stem, &serde_json::json!({})).unwrap();
+        // A save that fails after the weights are written (here: its metadata cannot be written)
+        // leaves the head there was, whole.
+        std::fs::create_dir(stem.with_extension("json.new")).unwrap();
+        assert!(second.save(&stem, &serde_json::json!({})).is_err());
+        let back = SentimentHead::load(&stem, &Device::Cpu).unwrap();
+        assert_eq!(back.meta.version, first.meta.version);
+        std::fs::remove_dir(stem.with_extension("json.new")).unwrap();
+        second.save(&stem, &serde_json::json!({})).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["sentiment.json", "sentiment.safetensors"]);
+        let back = SentimentHead::load(&stem, &Device::Cpu).unwrap();
+        assert_eq!(back.meta.version, "the second head");
+        let v = vec![xs[0].clone()];
+        assert_eq!(
+            back.prob_positive(&v, &[""]).unwrap(),
+            second.prob_positive(&v, &[""]).unwrap()
+        );
     }
 
     #[test]

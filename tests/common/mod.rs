@@ -188,3 +188,18 @@ macro_rules! on_both_databases {
         }
     )*};
 }
+
+/// The address `dongcha serve` prints alone on its first line ("dongcha serve: web chat at
+/// http://ADDR/"), read from the child's piped stdout: `http://ADDR`.
+pub fn served_address(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .expect("reading serve's first line");
+    line.trim()
+        .strip_prefix("dongcha serve: web chat at ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .trim_end_matches('/')
+        .to_string()
+}

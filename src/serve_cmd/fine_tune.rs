@@ -1,0 +1,221 @@
+//! `dongcha serve --fine-tune`: the service answers at once with the quick sentiment head (trained over
+//! the encoder's own vectors in about two minutes) while a background process fine-tunes the encoder's
+//! top layers (`dongcha train sentiment`, about 26 minutes on 2 cores), then another labels the reviews
+//! again (`dongcha enrich`). Answers switch to the new labels when the refresher sees the store's new
+//! data version, as for any other process's enrichment.
+//!
+//! Both processes run at the lowest CPU priority (questions keep theirs), die with the server, and run
+//! in one `dongcha serve` at a time (a lease, when several share a store). Where the job stands is in
+//! `/healthz` (`jobs`) and the log; the processes' own output goes to `<data dir>/fine-tune.log`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use dongcha::app::App;
+use dongcha::config::Config;
+use tokio::sync::watch;
+
+/// The job's name in `/healthz`.
+pub const JOB: &str = "sentiment fine-tune";
+
+/// How the server was started: the global options the background commands must repeat.
+pub struct Invocation {
+    /// `--config FILE` / `--data-dir DIR` as given (the environment and working folder are inherited).
+    pub global: Vec<OsString>,
+    /// Extra arguments for `dongcha train sentiment` (after `--` on the command line).
+    pub train_args: Vec<String>,
+}
+
+/// Starts the job unless the head is fine-tuned already, there is no head, or memory is short (each
+/// said in `/healthz` and the log).
+pub fn spawn(
+    app: &Arc<App>,
+    cfg: &Config,
+    how: Invocation,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let (app, cfg) = (app.clone(), cfg.clone());
+    tokio::spawn(async move {
+        let how = Arc::new(how);
+        let out = app
+            .while_leased("sentiment:fine-tune", stop, |halt| {
+                let (app, cfg, how) = (app.clone(), cfg.clone(), how.clone());
+                async move { run(&app, &cfg, &how, halt).await }
+            })
+            .await;
+        if let Some(Err(e)) = out {
+            app.set_job(JOB, format!("failed: {e}"));
+        }
+    })
+}
+
+async fn run(
+    app: &App,
+    cfg: &Config,
+    how: &Invocation,
+    mut halt: watch::Receiver<bool>,
+) -> Result<(), String> {
+    // Decided again under the lease: another process may have fine-tuned meanwhile.
+    match tokio::task::block_in_place(|| dongcha::heads::sentiment_head(cfg)) {
+        Ok(h) if h.meta.branch_layers > 0 => {
+            app.set_job(
+                JOB,
+                format!(
+                    "done: the sentiment head is fine-tuned ({} layers, {})",
+                    h.meta.branch_layers, h.meta.version
+                ),
+            );
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(e) => {
+            app.set_job(JOB, format!("skipped: {e}"));
+            return Ok(());
+        }
+    }
+    let need = cfg.serve.fine_tune_memory_gb;
+    if let Some(free) = available_gb()
+        && free < need
+    {
+        app.set_job(
+            JOB,
+            format!(
+                "skipped: {free:.1} GB of memory available, fine-tuning needs {need:.1} GB \
+                 ([serve] fine_tune_memory_gb); the quick head stays"
+            ),
+        );
+        return Ok(());
+    }
+    let log_path = cfg.data_dir().join("fine-tune.log");
+    let started = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+    app.set_job(
+        JOB,
+        format!(
+            "running since {started}: training (log: {})",
+            log_path.display()
+        ),
+    );
+    let mut train = vec!["train".to_string(), "sentiment".into()];
+    train.extend(how.train_args.iter().cloned());
+    step(how, &train, &log_path, &mut halt).await?;
+    app.set_job(
+        JOB,
+        format!("running since {started}: labelling the reviews with the fine-tuned head"),
+    );
+    step(how, &["enrich".to_string()], &log_path, &mut halt).await?;
+    // Switch now rather than at the refresher's next look.
+    if let Err(e) = app.refresh_if_changed().await {
+        tracing::warn!("taking up the new labels: {e}");
+    }
+    let head = tokio::task::block_in_place(|| dongcha::heads::sentiment_head(cfg))
+        .map(|h| h.meta.version)
+        .unwrap_or_default();
+    app.set_job(
+        JOB,
+        format!(
+            "done at {}: reviews labelled by {head}",
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+        ),
+    );
+    Ok(())
+}
+
+/// Runs `dongcha <global> <args>` at the lowest priority, its output appended to the log; an error
+/// names the command, its exit status and the log's last line.
+async fn step(
+    how: &Invocation,
+    args: &[String],
+    log_path: &PathBuf,
+    halt: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let what = format!("dongcha {}", args.join(" "));
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&how.global)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    #[cfg(target_os = "linux")]
+    // SAFETY: between fork and exec only async-signal-safe system calls, on the child's own state.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            // The lowest priority: questions keep the CPU they need.
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+            // Ended with the server, even when it is killed. The signal comes when the *thread* that
+            // started the child ends: the thread below waits for the child, so it lives as long.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || match cmd.spawn() {
+        Err(e) => {
+            let _ = started_tx.send(Err(e));
+        }
+        Ok(mut child) => {
+            let _ = started_tx.send(Ok(child.id()));
+            let _ = done_tx.send(child.wait());
+        }
+    });
+    let pid = started
+        .await
+        .map_err(|_| format!("{what}: not started"))?
+        .map_err(|e| format!("{what}: {e}"))?;
+    tracing::info!(pid, "{what}: started in the background");
+    tokio::pin!(done);
+    let status = tokio::select! {
+        s = &mut done => Some(s),
+        _ = async { halt.wait_for(|h| *h).await.is_ok() } => None,
+    };
+    let Some(status) = status else {
+        // SAFETY: a signal to our own child, which is not reaped before `done` (it waits for it).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = done.await;
+        return Err(format!("{what}: stopped with the server"));
+    };
+    let status = status
+        .map_err(|_| format!("{what}: lost"))?
+        .map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    let last = std::fs::read_to_string(log_path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    Err(format!("{what}: {status}: {last}"))
+}
+
+/// MemAvailable from /proc/meminfo, in GB; `None` where there is no such file.
+fn available_gb() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024.0 / 1e9)
+}

@@ -192,8 +192,6 @@ pub struct ServeConfig {
     pub history_turns: i64,
     /// How long a lease of one of several serve processes lasts unrenewed (seconds).
     pub lease_secs: f64,
-    /// `serve --fine-tune` starts fine-tuning only with this much memory available (GB).
-    pub fine_tune_memory_gb: f64,
     chart_font: RelativePathBuf,
 }
 
@@ -324,6 +322,8 @@ pub struct NlpConfig {
     pub encoder_precision: crate::nlp::encoder::Precision,
     pub neutral_band: f32,
     heads_dir: RelativePathBuf,
+    /// Fine-tuning the full corpus starts only with this much memory available (GB).
+    pub fine_tune_memory_gb: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

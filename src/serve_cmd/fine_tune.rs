@@ -75,17 +75,8 @@ async fn run(
             return Ok(());
         }
     }
-    let need = cfg.serve.fine_tune_memory_gb;
-    if let Some(free) = available_gb()
-        && free < need
-    {
-        app.set_job(
-            JOB,
-            format!(
-                "skipped: {free:.1} GB of memory available, fine-tuning needs {need:.1} GB \
-                 ([serve] fine_tune_memory_gb); the quick head stays"
-            ),
-        );
+    if let Err(e) = dongcha::heads::fine_tune_fits(cfg) {
+        app.set_job(JOB, format!("skipped: {e}; the quick head stays"));
         return Ok(());
     }
     let log_path = cfg.data_dir().join("fine-tune.log");
@@ -204,18 +195,4 @@ async fn step(
         })
         .unwrap_or_default();
     Err(format!("{what}: {status}: {last}"))
-}
-
-/// MemAvailable from /proc/meminfo, in GB; `None` where there is no such file.
-fn available_gb() -> Option<f64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: f64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024.0 / 1e9)
 }

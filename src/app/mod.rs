@@ -204,6 +204,8 @@ pub struct App {
     jobs: Mutex<std::collections::BTreeMap<String, String>>,
     /// Held while shared results are rebuilt: a second caller waits, then finds them current.
     refreshing: tokio::sync::Mutex<()>,
+    /// The first shared results, computed in the background from [`App::open`] on.
+    warming: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl App {
@@ -229,7 +231,7 @@ impl App {
         let support = open_support(cfg, &store, &agent).await?;
         // The shared results the first questions need, computed while the front ends start.
         let first = Arc::new(agent);
-        tokio::spawn({
+        let warming = tokio::spawn({
             let agent = first.clone();
             async move { agent.ctx.warm().await }
         });
@@ -260,6 +262,7 @@ impl App {
             lease_store,
             jobs: Mutex::new(Default::default()),
             refreshing: tokio::sync::Mutex::new(()),
+            warming: Mutex::new(Some(warming)),
         }))
     }
 
@@ -299,6 +302,16 @@ impl App {
             self.outbox.notify_waiters();
         }
         Ok(expired.len())
+    }
+
+    /// Waits until the shared results the first questions need are computed. A command that ends soon
+    /// after [`App::open`] (a benchmark) waits for them: the runtime's shutdown otherwise caught the
+    /// task mid-query ("a Tokio context … is being shutdown" panic at exit).
+    pub async fn warmed(&self) {
+        let task = self.warming.lock().expect("warming lock").take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
     }
 
     /// Records where the background job `name` stands (shown by `/healthz`).

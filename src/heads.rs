@@ -808,11 +808,7 @@ fn misses(gold: &[Example], p: &[f32]) -> Vec<Miss> {
         .iter()
         .zip(p)
         .enumerate()
-        .filter(|(_, (e, p))| match e.label {
-            Sentiment::Positive => **p <= 0.5,
-            Sentiment::Negative => **p > 0.5,
-            Sentiment::Neutral => false,
-        })
+        .filter(|(_, (e, p))| sentiment::binary_right(e.label, **p) == Some(false))
         .map(|(i, (e, p))| Miss {
             index: i + 1,
             gold: e.label,

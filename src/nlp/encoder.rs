@@ -333,7 +333,9 @@ impl Encoder {
         self.batched(texts, batch, |seqs| Ok(m.states(seqs, layers)))
     }
 
-    /// Sentence vectors of token states run through `branch`.
+    /// Sentence vectors of token states run through `branch`. Production encodes from the text
+    /// ([`Encoder::encode_branch`]); this is the probe of the test that pins the training pass to the
+    /// engine on the very same states (`tests/encoder.rs`), apart from the bottom layers' rounding.
     pub fn branch_vectors_from_states(
         &self,
         states: &[&[f32]],

@@ -782,21 +782,27 @@ pub fn train_head_watched(
     })
 }
 
+/// Whether P(positive) `p` is on the side of a positive or negative `gold` label (the accuracy without
+/// the neutral band counts these; a neutral label is never right or wrong here: `None`).
+pub fn binary_right(gold: Sentiment, p: f32) -> Option<bool> {
+    match gold {
+        Sentiment::Neutral => None,
+        _ => Some((p > 0.5) == (gold == Sentiment::Positive)),
+    }
+}
+
 /// The classification report over negative / neutral / positive, plus the accuracy without the neutral
 /// band. `pairs` are (gold, predicted); `binary` are (gold, P(positive)).
 pub fn report(pairs: &[(Sentiment, Sentiment)], binary: &[(Sentiment, f32)]) -> Report {
     let pos = |s: Sentiment| Sentiment::ALL.iter().position(|c| *c == s).unwrap_or(1);
     let idx: Vec<(usize, usize)> = pairs.iter().map(|(g, p)| (pos(*g), pos(*p))).collect();
     let mut r = Report::new(&["negative", "neutral", "positive"], &idx);
-    let decided: Vec<&(Sentiment, f32)> = binary
+    let decided: Vec<bool> = binary
         .iter()
-        .filter(|(g, _)| *g != Sentiment::Neutral)
+        .filter_map(|(g, p)| binary_right(*g, *p))
         .collect();
     if !decided.is_empty() {
-        let right = decided
-            .iter()
-            .filter(|(g, p)| (*p > 0.5) == (*g == Sentiment::Positive))
-            .count();
+        let right = decided.iter().filter(|r| **r).count();
         r.binary_accuracy = Some(right as f64 / decided.len() as f64);
         r.binary_note = Some("accuracy without the neutral band (positive vs negative)".into());
     }
@@ -932,7 +938,7 @@ impl Audit {
             };
             let g = groups.entry((row.sample.clone(), agreement)).or_default();
             g.0 += 1;
-            g.1 += usize::from((*p > 0.5) == (e.label == Sentiment::Positive));
+            g.1 += usize::from(binary_right(e.label, *p) == Some(true));
         }
         AuditScore {
             audited: self.rows.len(),

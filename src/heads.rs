@@ -604,8 +604,14 @@ pub fn train_sentiment_with(
         head.branch = tensors.clone();
         head.meta.branch_layers = spec.fine_tune.as_ref().map_or(0, |f| f.layers);
         // The tuned weights are part of what the labels depend on.
+        let rank = spec.fine_tune.as_ref().map_or(0, |f| f.rank);
+        let lora = if rank > 0 {
+            format!("lora{rank}-")
+        } else {
+            String::new()
+        };
         head.meta.version.push_str(&format!(
-            "-ft{}-{:08x}",
+            "-ft{}-{lora}{:08x}",
             head.meta.branch_layers,
             finetune::fingerprint(tensors)? as u32
         ));
@@ -677,7 +683,14 @@ fn fine_tune(
         heads: config.num_attention_heads,
         eps: config.layer_norm_eps,
     };
-    let top = finetune::Top::from_encoder(&weights, start, count, shape)?;
+    let top = finetune::Top::from_encoder(&weights, start, count, shape)?
+        .with_adapters(opts.rank, opts.seed)?;
+    tracing::info!(
+        layers = count,
+        rank = opts.rank,
+        values = top.trained_values(),
+        "fine-tuning"
+    );
     drop(weights);
     let watch = |t: &str| xxhash_rust::xxh3::xxh3_64_with_seed(t.as_bytes(), 2).is_multiple_of(10);
     let (mut tr, mut trl, mut va, mut val) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -273,9 +273,13 @@ enum TrainCommand {
         /// two epochs without gain stop it).
         #[arg(long, default_value_t = 1, conflicts_with = "frozen")]
         fine_tune_epochs: usize,
-        /// AdamW learning rate of the fine-tuned layers.
-        #[arg(long, default_value_t = 5e-5, conflicts_with = "frozen")]
-        fine_tune_lr: f64,
+        /// AdamW learning rate of the fine-tuned layers (default 5e-5; 5e-4 for adapters).
+        #[arg(long, conflicts_with = "frozen")]
+        fine_tune_lr: Option<f64>,
+        /// Low-rank adapters (LoRA) of this rank on every linear map of the fine-tuned layers instead
+        /// of training their weights (with --fine-tune-layers 12: every layer of the encoder).
+        #[arg(long, default_value_t = 0, conflicts_with = "frozen")]
+        fine_tune_rank: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -27,6 +27,7 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
             fine_tune_layers,
             fine_tune_epochs,
             fine_tune_lr,
+            fine_tune_rank,
             json,
         } => {
             let stem = dongcha::heads::sentiment_stem(cfg);
@@ -53,7 +54,12 @@ pub fn train(cfg: &Config, what: TrainCommand) -> Result<()> {
                 fine_tune: (!frozen).then(|| dongcha::nlp::finetune::FineTuneOptions {
                     layers: fine_tune_layers,
                     epochs: fine_tune_epochs,
-                    learning_rate: fine_tune_lr,
+                    learning_rate: fine_tune_lr.unwrap_or(if fine_tune_rank > 0 {
+                        5e-4
+                    } else {
+                        5e-5
+                    }),
+                    rank: fine_tune_rank,
                     ..Default::default()
                 }),
             };

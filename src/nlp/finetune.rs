@@ -51,6 +51,10 @@ pub struct FineTuneOptions {
     /// Padded attention scores one training pass may hold, in texts × length² (see
     /// [`SCORE_BUDGET`]); a batch over it is run in parts and their gradients summed.
     pub part_budget: usize,
+    /// Low-rank adapters (LoRA) of this rank on every linear map of the tuned layers, whose own
+    /// weights then stay frozen; 0: the layers' weights train themselves. With `layers` = all of the
+    /// encoder's, the adapters tune every layer from the embeddings up.
+    pub rank: usize,
 }
 
 impl Default for FineTuneOptions {
@@ -66,6 +70,7 @@ impl Default for FineTuneOptions {
             weight_decay: 1e-2,
             seed: 618,
             part_budget: SCORE_BUDGET,
+            rank: 0,
         }
     }
 }
@@ -94,10 +99,27 @@ pub const LAYER_PARAMS: [&str; 16] = [
     "output.LayerNorm.bias",
 ];
 
-/// One trainable layer: its parameters in [`LAYER_PARAMS`] order.
+/// One trainable layer: its parameters in [`LAYER_PARAMS`] order, and low-rank adapters when the
+/// weights themselves stay frozen.
 struct TrainLayer {
     p: Vec<Var>,
+    adapters: Vec<Adapter>,
 }
+
+/// A low-rank update of one weight: W + [`ADAPTER_SCALE`] · B·A, with A (rank × in) and B (out ×
+/// rank); B starts at zero, so training starts from the pre-trained layer.
+struct Adapter {
+    /// Which weight, as an index into [`LAYER_PARAMS`].
+    param: usize,
+    a: Var,
+    b: Var,
+}
+
+/// The weights adapters update: query, key, value, attention output, intermediate and output dense.
+const ADAPTED: [usize; 6] = [0, 2, 4, 6, 10, 12];
+
+/// LoRA's alpha / rank, with alpha = 2 × rank.
+const ADAPTER_SCALE: f64 = 2.0;
 
 /// Trainable top layers and their classifier.
 pub struct Top {
@@ -151,18 +173,30 @@ fn parts<'a, T>(idx: &'a [usize], states: &[&[T]], h: usize, budget: usize) -> V
 impl TrainLayer {
     /// The parameters as tensors: the variables themselves (autograd records a pass over them) or,
     /// without `record`, detached views (nothing recorded: what scoring and vectors need — a
-    /// recorded pass keeps every intermediate tensor alive until its result is dropped).
-    fn params(&self, record: bool) -> Vec<Tensor> {
-        self.p
+    /// recorded pass keeps every intermediate tensor alive until its result is dropped). An adapted
+    /// weight is the frozen weight plus its adapter's update (recorded through the adapter only).
+    fn params(&self, record: bool) -> candle_core::Result<Vec<Tensor>> {
+        let frozen = !self.adapters.is_empty();
+        let mut p: Vec<Tensor> = self
+            .p
             .iter()
             .map(|v| {
-                if record {
+                if record && !frozen {
                     v.as_tensor().clone()
                 } else {
                     v.as_tensor().detach()
                 }
             })
-            .collect()
+            .collect();
+        for ad in &self.adapters {
+            let (a, b) = if record {
+                (ad.a.as_tensor().clone(), ad.b.as_tensor().clone())
+            } else {
+                (ad.a.as_tensor().detach(), ad.b.as_tensor().detach())
+            };
+            p[ad.param] = (&p[ad.param] + b.matmul(&a)?.affine(ADAPTER_SCALE, 0.0)?)?;
+        }
+        Ok(p)
     }
 
     /// `p`: [`TrainLayer::params`]; `x`: (batch × len, hidden) token states; `bias`: (batch, 1, 1,
@@ -276,7 +310,10 @@ impl Top {
                     &t.to_dtype(DType::F32)?.to_device(&device)?,
                 )?);
             }
-            layers.push(TrainLayer { p });
+            layers.push(TrainLayer {
+                p,
+                adapters: Vec::new(),
+            });
         }
         Ok(Self {
             shape,
@@ -292,7 +329,7 @@ impl Top {
         let mut x = bt.x.clone();
         for layer in &self.layers {
             x = TrainLayer::forward(
-                &layer.params(record),
+                &layer.params(record)?,
                 &x,
                 (bt.b, bt.t),
                 &bt.bias,
@@ -346,22 +383,66 @@ impl Top {
         Tensor::cat(&pooled, 0)
     }
 
-    /// The trained layers under BERT's names, prefixed `{prefix}{i}.` (layer `i` of the branch).
+    /// Freezes the layers' weights and gives every linear map of each a low-rank adapter of `rank`
+    /// (A seeded uniform in ±1/√in, B zero: the layers start as they were).
+    pub fn with_adapters(mut self, rank: usize, seed: u64) -> Result<Self, FineTuneError> {
+        if rank == 0 {
+            return Ok(self);
+        }
+        for (l, layer) in self.layers.iter_mut().enumerate() {
+            for &param in &ADAPTED {
+                let (out, inp) = layer.p[param].as_tensor().dims2()?;
+                let bound = 1.0 / (inp as f64).sqrt();
+                let key = seed ^ ((l as u64) << 32) ^ param as u64;
+                let a: Vec<f32> = (0..rank * inp)
+                    .map(|i| {
+                        let u =
+                            xxhash_rust::xxh3::xxh3_64_with_seed(&(i as u64).to_le_bytes(), key);
+                        ((u as f64 / u64::MAX as f64 * 2.0 - 1.0) * bound) as f32
+                    })
+                    .collect();
+                layer.adapters.push(Adapter {
+                    param,
+                    a: Var::from_tensor(&Tensor::from_vec(a, (rank, inp), &Device::Cpu)?)?,
+                    b: Var::zeros((out, rank), DType::F32, &Device::Cpu)?,
+                });
+            }
+        }
+        Ok(self)
+    }
+
+    /// The trained layers under BERT's names, prefixed `{prefix}{i}.` (layer `i` of the branch);
+    /// adapted weights with their updates merged in (the engine runs them as any tuned layer).
     pub fn export(&self, prefix: &str) -> Result<HashMap<String, Tensor>, FineTuneError> {
         let mut out = HashMap::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            for (name, v) in LAYER_PARAMS.iter().zip(&layer.p) {
-                out.insert(format!("{prefix}{i}.{name}"), v.as_tensor().copy()?);
+            for (name, t) in LAYER_PARAMS.iter().zip(layer.params(false)?) {
+                out.insert(format!("{prefix}{i}.{name}"), t.copy()?);
             }
         }
         Ok(out)
     }
 
+    /// What the optimiser trains: the adapters where there are some, else the layers' weights.
     fn vars(&self) -> Vec<Var> {
         self.layers
             .iter()
-            .flat_map(|l| l.p.iter().cloned())
+            .flat_map(|l| {
+                if l.adapters.is_empty() {
+                    l.p.clone()
+                } else {
+                    l.adapters
+                        .iter()
+                        .flat_map(|a| [a.a.clone(), a.b.clone()])
+                        .collect()
+                }
+            })
             .collect()
+    }
+
+    /// Values the optimiser trains (adapters, or the layers' weights).
+    pub fn trained_values(&self) -> usize {
+        self.vars().iter().map(|v| v.as_tensor().elem_count()).sum()
     }
 
     fn snapshot(&self) -> candle_core::Result<Vec<Tensor>> {
@@ -437,6 +518,50 @@ pub struct FtEpoch {
     pub loss: f32,
     pub val_accuracy: f64,
     pub seconds: f64,
+}
+
+/// One batch's mean loss and its gradients, part by part within `opts.part_budget`: each part's mean
+/// weighted by its share of the batch, the gradients summed (one part: the plain step).
+fn batch_grads<T: StateValue>(
+    top: &Top,
+    vars: &[Var],
+    states: &[&[T]],
+    idx: &[usize],
+    labels: &dyn Fn(&[usize]) -> candle_core::Result<Tensor>,
+    opts: &FineTuneOptions,
+) -> Result<(f32, candle_core::backprop::GradStore), FineTuneError> {
+    let h = top.shape.hidden;
+    let mut loss_sum = 0f32;
+    let mut grads: Option<candle_core::backprop::GradStore> = None;
+    for part in parts(idx, states, h, opts.part_budget) {
+        let s: Vec<&[T]> = part.iter().map(|i| states[*i]).collect();
+        let bt = batch(&s, h, &Device::Cpu)?;
+        let mut loss =
+            candle_nn::loss::cross_entropy(&top.logits(&top.pooled(&bt, true)?)?, &labels(part)?)?;
+        if part.len() < idx.len() {
+            loss = loss.affine(part.len() as f64 / idx.len() as f64, 0.0)?;
+        }
+        loss_sum += loss.to_scalar::<f32>()?;
+        let g = loss.backward()?;
+        let Some(mut sum) = grads.take() else {
+            grads = Some(g);
+            continue;
+        };
+        for v in vars {
+            if let Some(x) = g.get(v.as_tensor()) {
+                let total = match sum.get(v.as_tensor()) {
+                    Some(a) => (a + x)?,
+                    None => x.clone(),
+                };
+                sum.insert(v.as_tensor(), total);
+            }
+        }
+        grads = Some(sum);
+    }
+    Ok((
+        loss_sum,
+        grads.ok_or(FineTuneError::Data("an empty batch"))?,
+    ))
 }
 
 /// What training did.
@@ -547,39 +672,8 @@ pub fn train<T: StateValue>(
             };
             layers_opt.set_learning_rate(opts.learning_rate * scale);
             head_opt.set_learning_rate(opts.head_learning_rate * scale);
-            let idx = batches[*i];
-            // The batch's mean loss, part by part: each part's mean weighted by its share, the
-            // gradients summed (one part: the plain step).
-            let mut grads: Option<candle_core::backprop::GradStore> = None;
-            for part in parts(idx, states, h, opts.part_budget) {
-                let s: Vec<&[T]> = part.iter().map(|i| states[*i]).collect();
-                let bt = batch(&s, h, &device)?;
-                let mut loss = candle_nn::loss::cross_entropy(
-                    &top.logits(&top.pooled(&bt, true)?)?,
-                    &labels(part)?,
-                )?;
-                if part.len() < idx.len() {
-                    loss = loss.affine(part.len() as f64 / idx.len() as f64, 0.0)?;
-                }
-                loss_sum += loss.to_scalar::<f32>()?;
-                let g = loss.backward()?;
-                grads = Some(match grads {
-                    None => g,
-                    Some(mut sum) => {
-                        for v in &vars {
-                            if let Some(x) = g.get(v.as_tensor()) {
-                                let total = match sum.get(v.as_tensor()) {
-                                    Some(a) => (a + x)?,
-                                    None => x.clone(),
-                                };
-                                sum.insert(v.as_tensor(), total);
-                            }
-                        }
-                        sum
-                    }
-                });
-            }
-            let grads = grads.ok_or(FineTuneError::Data("an empty batch"))?;
+            let (loss, grads) = batch_grads(top, &vars, states, batches[*i], &labels, opts)?;
+            loss_sum += loss;
             layers_opt.step(&grads)?;
             head_opt.step(&grads)?;
             steps += 1;
@@ -637,9 +731,8 @@ mod tests {
         assert_eq!(parts(&idx[..2], &s, h, 1000), [&idx[..1], &idx[1..2]]);
     }
 
-    /// A step on a batch run in parts is the step on the whole batch: same weights after training.
-    #[test]
-    fn a_batch_run_in_parts_takes_the_same_step_as_the_whole_batch() {
+    /// A one-layer encoder of width 8 (2 heads) with seeded weights, and eight texts' token states.
+    fn toy_layer() -> (HashMap<String, Tensor>, Shape, Vec<Vec<f32>>) {
         let shape = Shape {
             hidden: 8,
             heads: 2,
@@ -688,6 +781,13 @@ mod tests {
             .iter()
             .map(|l| (0..l * 8).map(|_| next() * 5.0).collect())
             .collect();
+        (tensors, shape, states)
+    }
+
+    /// A step on a batch run in parts is the step on the whole batch: same weights after training.
+    #[test]
+    fn a_batch_run_in_parts_takes_the_same_step_as_the_whole_batch() {
+        let (tensors, shape, states) = toy_layer();
         let s: Vec<&[f32]> = states.iter().map(Vec::as_slice).collect();
         let labels = [true, false, true, true, false, false, true, false];
         // The epochs' mean losses: epoch 2's depends on every step of epoch 1. (The weights
@@ -727,5 +827,106 @@ mod tests {
             (whole[0] - whole[whole.len() - 1]).abs() > 1e-4,
             "training did not move: {whole:?}"
         );
+    }
+
+    /// Adapters: the layer starts as the pre-trained one (B = 0), training moves only the adapters
+    /// (the frozen weights stay), and what is exported is W + scale · B·A, which the vectors read.
+    #[test]
+    fn adapters_start_from_the_layer_train_alone_and_export_merged() {
+        let (tensors, shape, states) = toy_layer();
+        let s: Vec<&[f32]> = states.iter().map(Vec::as_slice).collect();
+        let labels = [true, false, true, true, false, false, true, false];
+        let plain = Top::from_encoder(&tensors, 0, 1, shape).unwrap();
+        let top = Top::from_encoder(&tensors, 0, 1, shape)
+            .unwrap()
+            .with_adapters(2, 618)
+            .unwrap();
+        assert_eq!(top.vectors(&s, 4).unwrap(), plain.vectors(&s, 4).unwrap());
+        // 6 weights, each 2 × (in + out): q, k, v, o 8 → 8; intermediate 8 → 16; output 16 → 8.
+        assert_eq!(top.trained_values(), 4 * 2 * 16 + 2 * 2 * 24);
+        // Gradients reach the adapters and never the frozen weights; a few steps move the adapters.
+        // (The classifier trains too: it starts at zero, and a zero classifier sends nothing back.)
+        let vars: Vec<Var> = top
+            .vars()
+            .into_iter()
+            .chain([top.cls_w.clone(), top.cls_b.clone()])
+            .collect();
+        let labels = |idx: &[usize]| {
+            let y: Vec<u32> = idx.iter().map(|i| u32::from(labels[*i])).collect();
+            Tensor::from_vec(y, idx.len(), &Device::Cpu)
+        };
+        let opts = FineTuneOptions::default();
+        let (_, grads) = batch_grads(&top, &vars, &s, &[0, 1, 2, 3, 4, 5], &labels, &opts).unwrap();
+        for ad in &top.layers[0].adapters {
+            assert!(grads.get(ad.b.as_tensor()).is_some(), "no gradient for B");
+        }
+        for v in &top.layers[0].p {
+            assert!(
+                grads.get(v.as_tensor()).is_none(),
+                "a frozen weight got a gradient"
+            );
+        }
+        let mut opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW {
+                lr: 1e-2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for _ in 0..3 {
+            let (_, g) = batch_grads(&top, &vars, &s, &[0, 1, 2, 3, 4, 5], &labels, &opts).unwrap();
+            opt.step(&g).unwrap();
+        }
+        let layer = &top.layers[0];
+        for (i, v) in layer.p.iter().enumerate() {
+            let was = &tensors[&format!("encoder.layer.0.{}", LAYER_PARAMS[i])];
+            let moved = (v.as_tensor() - was)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert_eq!(
+                moved.to_scalar::<f32>().unwrap(),
+                0.0,
+                "{}",
+                LAYER_PARAMS[i]
+            );
+        }
+        let out = top.export("t.").unwrap();
+        for ad in &layer.adapters {
+            let name = format!("t.0.{}", LAYER_PARAMS[ad.param]);
+            let want = (layer.p[ad.param].as_tensor()
+                + ad.b
+                    .as_tensor()
+                    .matmul(ad.a.as_tensor())
+                    .unwrap()
+                    .affine(ADAPTER_SCALE, 0.0)
+                    .unwrap())
+            .unwrap();
+            let diff = (&out[&name] - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-6, "{name}");
+            let b = ad.b.as_tensor().abs().unwrap().max_all().unwrap();
+            assert!(
+                b.to_scalar::<f32>().unwrap() > 0.0,
+                "{name}: the adapter did not train"
+            );
+        }
+        // The merged weights alone (a plain layer over them) give the adapted vectors.
+        let merged: HashMap<String, Tensor> = out
+            .iter()
+            .map(|(k, v)| (k.replacen("t.0.", "encoder.layer.0.", 1), v.clone()))
+            .collect();
+        let again = Top::from_encoder(&merged, 0, 1, shape).unwrap();
+        let (a, b) = (top.vectors(&s, 4).unwrap(), again.vectors(&s, 4).unwrap());
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
     }
 }

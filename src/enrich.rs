@@ -117,6 +117,27 @@ struct Models {
     version: String,
 }
 
+/// The version enrichment labels with: the sentiment head's, and what decides intent (the exemplars
+/// and the margin an intent needs over none).
+fn label_version(head: &SentimentHead) -> String {
+    let intent_version = format!(
+        "intent-{:08x}-m{}",
+        xxhash_rust::xxh3::xxh3_64(crate::nlp::intent::EXEMPLARS_TSV.as_bytes()) as u32,
+        crate::nlp::intent::NONE_MARGIN
+    );
+    format!("{}+{intent_version}", head.meta.version)
+}
+
+/// How many reviews and posts `enrich` would label now (new, changed, or labelled by another head).
+pub async fn pending(cfg: &Config, store: &Store) -> Result<usize, EnrichError> {
+    let version = label_version(&heads::sentiment_head(cfg)?);
+    let mut n = 0;
+    for kind in [TextKind::Review, TextKind::Post] {
+        n += store.texts_to_enrich(kind, &version).await?.len();
+    }
+    Ok(n)
+}
+
 /// Labels every review and post that needs it, and indexes the reviews.
 pub async fn enrich(
     cfg: &Config,
@@ -125,13 +146,7 @@ pub async fn enrich(
 ) -> Result<EnrichSummary, EnrichError> {
     let started = Instant::now();
     let head = heads::sentiment_head(cfg)?;
-    // The exemplars and the margin an intent needs over none both decide the labels.
-    let intent_version = format!(
-        "intent-{:08x}-m{}",
-        xxhash_rust::xxh3::xxh3_64(crate::nlp::intent::EXEMPLARS_TSV.as_bytes()) as u32,
-        crate::nlp::intent::NONE_MARGIN
-    );
-    let version = format!("{}+{intent_version}", head.meta.version);
+    let version = label_version(&head);
     let reviews = store.texts_to_enrich(TextKind::Review, &version).await?;
     let posts = store.texts_to_enrich(TextKind::Post, &version).await?;
     let mut summary = EnrichSummary {

@@ -825,9 +825,36 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
     server.kill().unwrap();
     server.wait().unwrap();
 
-    // 4. Fine-tuned already: not trained again.
+    // 4. Fine-tuned already, with a review its head has not labelled (a relabelling stopped with its
+    //    server looks the same): labelled, not trained again.
+    std::fs::write(
+        d.join("one-more.jsonl"),
+        "{\"userId\": \"U1\", \"productName\": \"iPhone 13\", \"purchaseDate\": \"2026-06-01\", \"price\": 99.0, \"reviewText\": \"电池一天要充三次，很失望\", \"reviewRating\": 1}\n",
+    )
+    .unwrap();
+    dongcha(&["ingest", d.join("one-more.jsonl").to_str().unwrap()]);
     let (mut server, addr) = start("1");
-    wait("the check", 60, &|| job(&addr).starts_with("done:"));
+    wait("the relabelling", 120, &|| {
+        job(&addr).starts_with("done at")
+    });
+    assert!(trainers().is_empty());
+    let again: serde_json::Value = serde_json::from_str(&dongcha(&["enrich", "--json"])).unwrap();
+    assert_eq!(again["labelled"], 0, "{again}");
+    assert_eq!(
+        dongcha::heads::sentiment_head(&common::config_in(d))
+            .unwrap()
+            .meta
+            .version,
+        tuned.meta.version
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // 5. Nothing left to do: nothing started.
+    let (mut server, addr) = start("1");
+    wait("the check", 60, &|| {
+        job(&addr).starts_with("done: fine-tuned already")
+    });
     assert!(trainers().is_empty());
     server.kill().unwrap();
     server.wait().unwrap();

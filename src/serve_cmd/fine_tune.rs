@@ -58,29 +58,37 @@ async fn run(
     mut halt: watch::Receiver<bool>,
 ) -> Result<(), String> {
     // Decided again under the lease: another process may have fine-tuned meanwhile.
-    match tokio::task::block_in_place(|| dongcha::heads::sentiment_head(cfg)) {
-        Ok(h) if h.meta.branch_layers > 0 => {
-            app.set_job(
-                JOB,
-                format!(
-                    "done: the sentiment head is fine-tuned ({} layers, {})",
-                    h.meta.branch_layers, h.meta.version
-                ),
-            );
-            return Ok(());
-        }
-        Ok(_) => {}
+    let tuned = match tokio::task::block_in_place(|| dongcha::heads::sentiment_head(cfg)) {
+        Ok(h) => h.meta.branch_layers > 0,
         Err(e) => {
             app.set_job(JOB, format!("skipped: {e}"));
             return Ok(());
         }
+    };
+    let started = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+    let log_path = cfg.data_dir().join("fine-tune.log");
+    if tuned {
+        // Fine-tuned already; its labels may not all be written (a relabelling stopped with its
+        // server): finish them.
+        let pending = dongcha::enrich::pending(cfg, &app.store)
+            .await
+            .map_err(|e| format!("counting the texts to label: {e}"))?;
+        if pending > 0 {
+            app.set_job(
+                JOB,
+                format!(
+                    "running since {started}: labelling {pending} texts with the fine-tuned head"
+                ),
+            );
+            relabel(app, how, &log_path, &mut halt).await?;
+            return done(app, cfg, false);
+        }
+        return done(app, cfg, true);
     }
     if let Err(e) = dongcha::heads::fine_tune_fits(cfg) {
         app.set_job(JOB, format!("skipped: {e}; the quick head stays"));
         return Ok(());
     }
-    let log_path = cfg.data_dir().join("fine-tune.log");
-    let started = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
     app.set_job(
         JOB,
         format!(
@@ -95,20 +103,40 @@ async fn run(
         JOB,
         format!("running since {started}: labelling the reviews with the fine-tuned head"),
     );
-    step(how, &["enrich".to_string()], &log_path, &mut halt).await?;
-    // Switch now rather than at the refresher's next look.
+    relabel(app, how, &log_path, &mut halt).await?;
+    done(app, cfg, false)
+}
+
+/// `dongcha enrich` in the background, then the new labels taken up at once (rather than at the
+/// refresher's next look).
+async fn relabel(
+    app: &App,
+    how: &Invocation,
+    log_path: &PathBuf,
+    halt: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    step(how, &["enrich".to_string()], log_path, halt).await?;
     if let Err(e) = app.refresh_if_changed().await {
         tracing::warn!("taking up the new labels: {e}");
     }
+    Ok(())
+}
+
+/// Says the job is done; `already`: there was nothing to do.
+fn done(app: &App, cfg: &Config, already: bool) -> Result<(), String> {
     let head = tokio::task::block_in_place(|| dongcha::heads::sentiment_head(cfg))
         .map(|h| h.meta.version)
         .unwrap_or_default();
     app.set_job(
         JOB,
-        format!(
-            "done at {}: reviews labelled by {head}",
-            chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
-        ),
+        if already {
+            format!("done: fine-tuned already, every text labelled by {head}")
+        } else {
+            format!(
+                "done at {}: reviews labelled by {head}",
+                chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+            )
+        },
     );
     Ok(())
 }

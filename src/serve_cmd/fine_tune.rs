@@ -28,8 +28,9 @@ pub struct Invocation {
     pub train_args: Vec<String>,
 }
 
-/// Starts the job unless the head is fine-tuned already, there is no head, or memory is short (each
-/// said in `/healthz` and the log).
+/// Starts the job: fine-tune and relabel when the head is the quick one and memory allows; relabel
+/// only when the head is fine-tuned but some texts still carry other labels; nothing when there is no
+/// head or nothing to do (each said in `/healthz` and the log).
 pub fn spawn(
     app: &Arc<App>,
     cfg: &Config,

@@ -1048,6 +1048,17 @@ mod tests {
         (xs, (0..200).map(|i| i % 2 == 0).collect())
     }
 
+    /// A linear head trained quickly on the separable toy vectors.
+    fn linear_opts() -> TrainOptions {
+        TrainOptions {
+            hidden: 0,
+            epochs: 40,
+            batch: 16,
+            learning_rate: 0.05,
+            ..Default::default()
+        }
+    }
+
     fn test_meta() -> HeadMeta {
         HeadMeta {
             encoder: "test".into(),
@@ -1069,13 +1080,7 @@ mod tests {
         let (xs, ys) = separable();
         let flipped: Vec<bool> = ys.iter().map(|y| !y).collect();
         let meta = test_meta();
-        let opts = TrainOptions {
-            hidden: 0,
-            epochs: 40,
-            batch: 16,
-            learning_rate: 0.05,
-            ..Default::default()
-        };
+        let opts = linear_opts();
         let mut head = train_head(&xs, &ys, &opts, meta.clone()).unwrap();
         // The English head learned the opposite, so which one read a text shows.
         head.english = Some(Box::new(train_head(&xs, &flipped, &opts, meta).unwrap()));
@@ -1102,13 +1107,7 @@ mod tests {
     fn a_head_is_replaced_whole_or_not_at_all() {
         let (xs, ys) = separable();
         let flipped: Vec<bool> = ys.iter().map(|y| !y).collect();
-        let opts = TrainOptions {
-            hidden: 0,
-            epochs: 40,
-            batch: 16,
-            learning_rate: 0.05,
-            ..Default::default()
-        };
+        let opts = linear_opts();
         let first = train_head(&xs, &ys, &opts, test_meta()).unwrap();
         let mut second = train_head(&xs, &flipped, &opts, test_meta()).unwrap();
         second.meta.version = "the second head".into();

@@ -443,7 +443,10 @@ fn follow_ups_reuse_the_previous_call_in_chat() {
         let stdin = child.stdin.as_mut().unwrap();
         stdin
             .write_all(
-                "本月销售额是多少？\n那上个月呢？\n那上个月呢？\n上个月的评价怎么样？\n那下个月呢？\n\n"
+                concat!(
+                    "本月销售额是多少？\n那上个月呢？\n那上个月呢？\n上个月的评价怎么样？\n那下个月呢？\n",
+                    "上个月的销售额是多少？\nand the month before?\n那再往前一个月呢？\n\n"
+                )
                     .as_bytes(),
             )
             .unwrap();
@@ -454,7 +457,7 @@ fn follow_ups_reuse_the_previous_call_in_chat() {
         .split("\n\n")
         .filter(|s| !s.trim().is_empty())
         .collect();
-    assert_eq!(replies.len(), 5, "{text}");
+    assert_eq!(replies.len(), 8, "{text}");
     assert!(replies[0].contains("2026-06-01 – 2026-06-30"), "{text}");
     // The follow-up keeps the tool and changes only the period.
     assert!(replies[1].contains("2026-05-01 – 2026-05-31"), "{text}");
@@ -465,6 +468,11 @@ fn follow_ups_reuse_the_previous_call_in_chat() {
     assert!(replies[3].contains("2026-05-01 – 2026-05-31"), "{text}");
     assert!(replies[4].contains("还没有到"), "{text}");
     assert!(!replies[4].contains("2026-05-01"), "{text}");
+    // "and the month before?" names no period of its own: the one before May, not May again (the
+    // web chat once answered the same month); "再往前一个月" one further back, not "the past month".
+    assert!(replies[5].contains("2026-05-01 – 2026-05-31"), "{text}");
+    assert!(replies[6].contains("2026-04-01 – 2026-04-30"), "{text}");
+    assert!(replies[7].contains("2026-03-01 – 2026-03-31"), "{text}");
 }
 
 /// The grammar keeps the LLM inside the catalogue: asked to choose for injection attempts, whatever it

@@ -432,6 +432,38 @@ const PERIOD_BEFORE: [&str; 10] = [
     "上一期",
 ];
 
+/// Words that, in a follow-up, name the period just before the one answered ("and the month before?",
+/// "那再往前一个月呢？") rather than a period of their own.
+const BEFORE_THAT: [&str; 16] = [
+    "the month before",
+    "the week before",
+    "the quarter before",
+    "the year before",
+    "the day before",
+    "the period before",
+    "the previous period",
+    "the one before",
+    "before that",
+    "前一个月",
+    "前一周",
+    "前一期",
+    "上一期",
+    "再往前",
+    "再之前",
+    "之前那个月",
+];
+
+/// Whether a follow-up asks for the period before the one just answered ([`BEFORE_THAT`]) and names
+/// no period besides ("前一个月" alone would otherwise read as "the past month").
+pub fn names_period_before(question: &str, today: NaiveDate) -> bool {
+    let mut q = question.to_lowercase();
+    let before = BEFORE_THAT.iter().any(|w| q.contains(w));
+    for w in BEFORE_THAT {
+        q = q.replace(w, " ");
+    }
+    before && resolve(&q, today).is_none()
+}
+
 const EN_MONTH_NAMES: [&str; 12] = [
     "january",
     "february",
@@ -729,6 +761,27 @@ mod tests {
         assert_eq!(resolve("上季度", today), p("2026-01-01", "2026-03-31"));
         assert_eq!(resolve("哪些客户要流失", today), None);
         assert_eq!(resolve("下个月的销量预测", today), None);
+    }
+
+    #[test]
+    fn before_that_in_a_follow_up_names_no_period_of_its_own() {
+        let today = d("2026-06-30");
+        for q in [
+            "and the month before?",
+            "what about the week before?",
+            "那前一个月呢？",
+            "那再往前一个月呢？",
+        ] {
+            assert!(names_period_before(q, today), "{q}");
+        }
+        for q in [
+            "and last month?",
+            "那上个月呢？",
+            "那前一个月和去年同期呢？",
+            "前3个月的销售额",
+        ] {
+            assert!(!names_period_before(q, today), "{q}");
+        }
     }
 
     #[test]

@@ -278,7 +278,7 @@ impl Agent {
             && prev.tool != "none"
             && let Some(tool) = router::follow_up_tool(&prev.tool, &question, &facts)
         {
-            let said = router::args_of(tool, &question, &facts);
+            let mut said = router::args_of(tool, &question, &facts);
             let mut args = if tool == prev.tool {
                 // The previous call, with whatever the follow-up says instead.
                 prev.args.clone()
@@ -294,12 +294,17 @@ impl Agent {
                     .collect()
             };
             // "那上个月呢？" right after "上个月的销售额": the same relative words again mean the period
-            // before the one just answered, not that one once more.
-            let same_period =
-                said.get("period").is_some() && said.get("period") == prev.args.get("period");
+            // before the one just answered, not that one once more; so does "and the month before?"
+            // (which names no period of its own, and once answered the same month again).
+            let same_period = said.get("period").is_some()
+                && said.get("period") == prev.args.get("period")
+                && tool == prev.tool;
+            let before_that = dates::names_period_before(&question, today);
+            if before_that {
+                said.remove("period");
+            }
             args.extend(said);
-            if same_period
-                && tool == prev.tool
+            if (same_period || before_that)
                 && let Some(p) = args
                     .get("period")
                     .and_then(|v| serde_json::from_value::<dates::Period>(v.clone()).ok())

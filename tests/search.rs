@@ -643,6 +643,14 @@ fn a_shops_labels_judge_a_fine_tuned_head_on_its_own_vectors(
 /// short; and a head fine-tuned already is not trained again. (Small here: 400 texts, one layer.)
 #[test]
 fn serve_fine_tunes_in_the_background_and_switches_when_done() {
+    /// A server killed (SIGKILL) when dropped, so a failed assertion does not leave it running.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     const TOKEN: &str = "operator-token-for-fine-tune-0123";
@@ -692,8 +700,8 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
     assert_eq!(quick.meta.branch_layers, 0);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let start = |memory_gb: &str| {
-        let mut child = Command::new(bin)
+    let start_from = |program: &std::path::Path, memory_gb: &str| {
+        let mut child = Command::new(program)
             .arg("--data-dir")
             .arg(d)
             .args(["serve", "--no-llm", "--fine-tune", "--"])
@@ -710,8 +718,9 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
             .spawn()
             .unwrap();
         let addr = common::served_address(&mut child);
-        (child, addr)
+        (KillOnDrop(child), addr)
     };
+    let start = |memory_gb: &str| start_from(std::path::Path::new(bin), memory_gb);
     let get = |addr: &str, path: &str| -> serde_json::Value {
         rt.block_on(async {
             reqwest::get(format!("{addr}{path}"))
@@ -754,7 +763,7 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
     };
 
     // 1. Too little memory: skipped, said why, nothing started; questions answered.
-    let (mut server, addr) = start("100000");
+    let (server, addr) = start("100000");
     wait("the skip", 60, &|| job(&addr).starts_with("skipped"));
     assert!(
         job(&addr).contains("[nlp] fine_tune_memory_gb"),
@@ -762,11 +771,10 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
         job(&addr)
     );
     assert!(trainers().is_empty());
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 
     // 2. Killed mid-training (SIGKILL, no clean stop): the trainer goes with it; the head is whole.
-    let (mut server, addr) = start("1");
+    let (server, addr) = start("1");
     wait("training", 60, &|| job(&addr).contains("training"));
     wait("the trainer", 30, &|| !trainers().is_empty());
     let pid = trainers()[0];
@@ -797,17 +805,29 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
             .unwrap()
     });
     assert_eq!(reply["tool"], "top_complaints", "{reply}");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     wait("the trainer to end with the server", 30, &|| {
         trainers().is_empty()
     });
     let head = dongcha::heads::sentiment_head(&common::config_in(d)).unwrap();
     assert_eq!(head.meta.version, quick.meta.version);
 
-    // 3. Left to finish: fine-tuned, the reviews labelled again, the data version moved on.
-    let (mut server, addr) = start("1");
-    wait("the fine-tune", 600, &|| job(&addr).starts_with("done at"));
+    // 3. Left to finish: fine-tuned, the reviews labelled again, the data version moved on. The
+    //    server runs from a link to the program that goes away while it trains (a rebuild or an
+    //    upgrade replaces the file): the labelling still starts (it once failed, "No such file or
+    //    directory", looking the program up by its path).
+    let linked = d.join("dongcha-being-replaced");
+    if std::fs::hard_link(bin, &linked).is_err() {
+        std::fs::copy(bin, &linked).unwrap();
+    }
+    let (server, addr) = start_from(&linked, "1");
+    wait("the trainer", 60, &|| !trainers().is_empty());
+    std::fs::remove_file(&linked).unwrap();
+    wait("the fine-tune", 600, &|| {
+        let j = job(&addr);
+        assert!(!j.starts_with("failed"), "{j}");
+        j.starts_with("done at")
+    });
     let tuned = dongcha::heads::sentiment_head(&common::config_in(d)).unwrap();
     assert_eq!(tuned.meta.branch_layers, 1);
     assert!(job(&addr).contains(&tuned.meta.version), "{}", job(&addr));
@@ -822,8 +842,7 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
             .unwrap()
             .contains(&tuned.meta.version)
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 
     // 4. Fine-tuned already, with a review its head has not labelled (a relabelling stopped with its
     //    server looks the same): labelled, not trained again.
@@ -833,7 +852,7 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
     )
     .unwrap();
     dongcha(&["ingest", d.join("one-more.jsonl").to_str().unwrap()]);
-    let (mut server, addr) = start("1");
+    let (server, addr) = start("1");
     wait("the relabelling", 120, &|| {
         job(&addr).starts_with("done at")
     });
@@ -847,15 +866,13 @@ fn serve_fine_tunes_in_the_background_and_switches_when_done() {
             .version,
         tuned.meta.version
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 
     // 5. Nothing left to do: nothing started.
-    let (mut server, addr) = start("1");
+    let (server, addr) = start("1");
     wait("the check", 60, &|| {
         job(&addr).starts_with("done: fine-tuned already")
     });
     assert!(trainers().is_empty());
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 }

@@ -152,6 +152,13 @@ async fn step(
 ) -> Result<(), String> {
     let what = format!("dongcha {}", args.join(" "));
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    // The program this server runs, even when its file has been replaced or removed since it started
+    // (a rebuild or an upgrade while serving): the file's path then names another program or none
+    // ("No such file or directory", which once failed the labelling after a rebuild mid-training).
+    #[cfg(target_os = "linux")]
+    let program = PathBuf::from("/proc/self/exe");
+    #[cfg(not(target_os = "linux"))]
+    let program = exe.clone();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -160,7 +167,13 @@ async fn step(
     let err = log
         .try_clone()
         .map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = std::process::Command::new(program);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // What `ps` shows: the program's name, not /proc/self/exe.
+        cmd.arg0(&exe);
+    }
     cmd.args(&how.global)
         .args(args)
         .stdin(Stdio::null())

@@ -11,7 +11,7 @@ build_dongcha
 $dc setup --demo
 # The quick sentiment head is trained once (about 2 minutes on 2 cores with AVX-512 VNNI, mostly encoding
 # 31k texts); a later run finds it under data/heads and goes straight on. The fine-tuned head (better on
-# every held-out set, about 26 minutes and 11 GB on 2 cores) is not waited for: `serve --fine-tune` below
+# every held-out set, about 25 minutes and 4 GB on 2 cores) is not waited for: `serve --fine-tune` below
 # trains it in a background process at the lowest priority and labels the reviews again, and answers
 # switch to it when that is done (/healthz shows where it stands; data/fine-tune.log has its output).
 $dc train sentiment --if-missing --frozen

@@ -41,13 +41,13 @@ pub enum HeadsError {
     ShopData(String),
     #[error(
         "no sentiment head at {0}: train one with `dongcha train sentiment --frozen` (about 2 minutes on \
-         2 cores; without --frozen it fine-tunes the encoder first: about 26 minutes and 11 GB)"
+         2 cores; without --frozen it fine-tunes the encoder first: about 25 minutes and 4 GB)"
     )]
     NoHead(String),
     #[error(
         "{available:.1} GB of memory available; fine-tuning the full corpus needs {need:.1} GB ([nlp] \
-         fine_tune_memory_gb; the default run peaked at 11.0 GB): train the quick head with --frozen \
-         instead (--limit N fine-tunes fewer texts, but 2,000 a set still peaked at 8.0 GB)"
+         fine_tune_memory_gb; the default run peaked at 3.9 GB): train the quick head with --frozen \
+         instead, or fine-tune fewer texts with --limit N (2,000 a set peaked at 3.1 GB)"
     )]
     Memory { available: f64, need: f64 },
 }

@@ -258,8 +258,8 @@ enum TrainCommand {
         #[arg(long)]
         validate: bool,
         /// Train the heads over the encoder's own vectors, without fine-tuning its top layers first:
-        /// about 2 minutes on 2 cores instead of about 26 (and 11 GB of memory); held out, positive vs
-        /// negative, 0.876 / 0.877 / 0.846 (Chinese / Amazon / movies) instead of 0.880 / 0.886 / 0.860.
+        /// about 2 minutes on 2 cores instead of about 25 (and 4 GB of memory); held out, positive vs
+        /// negative, 0.876 / 0.877 / 0.846 (Chinese / Amazon / movies) instead of 0.881 / 0.886 / 0.861.
         #[arg(long)]
         frozen: bool,
         /// Fine-tune the encoder's top layers first (the default; kept for scripts written before).
@@ -580,7 +580,7 @@ enum Command {
         #[arg(long)]
         no_llm: bool,
         /// When the sentiment head is the quick one (`train sentiment --frozen`), fine-tune it in a
-        /// background process at the lowest priority (about 26 minutes and 11 GB on 2 cores), then
+        /// background process at the lowest priority (about 25 minutes and 4 GB on 2 cores), then
         /// label the reviews again; answers switch to the new labels when that is done. Where it
         /// stands: /healthz `jobs`. Arguments after `--` go to `dongcha train sentiment`.
         #[arg(long)]

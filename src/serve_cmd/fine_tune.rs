@@ -1,6 +1,6 @@
 //! `dongcha serve --fine-tune`: the service answers at once with the quick sentiment head (trained over
 //! the encoder's own vectors in about two minutes) while a background process fine-tunes the encoder's
-//! top layers (`dongcha train sentiment`, about 26 minutes on 2 cores), then another labels the reviews
+//! top layers (`dongcha train sentiment`, about 25 minutes on 2 cores), then another labels the reviews
 //! again (`dongcha enrich`). Answers switch to the new labels when the refresher sees the store's new
 //! data version, as for any other process's enrichment.
 //!
